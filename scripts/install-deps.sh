@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install everything wnod's demo and tests need on a fresh Debian 12 machine (as root): Debian packages and npm modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(qemu-system-x86 qemu-utils busybox-static bdii slapd glue-schema ldap-utils voms-clients openssl cpio e2fsprogs util-linux procps iproute2 passwd)
+missing=()
+for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # slapd's postinst must not start a system-wide server on port 389: we start our own on loopback
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run -s build

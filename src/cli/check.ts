@@ -1,0 +1,55 @@
+import { parseArgs } from 'node:util';
+import { stat } from 'node:fs/promises';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
+import { UsageError } from '../util/errors.js';
+import type { SiteConfig } from '../config/types.js';
+
+export const summary = 'validate the site config and report every problem at once';
+
+/** Checks of the host around a valid config: paths that must exist, the ticket key's mode. Warnings only:
+ * a CE has no cache dir and a worker node needs no vomsdir. */
+async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
+  const out: string[] = [];
+  for (const [key, dir] of [['trust.vomsdir', cfg.trust.vomsdir], ['trust.certdir', cfg.trust.certdir]] as const) {
+    const s = await stat(dir).catch(() => undefined);
+    if (!s?.isDirectory()) out.push(`${key}: ${dir} is not a directory (needed on the CE to verify proxies)`);
+  }
+  const k = await stat(cfg.ticket.keyFile).catch(() => undefined);
+  if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket-key --out ${cfg.ticket.keyFile})`);
+  else if (k.mode & 0o004) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is readable by others: the filter and the prologue will refuse it`);
+  else if (k.mode & 0o040) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is group-readable: only a CE with ticket.key_group accepts that; worker nodes refuse it`);
+  return out;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(`usage: wnod check [--config FILE] [--json]\n${summary}; exit 0 when valid, 1 otherwise\n`);
+    return 0;
+  }
+  const path = values.config ?? DEFAULT_CONFIG_PATH;
+  try {
+    const cfg = await loadConfig(path);
+    const warnings = await hostWarnings(cfg);
+    if (values.json) {
+      process.stdout.write(JSON.stringify({ ok: true, file: path, images: cfg.images.map((i) => i.id), rules: cfg.policy.rules.map((r) => r.name), warnings }) + '\n');
+    } else {
+      process.stdout.write(`${path}: OK — ${cfg.images.length} images (${cfg.images.map((i) => i.id).join(', ')}), ${cfg.policy.rules.length} rules\n`);
+      for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
+    }
+    return 0;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (values.json) {
+      process.stdout.write(JSON.stringify({ ok: false, file: path, problems: err.problems }) + '\n');
+    } else {
+      process.stderr.write(`${err.message}\n${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${path}\n`);
+    }
+    return 1;
+  }
+}

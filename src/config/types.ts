@@ -1,0 +1,134 @@
+/** The validated site configuration (one YAML file, e.g. /etc/wnod/wnod.yaml). Keys are camelCase here,
+ * snake_case in the file; `src/config/load.ts` maps and validates. */
+
+/** One artifact on shared storage: a path, file://, http:// or https:// URL, and its expected sha256. */
+export interface Artifact {
+  source: string;
+  sha256: string;
+}
+
+/** A bounded resource: what a job gets when it asks for nothing, and the most it may ask for. */
+export interface Bounded {
+  default: number;
+  max: number;
+}
+
+export interface ImageOS {
+  family: string;   // GLUE2 OSFamily, e.g. "linux"
+  name: string;     // e.g. "ScientificSL"
+  version: string;  // e.g. "6.10"
+}
+
+/** A catalog entry. `kind: disk` boots a bootable disk image (raw or qcow2); `kind: kernel` boots
+ * kernel + initrd directly, with an optional root disk. */
+export interface Image {
+  id: string;                 // the RTE tag users request, e.g. "vm_sl6" (ASCII, [A-Za-z0-9._-])
+  title: string;
+  os: ImageOS;
+  arch: 'x86_64' | 'i686' | 'aarch64';
+  kind: 'disk' | 'kernel';
+  disk?: Artifact & { format: 'raw' | 'qcow2' };
+  kernel?: Artifact;
+  initrd?: Artifact;
+  cmdline?: string;           // extra kernel command line (kind: kernel)
+  cpus: Bounded;
+  memoryMB: Bounded;
+  diskGB: Bounded;
+  published: boolean;
+  queue?: string;             // overrides lrm.queue for jobs of this image
+  /** sha256 identifying the whole image: the disk's for `disk`, a digest over all artifacts for `kernel`. */
+  digest: string;
+}
+
+/** An ordered authorisation rule: the first rule whose pattern matches one of the user's FQANs (or the VO) wins. */
+export interface Rule {
+  name: string;
+  fqan?: string;              // Argus-style FQAN pattern, e.g. "/atlas/Role=production" or "/atlas/*"
+  vo?: string;                // matches any member of the VO (any FQAN, or the VO name alone)
+  group?: string;             // local unix group (used for jobs without ticket / leases by local users)
+  images: string[];           // allowed image ids; ["*"] means every catalog image
+  default?: string;           // image for jobs that request none
+  maxCpus?: number;
+  maxMemoryMB?: number;
+}
+
+export interface Policy {
+  rules: Rule[];
+  /** A job that requests no image: give it the matched rule's default, or deny it. */
+  noRequest: 'default' | 'deny';
+  /** Prologue, for a job without a ticket: refuse it, give it the default of the rule matching its unix group,
+   * or run it bare on the host (no VM). */
+  noTicket: 'refuse' | 'group-default' | 'bare';
+  /** A requested RTE tag with this prefix is an image request even if the catalog lacks it (then denied as
+   * unknown); other unknown tags are software tags the filter leaves alone. '' = only catalog ids. */
+  imageTagPrefix: string;
+}
+
+export interface Trust {
+  vomsdir: string;
+  certdir: string;
+  /** true when the CE verified the FQANs it passes to BLAH (x509UserProxyFQAN) — only then are they used
+   * without a proxy. */
+  blahFqansVerified: boolean;
+}
+
+export interface TicketConfig {
+  keyFile: string;
+  /** CEs where BLAH runs as many pool accounts: the filter may read a key that is group-readable by THIS group
+   * (never other-readable). Worker nodes always demand a root-only key. */
+  keyGroup?: string | undefined;
+  lifetimeS: number;          // validity from issue (covers the time a job waits in the queue)
+}
+
+export interface LrmConfig {
+  type: 'torque';
+  queue?: string | undefined; // default queue for wnod jobs (printed as #PBS -q when set)
+  jobClass?: string | undefined;        // printed as #PBS -T <class> so pbs_mom runs prologue.<class>
+  momPriv: string;            // $PBS_HOME/mom_priv
+  prologueBudgetS: number;    // must fit $prologalarm (default 300 s, killed 10 s early)
+  maxRequeues: number;        // transient prologue faults requeue at most this many times, then abort
+}
+
+export interface CacheConfig {
+  dir: string;
+  highWatermarkGB: number;
+  lowWatermarkGB: number;
+}
+
+export interface VmConfig {
+  driver: 'qemu' | 'libvirt';
+  accel: 'auto' | 'kvm' | 'tcg';
+  stateDir: string;
+  network: 'none' | 'user' | 'bridge';
+  bridge?: string | undefined;
+  readyTimeoutS: number;
+  stopGraceS: number;
+  maxBooting: number;         // 0 = the core count
+}
+
+/** GLUE identity of this CE for the info provider. */
+export interface GlueConfig {
+  subClusterDn: string;       // GLUE 1.3 SubCluster DN that carries the RTE tags
+  computingServiceId: string; // GLUE 2.0
+  computingManagerId: string; // GLUE 2.0
+  glue2Suffix: string;        // e.g. "GLUE2GroupID=resource,o=glue"
+  perVoTags: boolean;         // also publish VO-<vo>-<image> tags
+  validityS: number;
+  lastGoodFile: string;       // cache of the last good provider output
+}
+
+export interface SiteConfig {
+  site: { name: string; ceHost: string };
+  images: Image[];
+  policy: Policy;
+  trust: Trust;
+  ticket: TicketConfig;
+  lrm: LrmConfig;
+  cache: CacheConfig;
+  vm: VmConfig;
+  glue: GlueConfig;
+  logFile: string;            // root-only log for details that must not reach the job's output
+  accountingFile: string;
+  /** where the config was read from (for messages) */
+  path: string;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Entry point called by plugins/pbs_local_submit_attributes.sh: `main.js --config FILE <BLAH temp script>`.
+// stdout goes verbatim into the batch script, stderr is discarded by BLAH and the exit code ignored, so the
+// log goes to the file named by WNOD_FILTER_LOG (if writable) and the output is always directives.
+import { appendFile } from 'node:fs/promises';
+import { runFilter } from './filter.js';
+import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import { denyDirectives } from './directives.js';
+
+async function main(argv: string[]): Promise<void> {
+  let config = DEFAULT_CONFIG_PATH;
+  let script: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--config' && i + 1 < argv.length) config = argv[++i]!;
+    else script = argv[i];
+  }
+  if (!script) {
+    process.stdout.write(denyDirectives('the wnod submit filter was called without the BLAH script'));
+    return;
+  }
+  const r = await runFilter(script, config);
+  process.stdout.write(r.output);
+  const logFile = process.env.WNOD_FILTER_LOG;
+  if (logFile && r.log.length > 0) {
+    const stamp = new Date().toISOString();
+    await appendFile(logFile, r.log.map((l) => `${stamp} filter[${process.pid}] ${l}\n`).join(''), { mode: 0o600 }).catch(() => {});
+  }
+  process.stderr.write(r.log.map((l) => `wnod-filter: ${l}\n`).join(''));
+}
+
+main(process.argv.slice(2)).catch(() => {
+  process.stdout.write(denyDirectives('the wnod submit filter failed unexpectedly'));
+});

@@ -1,0 +1,93 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { ConfigError, imageDigest, parseConfig } from '../src/config/load.js';
+
+const sample = readFileSync(new URL('../etc/wnod.yaml', import.meta.url), 'utf8');
+
+function problems(text: string): string[] {
+  try {
+    parseConfig(text, 'site.yaml');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n');
+    throw err;
+  }
+  return [];
+}
+
+t.test('the sample config is valid and carries every documented section', async (t) => {
+  const cfg = parseConfig(sample, 'etc/wnod.yaml');
+  t.same(cfg.images.map((i) => i.id), ['vm_sl6', 'vm_el9']);
+  t.equal(cfg.images[0]!.digest, cfg.images[0]!.disk!.sha256, 'a disk image is named by its disk digest');
+  t.match(cfg.images[1]!.digest, /^[0-9a-f]{64}$/);
+  t.not(cfg.images[1]!.digest, cfg.images[1]!.disk!.sha256, 'a kernel image digest covers kernel, initrd and disk');
+  t.same(cfg.policy.rules.map((r) => r.name), ['atlas-production', 'dteam']);
+  t.equal(cfg.policy.noRequest, 'default');
+  t.equal(cfg.lrm.queue, 'wnod');
+  t.equal(cfg.trust.blahFqansVerified, false);
+  t.equal(cfg.vm.driver, 'qemu');
+});
+
+t.test('defaults fill what a minimal config leaves out', async (t) => {
+  const cfg = parseConfig(`site: {name: S, ce_host: ce.example.org}
+images:
+  - id: vm_a
+    title: A
+    os: {name: Debian, version: "12"}
+    kind: disk
+    disk: {source: /srv/a.img, sha256: "${'a'.repeat(64)}", format: raw}
+    cpus: {default: 1, max: 2}
+    memory_mb: {default: 512, max: 1024}
+    disk_gb: {default: 1, max: 2}
+policy:
+  rules: [{name: all, vo: dteam, images: ["*"], default: vm_a}]
+`, 'min.yaml');
+  t.equal(cfg.trust.vomsdir, '/etc/grid-security/vomsdir');
+  t.equal(cfg.ticket.keyFile, '/etc/wnod/ticket.key');
+  t.equal(cfg.lrm.prologueBudgetS, 280);
+  t.equal(cfg.policy.noTicket, 'refuse');
+  t.equal(cfg.glue.subClusterDn, 'GlueSubClusterUniqueID=ce.example.org,GlueClusterUniqueID=ce.example.org,mds-vo-name=resource,o=grid');
+  t.equal(cfg.images[0]!.published, true);
+});
+
+t.test('every problem is reported at once, each with file, line and key', async (t) => {
+  const bad = sample
+    .replace('ce_host: ce.example.org', 'ce_host: "ce example"')
+    .replace('default: vm_sl6\n', 'default: vm_nope\n')
+    .replace('memory_mb: { default: 2048, max: 8192 }', 'memory_mb: { default: 9000, max: 8192 }')
+    .replace('  stop_grace_s: 10 ', '  stop_grace: 10 ')
+    .replace('driver: qemu  ', 'driver: xen   ');
+  const p = problems(bad);
+  const ce = p.find((l) => /^site\.yaml:\d+: site\.ce_host: "ce example" is not a host name/.test(l));
+  t.ok(ce, p.join('\n'));
+  t.match(bad.split('\n')[Number(ce?.split(':')[1]) - 1], /ce_host:/);
+  t.ok(p.some((l) => /^site\.yaml:\d+: policy\.rules\[0\]\.default: unknown image "vm_nope"/.test(l)));
+  t.ok(p.some((l) => /images\[0\]\.memory_mb\.default: default 9000 is above max 8192/.test(l)));
+  t.ok(p.some((l) => /:\d+: vm\.stop_grace: unknown key/.test(l)), 'typos are unknown keys, not silently ignored');
+  t.ok(p.some((l) => /vm\.driver: "xen" is not one of qemu, libvirt/.test(l)));
+  t.ok(p.length >= 5);
+  const line = Number(p.find((l) => l.includes('vm.stop_grace'))!.split(':')[1]);
+  t.equal(bad.split('\n')[line - 1]!.trim().startsWith('stop_grace:'), true, 'the line number points at the key');
+});
+
+t.test('case-insensitive id clash, unknown rule images, unquoted digests', async (t) => {
+  const bad = sample.replace('- id: vm_el9', '- id: VM_SL6').replace('images: [vm_sl6, vm_el9]', 'images: [vm_sl6, vm_zz]')
+    .replace('sha256: "0000000000000000000000000000000000000000000000000000000000000000"', 'sha256: 1234');
+  const p = problems(bad);
+  t.ok(p.some((l) => /images\[1\]\.id: "VM_SL6" clashes with images\[0\]/.test(l)), p.join('\n'));
+  t.ok(p.some((l) => /policy\.rules\[0\]\.images\[1\]: unknown image "vm_zz"/.test(l)));
+  t.ok(p.some((l) => /images\[0\]\.disk\.sha256: expected a string, got number 1234 \(quote it\)/.test(l)));
+});
+
+t.test('YAML syntax errors and duplicate keys name the line', async (t) => {
+  t.match(problems('site:\n  name: a\n  name: b\n')[0], /^site\.yaml:3: \(top level\): YAML syntax: Map keys must be unique/);
+  t.match(problems('site: [unclosed\n')[0], /^site\.yaml:\d+: \(top level\): YAML syntax/);
+  t.match(problems('- a\n- b\n')[0], /expected a mapping/);
+});
+
+t.test('imageDigest is stable and order-defined', async (t) => {
+  const a = imageDigest({ kind: 'kernel', kernel: { source: '/k', sha256: 'a'.repeat(64) }, initrd: { source: '/i', sha256: 'b'.repeat(64) } });
+  const b = imageDigest({ kind: 'kernel', kernel: { source: '/k2', sha256: 'a'.repeat(64) }, initrd: { source: '/i2', sha256: 'b'.repeat(64) } });
+  const c = imageDigest({ kind: 'kernel', kernel: { source: '/k', sha256: 'b'.repeat(64) }, initrd: { source: '/i', sha256: 'a'.repeat(64) } });
+  t.equal(a, b, 'sources do not matter, contents do');
+  t.not(a, c, 'swapping kernel and initrd changes the digest');
+});

@@ -1,0 +1,3 @@
+#!/bin/bash
+GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_centos5"'
+VirtualOrganisation='dteam'
