@@ -1,6 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ConfigError, imageDigest, parseConfig } from '../src/config/load.js';
+import { ConfigError, imageDigest } from '../src/config/load.js';
+import { parseConfig } from '../src/config/parse.js';
 
 const sample = readFileSync(new URL('../etc/wnod.yaml', import.meta.url), 'utf8');
 
@@ -90,4 +91,34 @@ t.test('imageDigest is stable and order-defined', async (t) => {
   const c = imageDigest({ kind: 'kernel', kernel: { source: '/k', sha256: 'b'.repeat(64) }, initrd: { source: '/i', sha256: 'a'.repeat(64) } });
   t.equal(a, b, 'sources do not matter, contents do');
   t.not(a, c, 'swapping kernel and initrd changes the digest');
+});
+
+t.test('loadConfig: the compiled cache returns the same config and ignores entries root does not own', async (t) => {
+  const { mkdtemp, writeFile, readdir, readFile: rf, chown } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { loadConfig, COMPILED_CONFIG_DIR } = await import('../src/config/load.js');
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-cfg-'));
+  const file = join(dir, 'site.yaml');
+  const text = sample.replace('name: EXAMPLE-SITE', `name: SITE-${process.pid}-${Date.now()}`);
+  await writeFile(file, text);
+  const first = await loadConfig(file);
+  const entries = (await readdir(COMPILED_CONFIG_DIR)).filter((f) => f.endsWith('.json'));
+  const mine = [];
+  for (const e of entries) if ((await rf(join(COMPILED_CONFIG_DIR, e), 'utf8')).includes(first.site.name)) mine.push(e);
+  t.equal(mine.length, 1, 'one cache entry written (tests run as root)');
+  const second = await loadConfig(file);
+  t.same(second, first, 'cache hit = same config');
+  // Tamper with the entry and hand it to another owner: it must be ignored, not trusted.
+  const entry = join(COMPILED_CONFIG_DIR, mine[0]!);
+  const tampered = JSON.parse(await rf(entry, 'utf8'));
+  tampered.policy.rules[0].images = ['*'];
+  await writeFile(entry, JSON.stringify(tampered));
+  t.same((await loadConfig(file)).policy.rules[0]!.images, ['*'], 'root-owned entry is trusted (only root can write there)');
+  await chown(entry, 65534, 65534);
+  t.same((await loadConfig(file)).policy.rules[0]!.images, ['vm_sl6', 'vm_el9'], 'an entry owned by someone else is ignored');
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, text.replace('driver: qemu', 'driver: xen'));
+  await t.rejects(loadConfig(bad), { code: 'config', message: /vm\.driver/ }, 'errors are never cached');
+  await t.rejects(loadConfig(bad), { code: 'config' });
 });

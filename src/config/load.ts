@@ -1,224 +1,84 @@
-import { readFile } from 'node:fs/promises';
+// Reading the site config, fast. The filter and the hooks run once per job, and loading the YAML library costs
+// more than the rest of their work: a validated config is therefore kept as JSON in a root-owned cache keyed by
+// the sha256 of the file's bytes (and of the validator's own code), and the YAML parser is loaded only on a miss.
+import { readFile, stat, mkdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { LineCounter, parseDocument } from 'yaml';
-import { WnodError } from '../util/errors.js';
-import { ConfigReader, formatProblem, type ConfigProblem } from './reader.js';
-import type { Artifact, Bounded, Image, Rule, SiteConfig } from './types.js';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import type { SiteConfig } from './types.js';
 
-/** Every problem found in a config file; the message lists them all, one per line. */
-export class ConfigError extends WnodError {
-  constructor(readonly problems: ConfigProblem[]) {
-    super('config', problems.map(formatProblem).join('\n'));
-  }
-}
+export { ConfigError } from './errors.js';
+export { imageDigest, IMAGE_ID } from './image.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/wnod/wnod.yaml';
+/** Fixed, not configurable: a cache any user could point elsewhere would let them choose their own policy. */
+export const COMPILED_CONFIG_DIR = '/var/cache/wnod/compiled-config';
 const MAX_CONFIG_BYTES = 4 << 20;
 
-/** Image ids are RTE tags: GLUE IA5, safe as file names and shell words. */
-export const IMAGE_ID = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$/;
-const SHA256 = /^[0-9a-f]{64}$/;
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const ABS_PATH = /^\/[^\0]*$/;
-const SOURCE = /^(\/|file:\/\/\/|https?:\/\/)[^\s\0]+$/;
-const FQAN_PATTERN = /^\/[A-Za-z0-9._*-]+(\/[A-Za-z0-9._*=-]+)*$/;
+let validatorStamp: string | undefined;
+/** Identifies the validator's code, so that a wnod upgrade never serves a config validated by older rules. */
+async function stamp(): Promise<string> {
+  if (validatorStamp === undefined) {
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'; // .ts when tests run the sources
+    const files = ['parse', 'reader', 'image'].map((f) => fileURLToPath(new URL(f + ext, import.meta.url)));
+    const parts = await Promise.all(files.map(async (f) => { const s = await stat(f); return `${f}:${s.size}:${s.mtimeMs}`; }));
+    validatorStamp = parts.join('|');
+  }
+  return validatorStamp;
+}
+
+/** A cached entry is used only when root owns it and its directory and nobody else can write either. */
+async function trusted(path: string): Promise<boolean> {
+  const [d, f] = await Promise.all([stat(COMPILED_CONFIG_DIR), stat(path)]);
+  return d.uid === 0 && (d.mode & 0o022) === 0 && f.uid === 0 && (f.mode & 0o022) === 0 && f.isFile();
+}
 
 /** Read and validate a site config file. Throws ConfigError listing every problem, each with file:line: key. */
 export async function loadConfig(path: string = DEFAULT_CONFIG_PATH): Promise<SiteConfig> {
-  let text: string;
+  let buf: Buffer;
   try {
-    const buf = await readFile(path);
-    if (buf.length > MAX_CONFIG_BYTES) throw new ConfigError([{ file: path, line: 1, key: '', message: `file larger than ${MAX_CONFIG_BYTES} bytes` }]);
-    text = buf.toString('utf8');
+    buf = await readFile(path);
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
     throw new ConfigError([{ file: path, line: 0, key: '', message: `cannot read: ${(err as Error).message}` }]);
   }
-  return parseConfig(text, path);
-}
-
-/** Validate config text (pure; `file` only names it in messages). */
-export function parseConfig(text: string, file: string): SiteConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true, strict: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => ({
-      file, line: e.linePos?.[0]?.line ?? 1, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}`,
-    })));
-  }
-  const r = new ConfigReader(file, doc, lines);
-  if (!r.isMapping([])) throw new ConfigError(r.problems);
-
-  const site = { name: r.str(['site', 'name']) ?? '', ceHost: r.str(['site', 'ce_host'], { pattern: /^[A-Za-z0-9.-]+$/, patternText: 'a host name' }) ?? '' };
-  const images = readImages(r);
-  const policy = readPolicy(r, images);
-  const trust = {
-    vomsdir: r.str(['trust', 'vomsdir'], { default: '/etc/grid-security/vomsdir', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    certdir: r.str(['trust', 'certdir'], { default: '/etc/grid-security/certificates', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    blahFqansVerified: r.bool(['trust', 'blah_fqans_verified'], false),
-  };
-  const ticket = {
-    keyFile: r.str(['ticket', 'key_file'], { default: '/etc/wnod/ticket.key', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    keyGroup: r.str(['ticket', 'key_group'], { optional: true, pattern: NAME, patternText: 'a unix group name' }),
-    lifetimeS: r.int(['ticket', 'lifetime_s'], { default: 7 * 86400, min: 60, max: 90 * 86400 })!,
-  };
-  const lrm = {
-    type: r.oneOf(['lrm', 'type'], ['torque'] as const, 'torque')!,
-    queue: r.str(['lrm', 'queue'], { optional: true, pattern: NAME, patternText: 'a queue name' }),
-    jobClass: r.str(['lrm', 'job_class'], { optional: true, pattern: /^[A-Za-z0-9_-]{1,32}$/, patternText: 'a job class name' }),
-    momPriv: r.str(['lrm', 'mom_priv'], { default: '/var/spool/torque/mom_priv', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    prologueBudgetS: r.int(['lrm', 'prologue_budget_s'], { default: 280, min: 10, max: 3600 })!,
-    maxRequeues: r.int(['lrm', 'max_requeues'], { default: 3, min: 0, max: 100 })!,
-  };
-  const cache = {
-    dir: r.str(['cache', 'dir'], { default: '/var/cache/wnod', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    highWatermarkGB: r.int(['cache', 'high_watermark_gb'], { default: 200, min: 1 })!,
-    lowWatermarkGB: r.int(['cache', 'low_watermark_gb'], { default: 150, min: 0 })!,
-  };
-  if (cache.lowWatermarkGB >= cache.highWatermarkGB) r.problem(['cache', 'low_watermark_gb'], `must be below high_watermark_gb (${cache.highWatermarkGB})`);
-  const vm = {
-    driver: r.oneOf(['vm', 'driver'], ['qemu', 'libvirt'] as const, 'qemu')!,
-    accel: r.oneOf(['vm', 'accel'], ['auto', 'kvm', 'tcg'] as const, 'auto')!,
-    stateDir: r.str(['vm', 'state_dir'], { default: '/var/lib/wnod', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    network: r.oneOf(['vm', 'network'], ['none', 'user', 'bridge'] as const, 'none')!,
-    bridge: r.str(['vm', 'bridge'], { optional: true, pattern: /^[A-Za-z0-9_.-]{1,15}$/, patternText: 'an interface name' }),
-    readyTimeoutS: r.int(['vm', 'ready_timeout_s'], { default: 120, min: 1, max: 3600 })!,
-    stopGraceS: r.int(['vm', 'stop_grace_s'], { default: 10, min: 0, max: 600 })!,
-    maxBooting: r.int(['vm', 'max_booting'], { default: 0, min: 0, max: 1024 })!,
-  };
-  if (vm.network === 'bridge' && !vm.bridge) r.problem(['vm', 'network'], 'network: bridge needs vm.bridge');
-  const ce = site.ceHost || 'localhost';
-  const glue = {
-    subClusterDn: r.str(['glue', 'subcluster_dn'], { default: `GlueSubClusterUniqueID=${ce},GlueClusterUniqueID=${ce},mds-vo-name=resource,o=grid` })!,
-    computingServiceId: r.str(['glue', 'computing_service_id'], { default: `${ce}_ComputingElement` })!,
-    computingManagerId: r.str(['glue', 'computing_manager_id'], { default: `${ce}_ComputingElement_Manager` })!,
-    glue2Suffix: r.str(['glue', 'glue2_suffix'], { default: 'GLUE2GroupID=resource,o=glue' })!,
-    perVoTags: r.bool(['glue', 'per_vo_tags'], false),
-    validityS: r.int(['glue', 'validity_s'], { default: 3600, min: 60 })!,
-    lastGoodFile: r.str(['glue', 'last_good_file'], { default: '/var/cache/wnod/glue-last-good.ldif', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-  };
-  if (!/,o=grid$/i.test(glue.subClusterDn)) r.problem(['glue', 'subcluster_dn'], 'must be a DN under o=grid');
-  if (!/(^|,)o=glue$/i.test(glue.glue2Suffix)) r.problem(['glue', 'glue2_suffix'], 'must be a DN under o=glue');
-  const logFile = r.str(['log_file'], { default: '/var/log/wnod/wnod.log', pattern: ABS_PATH, patternText: 'an absolute path' })!;
-  const accountingFile = r.str(['accounting_file'], { default: '/var/log/wnod/accounting.jsonl', pattern: ABS_PATH, patternText: 'an absolute path' })!;
-
-  r.reportUnknownKeys();
-  if (r.problems.length > 0) throw new ConfigError(r.problems.sort((a, b) => a.line - b.line));
-  return { site, images, policy, trust, ticket, lrm, cache, vm, glue, logFile, accountingFile, path: file };
-}
-
-function readArtifact(r: ConfigReader, path: (string | number)[], optional: boolean): Artifact | undefined {
-  if (!r.isMapping(path, optional)) return undefined;
-  const source = r.str([...path, 'source'], { pattern: SOURCE, patternText: 'an absolute path, file:///…, http:// or https:// URL' });
-  const sha256 = r.str([...path, 'sha256'], { pattern: SHA256, patternText: 'a sha256 (64 lower-case hex digits)' });
-  return source && sha256 ? { source, sha256 } : undefined;
-}
-
-function readBounded(r: ConfigReader, path: (string | number)[], min: number, max: number): Bounded {
-  if (!r.isMapping(path)) return { default: min, max: min };
-  const d = r.int([...path, 'default'], { min, max });
-  const m = r.int([...path, 'max'], { min, max });
-  if (d !== undefined && m !== undefined && d > m) r.problem([...path, 'default'], `default ${d} is above max ${m}`);
-  return { default: d ?? min, max: m ?? min };
-}
-
-/** The digest that names an image as a whole: the disk's for `disk`, a sha256 over all parts for `kernel`. */
-export function imageDigest(img: Pick<Image, 'kind' | 'disk' | 'kernel' | 'initrd'>): string {
-  if (img.kind === 'disk') return img.disk?.sha256 ?? '';
-  const h = createHash('sha256');
-  for (const [role, a] of [['kernel', img.kernel], ['initrd', img.initrd], ['disk', img.disk]] as const) {
-    if (a) h.update(`${role}:${a.sha256}\n`);
-  }
-  return h.digest('hex');
-}
-
-function readImages(r: ConfigReader): Image[] {
-  const n = r.length(['images']) ?? 0;
-  const images: Image[] = [];
-  const byLower = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const p = ['images', i];
-    if (!r.isMapping(p)) continue;
-    const id = r.str([...p, 'id'], { pattern: IMAGE_ID, patternText: 'an image tag ([A-Za-z0-9._+-], up to 100 ASCII characters)' });
-    if (id) {
-      // GLUE 1.3 RTE values are case-insensitive: vm_sl6 and VM_SL6 cannot both be published.
-      const prev = byLower.get(id.toLowerCase());
-      if (prev !== undefined) r.problem([...p, 'id'], `${JSON.stringify(id)} clashes with images[${prev}] (ids are case-insensitive)`);
-      else byLower.set(id.toLowerCase(), i);
+  if (buf.length > MAX_CONFIG_BYTES) throw new ConfigError([{ file: path, line: 1, key: '', message: `file larger than ${MAX_CONFIG_BYTES} bytes` }]);
+  const key = createHash('sha256').update(await stamp()).update('\0').update(buf).digest('hex');
+  const cachePath = join(COMPILED_CONFIG_DIR, `${key}.json`);
+  try {
+    if (await trusted(cachePath)) {
+      const cfg = JSON.parse(await readFile(cachePath, 'utf8')) as SiteConfig;
+      return { ...cfg, path };
     }
-    const kind = r.oneOf([...p, 'kind'], ['disk', 'kernel'] as const);
-    const osOk = r.isMapping([...p, 'os']);
-    const os = {
-      family: osOk ? r.str([...p, 'os', 'family'], { default: 'linux' })! : 'linux',
-      name: osOk ? r.str([...p, 'os', 'name']) ?? '' : '',
-      version: osOk ? r.str([...p, 'os', 'version']) ?? '' : '',
-    };
-    const diskPath = [...p, 'disk'];
-    const disk = readArtifact(r, diskPath, kind !== 'disk');
-    const format = r.has(diskPath) ? r.oneOf([...diskPath, 'format'], ['raw', 'qcow2'] as const, 'qcow2') : undefined;
-    const kernel = readArtifact(r, [...p, 'kernel'], kind !== 'kernel');
-    const initrd = readArtifact(r, [...p, 'initrd'], true);
-    if (kind === 'disk' && (r.has([...p, 'kernel']) || r.has([...p, 'initrd']))) r.problem([...p, 'kind'], 'kind: disk takes no kernel or initrd (use kind: kernel)');
-    const img: Image = {
-      id: id ?? '',
-      title: r.str([...p, 'title']) ?? '',
-      os,
-      arch: r.oneOf([...p, 'arch'], ['x86_64', 'i686', 'aarch64'] as const, 'x86_64')!,
-      kind: kind ?? 'disk',
-      ...(disk && format ? { disk: { ...disk, format } } : {}),
-      ...(kernel ? { kernel } : {}),
-      ...(initrd ? { initrd } : {}),
-      ...(r.has([...p, 'cmdline']) ? { cmdline: r.str([...p, 'cmdline'], { pattern: /^[\x20-\x7e]{1,1024}$/, patternText: 'printable ASCII' }) } : {}),
-      cpus: readBounded(r, [...p, 'cpus'], 1, 1024),
-      memoryMB: readBounded(r, [...p, 'memory_mb'], 64, 4 << 20),
-      diskGB: readBounded(r, [...p, 'disk_gb'], 1, 1 << 20),
-      published: r.bool([...p, 'published'], true),
-      ...(r.has([...p, 'queue']) ? { queue: r.str([...p, 'queue'], { pattern: NAME, patternText: 'a queue name' }) } : {}),
-      digest: '',
-    };
-    img.digest = imageDigest(img);
-    images.push(img);
+  } catch {
+    // no cache entry (or unreadable): validate from the YAML below
   }
-  return images;
+  const { parseConfig } = await import('./parse.js');
+  const cfg = parseConfig(buf.toString('utf8'), path);
+  if (process.getuid?.() === 0) {
+    // Only root writes the cache (the prologue on worker nodes, `wnod check` run by the admin on a CE).
+    await mkdir(COMPILED_CONFIG_DIR, { recursive: true, mode: 0o755 })
+      .then(() => writeFileAtomic(cachePath, JSON.stringify(cfg), 0o644))
+      .then(() => pruneCompiled())
+      .catch(() => {});
+  }
+  return cfg;
 }
 
-function readPolicy(r: ConfigReader, images: Image[]): SiteConfig['policy'] {
-  const ids = new Set(images.map((i) => i.id));
-  const n = r.length(['policy', 'rules']) ?? 0;
-  const rules: Rule[] = [];
-  const names = new Set<string>();
-  for (let i = 0; i < n; i++) {
-    const p = ['policy', 'rules', i];
-    if (!r.isMapping(p)) continue;
-    const name = r.str([...p, 'name'], { pattern: NAME, patternText: 'a rule name ([A-Za-z0-9._-])' }) ?? `rule${i}`;
-    if (names.has(name)) r.problem([...p, 'name'], `duplicate rule name ${JSON.stringify(name)}`);
-    names.add(name);
-    const fqan = r.str([...p, 'fqan'], { optional: true, pattern: FQAN_PATTERN, patternText: 'an FQAN pattern like /vo/group/Role=role or /vo/*' });
-    const vo = r.str([...p, 'vo'], { optional: true, pattern: /^[A-Za-z0-9._-]{1,64}$/, patternText: 'a VO name' });
-    const group = r.str([...p, 'group'], { optional: true, pattern: NAME, patternText: 'a unix group name' });
-    if (!fqan && !vo && !group) r.problem(p, 'a rule needs fqan, vo or group');
-    const allowed = r.strList([...p, 'images']) ?? [];
-    for (const [j, a] of allowed.entries()) {
-      if (a !== '*' && !ids.has(a)) r.problem([...p, 'images', j], `unknown image ${JSON.stringify(a)} (catalog: ${[...ids].join(', ') || 'empty'})`);
-    }
-    const dflt = r.str([...p, 'default'], { optional: true });
-    if (dflt !== undefined && !ids.has(dflt)) r.problem([...p, 'default'], `unknown image ${JSON.stringify(dflt)}`);
-    else if (dflt !== undefined && !allowed.includes('*') && !allowed.includes(dflt)) r.problem([...p, 'default'], `${JSON.stringify(dflt)} is not among this rule's images`);
-    const maxCpus = r.int([...p, 'max_cpus'], { optional: true, min: 1 });
-    const maxMemoryMB = r.int([...p, 'max_memory_mb'], { optional: true, min: 64 });
-    rules.push({
-      name, images: allowed,
-      ...(fqan ? { fqan } : {}), ...(vo ? { vo } : {}), ...(group ? { group } : {}),
-      ...(dflt ? { default: dflt } : {}),
-      ...(maxCpus ? { maxCpus } : {}), ...(maxMemoryMB ? { maxMemoryMB } : {}),
-    });
+/** Drop cache entries unused for a week (a miss is rare: this runs after a config change). */
+async function pruneCompiled(): Promise<void> {
+  const { readdir, unlink } = await import('node:fs/promises');
+  const old = Date.now() - 7 * 86400_000;
+  for (const name of await readdir(COMPILED_CONFIG_DIR)) {
+    const p = join(COMPILED_CONFIG_DIR, name);
+    const s = await stat(p).catch(() => undefined);
+    if (s && s.atimeMs < old && s.mtimeMs < old) await unlink(p).catch(() => {});
   }
-  return {
-    rules,
-    noRequest: r.oneOf(['policy', 'no_request'], ['default', 'deny'] as const, 'default')!,
-    noTicket: r.oneOf(['policy', 'no_ticket'], ['refuse', 'group-default', 'bare'] as const, 'refuse')!,
-    imageTagPrefix: r.has(['policy', 'image_tag_prefix'])
-      ? r.str(['policy', 'image_tag_prefix'], { pattern: /^[A-Za-z0-9._-]{0,32}$/, patternText: 'a tag prefix' }) ?? 'vm_'
-      : 'vm_',
-  };
+}
+
+/** Validate config text without touching any cache (for tests and tools that hold text, not a file). */
+export async function parseConfigText(text: string, file: string): Promise<SiteConfig> {
+  const { parseConfig } = await import('./parse.js');
+  return parseConfig(text, file);
 }

@@ -1,16 +1,6 @@
 import { isMap, isScalar, isSeq, LineCounter, type Document, type Node } from 'yaml';
 
-/** One problem in a config file, located by file, line and key path. */
-export interface ConfigProblem {
-  file: string;
-  line: number;
-  key: string;
-  message: string;
-}
-
-export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}: ${p.key || '(top level)'}: ${p.message}`;
-}
+import type { ConfigProblem } from './errors.js';
 
 type Path = (string | number)[];
 
