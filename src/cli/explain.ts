@@ -66,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
   const cfg = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
   let req: JobRequest;
   try {
-    const text = values['req-script'] !== undefined ? await readFile(values['req-script'], 'latin1') : undefined;
+    const text = values['req-script'] !== undefined ? await readFile(values['req-script'], 'utf8') : undefined;
     req = requestOf(values, text);
   } catch (err) {
     if (err instanceof WnodError) {

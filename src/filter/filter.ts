@@ -44,7 +44,7 @@ export async function runFilter(scriptPath: string, configPath: string, now: Dat
     const cfg = await loadConfig(configPath);
     const buf = await readFile(scriptPath);
     if (buf.length > MAX_SCRIPT_BYTES) throw new WnodError('malformed', `BLAH script ${scriptPath} is larger than ${MAX_SCRIPT_BYTES} bytes`);
-    const parsed = parseBlahScript(buf.toString('latin1'));
+    const parsed = parseBlahScript(buf.toString('utf8'));
     const request = requestFromScript(parsed);
     log.push(...request.warnings.map((w) => `${scriptPath}: ${w}`));
     const { decision, identity } = await decideRequest(request, cfg, now);
