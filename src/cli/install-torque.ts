@@ -1,0 +1,80 @@
+/** `wnod install torque --mom-priv DIR [--config FILE] [--prefix INSTALL_DIR] [--apply]`: install the hook shims
+ * into mom_priv (root-owned, the modes pbs_mom demands, verified after writing) and print — or with --apply write
+ * into mom_priv/config — the mom config lines; print the qmgr lines for the server. */
+import { parseArgs } from 'node:util';
+import { readFile, lstat, chown, stat } from 'node:fs/promises';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { InstallError, renderShim, shimPlan, permissionProblem, momConfigLines, mergeMomConfig, qmgrLines, checkShimPath } from '../lrm/torque/install.js';
+
+export const summary = 'install the Torque hooks (prologue, epilogue, job starter) into mom_priv';
+
+const HELP = `usage: wnod install torque --mom-priv DIR [--config FILE] [--prefix INSTALL_DIR] [--apply]
+  --mom-priv DIR   pbs_mom's $PBS_HOME/mom_priv
+  --config FILE    the site config the hooks will read (default /etc/wnod/wnod.yaml)
+  --prefix DIR     where wnod is installed (holds dist/ and lrm-hooks/; default: this installation)
+  --apply          also write $prologalarm and $job_starter into DIR/config (default: print them)
+`;
+
+/** This installation's root: dist/cli/install-torque.js → ../.. */
+function defaultPrefix(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: { 'mom-priv': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${HELP}`);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (!values['mom-priv']) throw new UsageError(`--mom-priv is required\n${HELP}`);
+  const momPriv = checkShimPath(resolve(values['mom-priv']), '--mom-priv');
+  const configPath = checkShimPath(resolve(values.config ?? '/etc/wnod/wnod.yaml'), '--config');
+  const prefix = checkShimPath(resolve(values.prefix ?? defaultPrefix()), '--prefix');
+  if (process.getuid?.() !== 0) throw new InstallError('wnod install torque must run as root (the hooks must be owned by uid 0)');
+
+  const { loadConfig } = await import('../config/load.js');
+  const cfg = await loadConfig(configPath);
+  const entry = join(prefix, 'dist', 'lrm', 'torque', 'entry.js');
+  await stat(entry).catch(() => { throw new InstallError(`${entry} does not exist: build wnod first (npm run build) or give --prefix`); });
+  const mp = await lstat(momPriv).catch(() => { throw new InstallError(`mom_priv ${momPriv} does not exist`); });
+  if (!mp.isDirectory()) throw new InstallError(`mom_priv ${momPriv} is not a directory`);
+
+  const installed: string[] = [];
+  for (const s of shimPlan(cfg)) {
+    const template = await readFile(join(prefix, 'lrm-hooks', s.hook), 'utf8');
+    const path = join(momPriv, s.name);
+    await writeFileAtomic(path, renderShim(template, { node: process.execPath, entry, config: configPath }), s.mode);
+    await chown(path, 0, 0);
+    // verify what pbs_mom will see: a violation would requeue every job in a loop
+    const st = await lstat(path);
+    const problem = permissionProblem({ uid: st.uid, mode: st.mode, isFile: st.isFile() }, s.hook === 'starter' ? 'user' : 'root');
+    if (problem || (st.mode & 0o777) !== s.mode) throw new InstallError(`${path}: after writing, ${problem ?? `mode is ${(st.mode & 0o777).toString(8)}, not ${s.mode.toString(8)}`}`);
+    installed.push(`${path} (${s.mode.toString(8)}, root)`);
+  }
+  const starter = join(momPriv, 'wnod-starter');
+  const momLines = momConfigLines(cfg, starter);
+  const out: string[] = ['installed:', ...installed.map((l) => `  ${l}`)];
+  if (values.apply) {
+    const cfgFile = join(momPriv, 'config');
+    const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
+    await writeFileAtomic(cfgFile, mergeMomConfig(existing, momLines), 0o644);
+    out.push(`wrote to ${cfgFile} (restart pbs_mom to apply):`, ...momLines.map((l) => `  ${l}`));
+  } else {
+    out.push(`add to ${join(momPriv, 'config')} (or rerun with --apply), then restart pbs_mom:`, ...momLines.map((l) => `  ${l}`));
+  }
+  out.push('on the Torque server, run with qmgr:', ...qmgrLines(cfg).map((l) => `  ${l}`));
+  if (cfg.lrm.jobClass) out.push(`jobs reach these hooks with \`qsub -T ${cfg.lrm.jobClass}\` (the submit filter adds it)`);
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
+}

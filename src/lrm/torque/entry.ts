@@ -1,0 +1,24 @@
+/** The one process entry of the Torque hooks: `node entry.js --config FILE <prologue|epilogue|starter> <pbs_mom argv…>`.
+ * The shims in mom_priv bake the config path in, so nothing the job controls (its environment reaches the starter)
+ * can point a hook at another config. */
+import { describe } from '../../util/errors.js';
+import { parseEntryArgv } from './entry-argv.js';
+
+async function start(): Promise<number> {
+  const { configPath, hook, rest } = parseEntryArgv(process.argv.slice(2));
+  const ctx = { configPath };
+  // SEAM: once src/vm is ready, build the TorqueVmEngine here and pass it as ctx.vm.
+  switch (hook) {
+    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, ctx);
+    case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);
+    case 'starter': return (await import('./starter.js')).main(rest, process.env, ctx);
+  }
+}
+
+start().then((code) => {
+  process.exitCode = code;
+}, (err: unknown) => {
+  process.stderr.write(`wnod hook: ${describe(err)}\n`);
+  // an unknown failure of a prologue must not requeue forever: 1 aborts (pbs_mom's only bounded outcome)
+  process.exitCode = 1;
+});

@@ -1,0 +1,22 @@
+/** SEAM — where the Torque hooks meet the VM engine (src/vm). The hooks are complete without it: they decide,
+ * refuse, count attempts and account. Once src/vm is ready, an implementation of this interface (built from a
+ * VmDriver and the image cache) is passed to the hooks by src/lrm/torque/entry.ts and nothing else changes. */
+import type { Image, SiteConfig } from '../../config/types.js';
+import type { JobRecord } from './jobstate.js';
+
+export interface VmJob {
+  jobId: string;
+  user: string;
+  group: string;
+  cfg: SiteConfig;
+}
+
+export interface TorqueVmEngine {
+  /** Prologue (root): stage the image and boot the job's VM detached; resolve once it is ready. Throw a
+   * TransientFault for faults worth a retry, a Refusal for permanent ones. */
+  start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string }): Promise<{ vmId: string; bootS: number }>;
+  /** Starter (job user): run the job script in the job's VM, streaming its output; resolve to its exit status. */
+  runJob(job: VmJob & { scriptPath: string; argv?: string[]; env: Record<string, string>; cwd: string }): Promise<number>;
+  /** Epilogue (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent. */
+  destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number }>;
+}

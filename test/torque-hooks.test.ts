@@ -1,0 +1,217 @@
+// The real wnod Torque hooks, installed by `wnod install torque` into a mom_priv and driven by the pbs_mom harness:
+// ticket checks, refusals (exit 1 → aborted, reason in the .o file), bounded requeues, bare runs, accounting.
+import t from 'tap';
+import { mkdir, readFile, writeFile, chmod, stat, access, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { execFileSync } from 'node:child_process';
+import { PbsMom, ensureTestUser, JOB_EXEC_FAIL2, type TestUser, type JobSpec } from '../src/testkit/pbsmom.js';
+import { run as installTorque } from '../src/cli/install-torque.js';
+import { loadConfig } from '../src/config/load.js';
+import { signTicket, newNonce, type TicketClaims } from '../src/ticket/index.js';
+import { readRecords } from '../src/accounting/store.js';
+import { main as prologueMain } from '../src/lrm/torque/prologue.js';
+import { readJobRecord } from '../src/lrm/torque/jobstate.js';
+import { TransientFault } from '../src/lrm/torque/outcome.js';
+import type { SiteConfig } from '../src/config/types.js';
+
+const repo = join(import.meta.dirname, '..');
+const root = t.testdir({});
+let user: TestUser;
+let key: Buffer;
+let workdir: string;
+
+t.before(async () => {
+  try {
+    await access(join(repo, 'dist', 'lrm', 'torque', 'entry.js'));
+  } catch {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repo, stdio: 'inherit' });
+  }
+  user = await ensureTestUser('wnodjob');
+  await chmod(root, 0o755);
+  workdir = join(root, 'work');
+  await mkdir(workdir, { recursive: true });
+  await chmod(workdir, 0o777);
+  key = randomBytes(32);
+  await writeFile(join(root, 'ticket.key'), key, { mode: 0o600 });
+});
+
+interface Site { cfg: SiteConfig; mom: PbsMom; dir: string }
+
+/** A site config (from etc/wnod.yaml, paths moved into the test dir) with the hooks installed into a new mom_priv. */
+async function site(name: string, edits: [string[], unknown][] = []): Promise<Site> {
+  const dir = join(root, name);
+  await mkdir(dir, { recursive: true });
+  const doc = parseDocument(await readFile(join(repo, 'etc', 'wnod.yaml'), 'utf8'));
+  const base: [string[], unknown][] = [
+    [['lrm', 'mom_priv'], join(dir, 'pbs', 'mom_priv')], [['lrm', 'max_requeues'], 2], [['lrm', 'job_class'], 'wnod'],
+    [['vm', 'state_dir'], join(dir, 'state')], [['log_file'], join(dir, 'log', 'wnod.log')],
+    [['accounting_file'], join(dir, 'acct', 'accounting.jsonl')], [['ticket', 'key_file'], join(root, 'ticket.key')],
+    [['cache', 'dir'], join(dir, 'cache')],
+  ];
+  for (const [path, value] of [...base, ...edits]) doc.setIn(path, value);
+  const cfgPath = join(dir, 'wnod.yaml');
+  await writeFile(cfgPath, doc.toString(), { mode: 0o644 });
+  const cfg = await loadConfig(cfgPath);
+  const mom = new PbsMom({ momPriv: cfg.lrm.momPriv, jobStarter: join(cfg.lrm.momPriv, 'wnod-starter'), requeueLimit: 10 });
+  await mom.setup();
+  const saved = process.stdout.write;
+  let printed = '';
+  process.stdout.write = ((s: string) => { printed += s; return true; }) as typeof process.stdout.write;
+  try {
+    t.equal(await installTorque(['--mom-priv', cfg.lrm.momPriv, '--config', cfgPath, '--prefix', repo, '--apply']), 0);
+  } finally {
+    process.stdout.write = saved;
+  }
+  t.match(printed, /kill_delay = 30/);
+  return { cfg, mom, dir };
+}
+
+function ticket(cfg: SiteConfig, over: Partial<TicketClaims> = {}): string {
+  const img = cfg.images.find((i) => i.id === 'vm_el9')!;
+  const now = Math.floor(Date.now() / 1000);
+  const claims: TicketClaims = {
+    v: 1, image: img.id, digest: img.digest, account: user.name, dn: '/DC=org/CN=Test User', fqan: '/dteam/Role=NULL/Capability=NULL',
+    vo: 'dteam', cpus: 1, memoryMB: 2048, rule: 'dteam', ce: 'ce.example.org', iat: now, exp: now + 3600, nonce: newNonce(), ...over,
+  };
+  return signTicket(claims, key);
+}
+
+const job = (id: string, header: string, body = 'echo hello-from-job\n'): JobSpec => ({
+  id, user, workdir, jobClass: 'wnod', queue: 'wnod', script: `#!/bin/bash\n#PBS -q wnod\n${header}\n${body}`,
+});
+
+t.test('install: shims in mom_priv, root-owned with pbs_mom\'s modes, mom config written', async (t) => {
+  const s = await site('install');
+  for (const [f, mode] of [['prologue.wnod', 0o500], ['epilogue.wnod', 0o500], ['wnod-starter', 0o555]] as const) {
+    const st = await stat(join(s.cfg.lrm.momPriv, f));
+    t.equal(st.uid, 0, `${f} owner`);
+    t.equal(st.mode & 0o777, mode, `${f} mode`);
+  }
+  const conf = await readFile(join(s.cfg.lrm.momPriv, 'config'), 'utf8');
+  t.match(conf, /^\$prologalarm 300$/m);
+  t.match(conf, new RegExp(`^\\$job_starter ${s.cfg.lrm.momPriv}/wnod-starter$`, 'm'));
+  const shim = await readFile(join(s.cfg.lrm.momPriv, 'prologue.wnod'), 'utf8');
+  t.match(shim, new RegExp(`--config ${s.dir}/wnod.yaml prologue "\\$@"`));
+});
+
+t.test('valid ticket: accepted, decision recorded, accounted; without the VM engine the starter refuses to run bare', async (t) => {
+  const s = await site('valid');
+  const r = await s.mom.runJob(job('100.wn1', `# wnod-ticket: ${ticket(s.cfg)}`));
+  const a = r.attempts[0]!;
+  t.equal(a.prologue!.exitCode, 0, 'prologue: go');
+  t.equal(a.starter!.exitCode, 1, 'the vm job does not run on the host');
+  t.match(r.stderr, /wnod VM engine is not available/);
+  t.notMatch(r.stdout, /hello-from-job/);
+  t.equal(a.epilogue!.exitCode, 0);
+  const { records, corrupt } = await readRecords(s.cfg.accountingFile);
+  t.equal(corrupt.length, 0);
+  t.equal(records.length, 1);
+  t.match(records[0], { jobId: '100.wn1', user: user.name, vo: 'dteam', image: 'vm_el9', fqan: '/dteam/Role=NULL/Capability=NULL', dn: '/DC=org/CN=Test User', exitStatus: 1, mode: 'vm', cpus: 1, memoryMB: 2048 });
+  t.equal((await stat(s.cfg.accountingFile)).mode & 0o777, 0o600);
+  t.equal(await readJobRecord(s.cfg.vm.stateDir, '100.wn1'), undefined, 'the epilogue cleaned the job record');
+  const log = await readFile(s.cfg.logFile, 'utf8');
+  t.match(log, /"event":"accepted"/);
+  t.match(log, /"event":"vm-engine-not-wired"/);
+  t.equal((await stat(s.cfg.logFile)).mode & 0o777, 0o600);
+});
+
+t.test('refusals: exit 1 → job aborted (-2), one clear line in the .o file, the epilogue runs, nothing accounted', async (t) => {
+  const s = await site('refuse');
+  const other = ticket(s.cfg, { account: 'someoneelse' });
+  const good = ticket(s.cfg);
+  const tampered = good.slice(0, 10) + (good[10] === 'A' ? 'B' : 'A') + good.slice(11);
+  const expired = ticket(s.cfg, { iat: 1000, exp: 2000 });
+  const stale = ticket(s.cfg, { digest: 'f'.repeat(64) });
+  const cases: [string, string, RegExp][] = [
+    ['200.wn1', '', /no wnod ticket/],
+    ['201.wn1', '# wnod-deny: image vm_x is not allowed for /dteam', /the site refused this job: image vm_x is not allowed/],
+    ['202.wn1', `# wnod-ticket: ${tampered}`, /ticket is not valid/],
+    ['203.wn1', `# wnod-ticket: ${other}`, /issued to another account/],
+    ['204.wn1', `# wnod-ticket: ${expired}`, /expired/],
+    ['205.wn1', `# wnod-ticket: ${stale}`, /changed since the job was submitted/],
+  ];
+  for (const [id, header, re] of cases) {
+    const r = await s.mom.runJob(job(id, header));
+    t.equal(r.outcome, 'aborted', id);
+    t.equal(r.exitStatus, JOB_EXEC_FAIL2, id);
+    t.equal(r.requeues, 0, id);
+    t.match(r.stdout, re, id);
+    t.equal(r.stdout.trim().split('\n').length, 1, `${id}: one line`);
+    t.equal(r.attempts[0]!.epilogue!.exitCode, 0, `${id}: epilogue ran`);
+    t.notOk(r.attempts[0]!.starter, `${id}: the job never started`);
+  }
+  t.equal((await readRecords(s.cfg.accountingFile)).records.length, 0);
+});
+
+t.test('replay: a ticket already used on this node is refused for another job', async (t) => {
+  const s = await site('replay');
+  const tok = ticket(s.cfg);
+  const r1 = await s.mom.runJob(job('300.wn1', `# wnod-ticket: ${tok}`));
+  t.equal(r1.attempts[0]!.prologue!.exitCode, 0);
+  const r2 = await s.mom.runJob(job('301.wn1', `# wnod-ticket: ${tok}`));
+  t.equal(r2.outcome, 'aborted');
+  t.match(r2.stdout, /already used on this node/);
+});
+
+t.test('transient fault (ticket key missing): requeued max_requeues times, then aborted', async (t) => {
+  const s = await site('transient', [[['ticket', 'key_file'], '/nonexistent/wnod-ticket.key']]);
+  const r = await s.mom.runJob(job('400.wn1', `# wnod-ticket: ${ticket(s.cfg)}`));
+  t.same(r.attempts.map((a) => a.prologue!.exitCode), [2, 2, 1], 'max_requeues 2: two requeues, then abort');
+  t.equal(r.outcome, 'aborted');
+  t.match(r.stdout, /will be retried \(attempt 1 of 3\)[\s\S]*attempt 2 of 3[\s\S]*giving up/);
+  t.notMatch(r.stdout, /nonexistent/, 'the hypervisor/host detail stays in the root log');
+  t.match(await readFile(s.cfg.logFile, 'utf8'), /nonexistent\/wnod-ticket.key/);
+});
+
+t.test('policy no_ticket: bare — the starter runs the job on the host as the user; accounted as bare', async (t) => {
+  const s = await site('bare', [[['policy', 'no_ticket'], 'bare']]);
+  const r = await s.mom.runJob(job('500.wn1', '', 'echo hello-from-job; id -u; pwd; echo "jobid=$PBS_JOBID"\nexit 7\n'));
+  t.equal(r.outcome, 'completed');
+  t.equal(r.exitStatus, 7);
+  t.match(r.stdout, new RegExp(`hello-from-job\\n${user.uid}\\n${workdir}\\njobid=500.wn1`));
+  const { records } = await readRecords(s.cfg.accountingFile);
+  t.match(records, [{ jobId: '500.wn1', mode: 'bare', exitStatus: 7, image: '' }]);
+  // qdel through the real starter: the job dies of SIGTERM and so does the starter: 256+15, as without a starter
+  const q = await s.mom.runJob({ ...job('501.wn1', '', 'echo started; sleep 60\n'), qdelAfterMs: 1500 });
+  t.equal(q.exitStatus, 271);
+  t.match(q.stdout, /started/);
+  // Torque 2.5 argv (7 and 10 items, no script path): the hooks find the script in mom_priv/jobs themselves
+  const old = new PbsMom({ ...s.mom.opts, version: '2.5' });
+  const r25 = await old.runJob(job('502.wn1', '', 'echo from-2.5\n'));
+  t.equal(r25.exitStatus, 0);
+  t.match(r25.stdout, /from-2\.5/);
+  t.equal(r25.attempts[0]!.epilogue!.exitCode, 0);
+  t.equal((await readRecords(s.cfg.accountingFile)).records.length, 3);
+});
+
+t.test('requeue of one job: its own nonce is accepted again, the counter turns into exit 1 (in-process, stub VM engine)', async (t) => {
+  const s = await site('nonce');
+  const id = '600.wn1';
+  await writeFile(join(s.cfg.lrm.momPriv, 'jobs', `${id}.SC`), `#!/bin/bash\n# wnod-ticket: ${ticket(s.cfg)}\necho x\n`, { mode: 0o500 });
+  const argv = [id, user.name, user.group, 'STDIN', 'walltime=00:05:00', 'wnod', '', join(s.cfg.lrm.momPriv, 'jobs', `${id}.SC`)];
+  let starts = 0;
+  const vm = {
+    async start() { starts++; if (starts < 3) throw new TransientFault('vm-boot', 'boot timed out (test)'); return { vmId: 'vm-600', bootS: 1.5 }; },
+    async runJob() { return 0; },
+    async destroy() { return {}; },
+  };
+  const out: string[] = [];
+  const sink = { write: (s: string) => { out.push(s); return true; } } as unknown as NodeJS.WritableStream;
+  const ctx = { configPath: join(s.dir, 'wnod.yaml'), vm, stdout: sink as never };
+  t.equal(await prologueMain(argv, {}, ctx), 2, 'attempt 1: requeue');
+  t.equal(await prologueMain(argv, {}, ctx), 2, 'attempt 2: requeue — the same job may present its nonce again');
+  t.equal(await prologueMain(argv, {}, ctx), 0, 'attempt 3: the VM is up');
+  const rec = await readJobRecord(s.cfg.vm.stateDir, id);
+  t.match(rec, { attempts: 2, mode: 'vm', vmId: 'vm-600', bootS: 1.5 });
+  // a fresh job with exhausted budget: max_requeues 2 → the third transient failure aborts
+  const id2 = '601.wn1';
+  await writeFile(join(s.cfg.lrm.momPriv, 'jobs', `${id2}.SC`), `#!/bin/bash\n# wnod-ticket: ${ticket(s.cfg)}\n`, { mode: 0o500 });
+  const argv2 = [id2, ...argv.slice(1, 7), join(s.cfg.lrm.momPriv, 'jobs', `${id2}.SC`)];
+  const failing = { ...vm, async start(): Promise<never> { throw new TransientFault('vm-boot', 'boot timed out (test)'); } };
+  const codes = [];
+  for (let i = 0; i < 3; i++) codes.push(await prologueMain(argv2, {}, { ...ctx, vm: failing }));
+  t.same(codes, [2, 2, 1]);
+  await rm(join(s.cfg.lrm.momPriv, 'jobs', `${id}.SC`));
+});
