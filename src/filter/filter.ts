@@ -26,7 +26,7 @@ export interface FilterResult {
 export async function decideRequest(req: JobRequest, cfg: SiteConfig, now: Date): Promise<{ decision: Decision; identity?: Identity }> {
   let identity: Identity;
   try {
-    identity = await resolveIdentity(req, cfg.trust, now);
+    identity = await resolveIdentity(req, cfg.trust, cfg.site.ceHost, now);
   } catch (err) {
     const code = err instanceof WnodError ? `${err.code}: ` : '';
     return { decision: { allow: false, reason: `the job's VOMS proxy could not be verified (${code}${describe(err)})` } };

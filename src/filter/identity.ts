@@ -3,14 +3,14 @@ import type { JobRequest } from '../jdl/request.js';
 import type { Trust } from '../config/types.js';
 import { canonicalFqan } from '../voms/fqan.js';
 
-/** Establish who submitted the job: verified FQANs from the proxy when BLAH passed its path; else BLAH's FQAN
+/** Establish who (`host`: this CE, which an AC with targets must name) submitted the job: verified FQANs from the proxy when BLAH passed its path; else BLAH's FQAN
  * list, but only when the site says its CE verified it; else the VO alone. A proxy that fails verification is
  * an error (the caller denies): falling back to weaker evidence would let a bad proxy through. */
-export async function resolveIdentity(req: JobRequest, trust: Trust, now: Date = new Date()): Promise<Identity> {
+export async function resolveIdentity(req: JobRequest, trust: Trust, host: string, now: Date = new Date()): Promise<Identity> {
   if (req.proxyPath) {
     // Loaded on demand: DER and chain code is only needed on this branch.
     const { verifyProxyFile } = await import('../voms/index.js');
-    const v = await verifyProxyFile(req.proxyPath, { vomsdir: trust.vomsdir, certdir: trust.certdir, now });
+    const v = await verifyProxyFile(req.proxyPath, { vomsdir: trust.vomsdir, certdir: trust.certdir, now, host });
     return { vo: v.vo, fqans: v.fqans, dn: v.holderSubject, source: 'proxy' };
   }
   if (trust.blahFqansVerified && req.blahFqans.length > 0) {
