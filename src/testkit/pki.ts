@@ -95,6 +95,7 @@ export async function installCa(certdir: string, caCert: string): Promise<string
 /** Create the whole throwaway PKI under `dir` (default: a new mkdtemp dir). */
 export async function makeTestPki(dir?: string, opts: { vo?: string; aaHost?: string; aaPort?: number } = {}): Promise<TestPki> {
   const base = dir ?? await mkdtemp(join(tmpdir(), 'wnod-pki-'));
+  await mkdir(base, { recursive: true });
   const vo = opts.vo ?? 'testvo';
   const aaHost = opts.aaHost ?? 'voms.example.org';
   const aaPort = opts.aaPort ?? 15000;
