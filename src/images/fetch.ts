@@ -1,0 +1,347 @@
+// Fetch one artifact (a path, file:// or http(s):// URL) into the cache: stream it into a temp file beside its
+// final place while hashing, fsync, check size and sha256, and only then rename it into place. Whatever goes
+// wrong, the temp file is removed and nothing is visible under the final name.
+import { open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import https from 'node:https';
+import { WnodError } from '../util/errors.js';
+
+/** The source string itself is unusable (relative path, unknown scheme, remote file:// host). */
+export class BadSourceError extends WnodError {
+  constructor(readonly source: string, why: string) {
+    super('bad-source', `image source '${source}': ${why}`);
+  }
+}
+
+/** The source could not be opened or read to the end (missing, permission, HTTP error, connection lost). */
+export class SourceUnreadableError extends WnodError {
+  constructor(readonly source: string, why: string) {
+    super('source-unreadable', `cannot read image source ${source}: ${why}`);
+  }
+}
+
+/** The bytes read do not have the sha256 the catalog names. */
+export class DigestMismatchError extends WnodError {
+  constructor(readonly source: string, readonly expected: string, readonly actual: string, readonly bytes: number) {
+    super('digest-mismatch', `image source ${source}: sha256 is ${actual} over ${bytes} bytes, the catalog expects ${expected}`);
+  }
+}
+
+/** The number of bytes read differs from what was announced (Content-Length) or expected. */
+export class SizeMismatchError extends WnodError {
+  constructor(readonly source: string, readonly expected: number, readonly actual: number) {
+    super('size-mismatch', `image source ${source}: got ${actual} bytes, expected ${expected}`);
+  }
+}
+
+/** The cache file system is full (ENOSPC / EDQUOT) while writing. */
+export class NoSpaceError extends WnodError {
+  constructor(readonly source: string, readonly dir: string, readonly written: number) {
+    super('no-space', `no space left in ${dir} after writing ${written} bytes of ${source}; nothing was kept`);
+  }
+}
+
+/** Writing into the cache failed for another reason. */
+export class CacheWriteError extends WnodError {
+  constructor(readonly source: string, readonly dir: string, why: string) {
+    super('cache-write-failed', `cannot write ${source} into ${dir}: ${why}`);
+  }
+}
+
+export type ParsedSource = { kind: 'file'; path: string } | { kind: 'http'; url: URL };
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+/** True for a sha256 in lower-case hex, the only form used in cache paths. */
+export function isSha256(s: string): boolean {
+  return SHA256_RE.test(s);
+}
+
+/** Classify a catalog source: an absolute path, file:///abs/path, or an http(s) URL. Pure. */
+export function parseSource(source: string): ParsedSource {
+  if (source.length === 0) throw new BadSourceError(source, 'empty');
+  if (/[\0\n\r]/.test(source)) throw new BadSourceError(source, 'contains a NUL or newline');
+  if (source.startsWith('/')) {
+    if (!isAbsolute(source)) throw new BadSourceError(source, 'not an absolute path');
+    return { kind: 'file', path: normalize(source) };
+  }
+  let url: URL;
+  try {
+    url = new URL(source);
+  } catch {
+    throw new BadSourceError(source, 'neither an absolute path nor a URL');
+  }
+  if (url.protocol === 'file:') {
+    if (url.hostname !== '' && url.hostname !== 'localhost') throw new BadSourceError(source, `file:// URL names a remote host '${url.hostname}'`);
+    return { kind: 'file', path: fileURLToPath(url) };
+  }
+  if (url.protocol === 'http:' || url.protocol === 'https:') {
+    if (url.username || url.password) throw new BadSourceError(source, 'credentials in the URL are not accepted');
+    return { kind: 'http', url };
+  }
+  throw new BadSourceError(source, `scheme '${url.protocol}' is not supported (path, file://, http://, https://)`);
+}
+
+export interface FetchProgress {
+  bytes: number;
+  /** known for files and for HTTP answers with a Content-Length */
+  total?: number;
+}
+
+export interface FetchOptions {
+  /** where the temp file goes; must be on the same file system as `dest` (atomic rename) */
+  tmpDir: string;
+  /** temp file name prefix, so a caller can find and remove its own leftovers (default: basename(dest)) */
+  tmpPrefix?: string;
+  /** expected size in bytes, if known */
+  size?: number;
+  onProgress?: (p: FetchProgress) => void;
+  /** HTTP: give up when no byte arrives for this long (default 60 s) */
+  idleTimeoutMs?: number;
+  /** mode of the final file (default 0400: a cached base is never written) */
+  mode?: number;
+}
+
+export interface FetchResult {
+  path: string;
+  size: number;
+  sha256: string;
+  mtimeMs: number;
+}
+
+/** Errors raised by the source side, kept apart from errors of the cache side. */
+class ReadSideError extends Error {}
+
+const CHUNK = 4 << 20;  // 4 MiB reads: few syscalls, and the kernel reads ahead in big steps
+const FLUSH_EVERY = 64 << 20;  // start write-back early so the final fsync has little left to do
+const MAX_REDIRECTS = 5;
+
+/** Stream `source` into `dest` (atomic), verifying `sha256` on the way. See the module comment. */
+export async function fetchArtifact(source: string, sha256: string, dest: string, opts: FetchOptions): Promise<FetchResult> {
+  const expected = sha256.toLowerCase();
+  if (!isSha256(expected)) throw new BadSourceError(source, `expected sha256 '${sha256}' is not 64 hex digits`);
+  const parsed = parseSource(source);
+  const tmp = join(opts.tmpDir, `${opts.tmpPrefix ?? basename(dest)}.${process.pid}.${randomBytes(6).toString('hex')}.part`);
+  let out: FileHandle | undefined;
+  let written = 0;
+  try {
+    out = await open(tmp, 'wx', 0o600);
+    const hash = createHash('sha256');
+    const sink = new Sink(out, hash, opts.onProgress);
+    if (parsed.kind === 'file') await copyFile(parsed.path, sink, opts.onProgress);
+    else await copyHttp(parsed.url, sink, opts.idleTimeoutMs ?? 60_000, 0);
+    await sink.finish();
+    written = sink.bytes;
+    if (opts.size !== undefined && written !== opts.size) throw new SizeMismatchError(source, opts.size, written);
+    const actual = hash.digest('hex');
+    if (actual !== expected) throw new DigestMismatchError(source, expected, actual, written);
+    await out.chmod(opts.mode ?? 0o400);
+    await out.sync();
+    await out.close();
+    out = undefined;
+    await rename(tmp, dest);
+    await syncDir(dirname(dest));
+    const st = await stat(dest);
+    return { path: dest, size: st.size, sha256: actual, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    await out?.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw mapError(err, source, dirname(dest), written);
+  }
+}
+
+function mapError(err: unknown, source: string, dir: string, written: number): unknown {
+  if (err instanceof WnodError) return err;
+  if (err instanceof ReadSideError) return new SourceUnreadableError(source, err.message);
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new NoSpaceError(source, dir, (err as SinkError).written ?? written);
+  return new CacheWriteError(source, dir, (err as Error)?.message ?? String(err));
+}
+
+type SinkError = NodeJS.ErrnoException & { written?: number };
+
+/** The write side: hashes and writes chunks in order, with early write-back. */
+class Sink {
+  bytes = 0;
+  private sinceFlush = 0;
+  private flushBusy = false;
+  private flushError: Error | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  constructor(private readonly fh: FileHandle, private readonly hash: Hash, private readonly onProgress?: (p: FetchProgress) => void) {}
+  total: number | undefined;
+
+  async write(chunks: Buffer[]): Promise<void> {
+    // the write runs in the thread pool while this thread hashes the same (read-only) bytes
+    const len = chunks.reduce((n, c) => n + c.length, 0);
+    const w = this.writeAll(chunks, len);
+    for (const c of chunks) this.hash.update(c);
+    try {
+      await w;
+    } catch (err) {
+      (err as SinkError).written = this.bytes;
+      throw err;
+    }
+    this.bytes += len;
+    this.sinceFlush += len;
+    // Start write-back early with a background fdatasync, never waiting for it here: the copy keeps going while
+    // the disk writes, and the final fsync has little left. At most one is in flight (measured: waiting for the
+    // previous one before starting the next, or none at all, were both slower).
+    if (this.sinceFlush >= FLUSH_EVERY && !this.flushBusy) {
+      this.sinceFlush = 0;
+      this.flushBusy = true;
+      // a write-back error is reported once per open file: keep it, or a later fsync could pass over it
+      this.flushing = this.fh.datasync().catch((err) => { this.flushError ??= err; }).finally(() => { this.flushBusy = false; });
+    }
+    if (this.flushError) throw this.flushError;
+    this.onProgress?.({ bytes: this.bytes, total: this.total });
+  }
+
+  private async writeAll(chunks: Buffer[], len: number): Promise<void> {
+    let done = 0;
+    let bufs = chunks;
+    while (done < len) {
+      const { bytesWritten } = await this.fh.writev(bufs);
+      if (bytesWritten <= 0) throw new Error('write returned 0 bytes');
+      done += bytesWritten;
+      if (done < len) bufs = skip(bufs, bytesWritten);
+    }
+  }
+
+  async finish(): Promise<void> {
+    await this.flushing;
+    if (this.flushError) throw this.flushError;
+  }
+}
+
+function skip(bufs: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) { n -= b.length; continue; }
+    out.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return out;
+}
+
+async function copyFile(path: string, sink: Sink, onProgress?: (p: FetchProgress) => void): Promise<void> {
+  let src: FileHandle;
+  try {
+    src = await open(path, 'r');
+  } catch (err) {
+    throw new ReadSideError((err as Error).message);
+  }
+  try {
+    const st = await src.stat().catch((err) => { throw new ReadSideError((err as Error).message); });
+    if (!st.isFile()) throw new ReadSideError(`${path} is not a regular file`);
+    sink.total = st.size;
+    onProgress?.({ bytes: 0, total: st.size });
+    // double buffering: the next read is in flight while the current chunk is hashed and written
+    const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+    let which = 0;
+    let pos = 0;
+    const read = (buf: Buffer, at: number) => src.read(buf, 0, CHUNK, at).catch((err) => { throw new ReadSideError((err as Error).message); });
+    let pending = read(bufs[0]!, 0);
+    try {
+      for (;;) {
+        const { bytesRead, buffer } = await pending;
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        which ^= 1;
+        pending = read(bufs[which]!, pos);
+        await sink.write([buffer.subarray(0, bytesRead)]);
+      }
+    } finally {
+      await pending.catch(() => {}); // never close the file under a read in flight
+    }
+    if (pos !== st.size) throw new ReadSideError(`${path} changed size while being read (${st.size} → ${pos} bytes)`);
+  } finally {
+    await src.close().catch(() => {});
+  }
+}
+
+function copyHttp(url: URL, sink: Sink, idleTimeoutMs: number, redirects: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const get = url.protocol === 'https:' ? https.get : http.get;
+    const req = get(url, { agent: false, headers: { 'user-agent': 'wnod-cache', 'accept-encoding': 'identity' } }, (res) => {
+      const status = res.statusCode ?? 0;
+      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+        res.resume();
+        if (redirects >= MAX_REDIRECTS) return reject(new ReadSideError(`more than ${MAX_REDIRECTS} redirects`));
+        let next: URL;
+        try {
+          next = new URL(res.headers.location, url);
+        } catch {
+          return reject(new ReadSideError(`bad redirect location '${res.headers.location}'`));
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') return reject(new ReadSideError(`redirect to unsupported scheme ${next.protocol}`));
+        if (url.protocol === 'https:' && next.protocol === 'http:') return reject(new ReadSideError(`refusing a redirect from https to ${next.href}`));
+        copyHttp(next, sink, idleTimeoutMs, redirects + 1).then(resolve, reject);
+        return;
+      }
+      if (status !== 200) {
+        res.resume();
+        return reject(new ReadSideError(`HTTP ${status} ${res.statusMessage ?? ''} from ${url.href}`.trim()));
+      }
+      const cl = res.headers['content-length'];
+      const total = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      sink.total = total;
+      (async () => {
+        let batch: Buffer[] = [];
+        let batchLen = 0;
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          batch.push(chunk);
+          batchLen += chunk.length;
+          if (batchLen >= CHUNK) {
+            await sink.write(batch);
+            batch = [];
+            batchLen = 0;
+          }
+        }
+        if (batchLen > 0) await sink.write(batch);
+        if (!res.complete) throw new ReadSideError(`connection to ${url.host} closed before the end of the body`);
+        if (total !== undefined && sink.bytes !== total) throw new ReadSideError(`got ${sink.bytes} bytes, Content-Length said ${total}`);
+      })().then(resolve, (err) => {
+        req.destroy();
+        const code = (err as NodeJS.ErrnoException)?.code;
+        // errors of the response stream are read-side; write errors (ENOSPC …) keep their code
+        if (err instanceof ReadSideError || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error)?.message === 'aborted') {
+          reject(err instanceof ReadSideError ? err : new ReadSideError(`connection to ${url.host} lost: ${(err as Error).message}`));
+        } else reject(err);
+      });
+    });
+    req.setTimeout(idleTimeoutMs, () => req.destroy(new ReadSideError(`no data from ${url.host} for ${idleTimeoutMs} ms`)));
+    req.on('error', (err) => reject(err instanceof ReadSideError ? err : new ReadSideError((err as Error).message)));
+  });
+}
+
+/** fsync a directory so that a rename in it survives a crash. */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Re-hash a file (for `verify`); returns its sha256 and size. */
+export async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let size = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, size);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    return { sha256: hash.digest('hex'), size };
+  } finally {
+    await fh.close();
+  }
+}
