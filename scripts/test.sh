@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-npx tsc -p tsconfig.json
+npm run -s build
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -21,9 +21,13 @@ let validatorStamp: string | undefined;
 /** Identifies the validator's code, so that a wnod upgrade never serves a config validated by older rules. */
 async function stamp(): Promise<string> {
   if (validatorStamp === undefined) {
+    // This module and the validator's: in a bundle they are one file and the others do not exist.
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'; // .ts when tests run the sources
-    const files = ['parse', 'reader', 'image'].map((f) => fileURLToPath(new URL(f + ext, import.meta.url)));
-    const parts = await Promise.all(files.map(async (f) => { const s = await stat(f); return `${f}:${s.size}:${s.mtimeMs}`; }));
+    const files = [import.meta.url, ...['parse', 'reader', 'image'].map((f) => new URL(f + ext, import.meta.url).href)].map((u) => fileURLToPath(u));
+    const parts = await Promise.all(files.map(async (f) => {
+      const s = await stat(f).catch(() => undefined);
+      return s ? `${f}:${s.size}:${s.mtimeMs}` : '';
+    }));
     validatorStamp = parts.join('|');
   }
   return validatorStamp;
