@@ -8,10 +8,14 @@ type Loader = () => Promise<Command>;
 
 /** Subcommand name → module. Two-word commands ("voms inspect") are dispatched by the module itself. */
 const commands: Record<string, Loader> = {
+  accounting: () => import('./accounting.js'),
+  cache: () => import('./cache.js'),
   check: () => import('./check.js'),
   explain: () => import('./explain.js'),
   find: () => import('./find.js'), install: () => import('./install.js'),
   ticket: () => import('./ticket.js'),
+  voms: () => import('./voms.js'),
+  vm: () => import('./vm.js'), vms: () => import('./vms.js'), 'kill-all': () => import('./kill-all.js'), gc: () => import('./gc.js'),
 };
 
 function usage(): string {

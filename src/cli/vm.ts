@@ -1,0 +1,128 @@
+// `wnod vm run …` (one command in a fresh VM) and `wnod vm build-test-image`.
+import { parseArgs } from 'node:util';
+import { realpath } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { UsageError } from '../util/errors.js';
+import { QemuDriver, vmHostname } from '../vm/qemu.js';
+import { runOnce } from '../vm/session.js';
+import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE } from '../testkit/testImage.js';
+import type { VmDriver, VmImage, VmSpec } from '../vm/driver.js';
+import type { SiteConfig, Image } from '../config/types.js';
+
+export const summary = 'run a command in a fresh VM (vm run), build the test image (vm build-test-image)';
+
+const DEFAULT_STATE_DIR = '/var/lib/wnod';
+
+const HELP = `usage:
+  wnod vm run --config FILE --image ID [--cpus N] [--memory MB] [--workdir DIR] [--network none|user] -- CMD [ARGS…]
+  wnod vm run --test-image [--disk] [--cpus N] [--memory MB] [--workdir DIR] [--state-dir DIR] [-- CMD [ARGS…]]
+  wnod vm build-test-image [--cache-dir DIR]
+
+vm run starts a fresh VM, runs CMD inside (as the calling user's uid/gid), prints its stdout and stderr, exits
+with its exit code and destroys the VM. --test-image uses the builder's image (built on first use) and no site
+config: "does virtualisation work on this host". Exit 125 when the VM itself failed.`;
+
+/** Parse an integer option within bounds; the error names the option and the bound. */
+function intOpt(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got '${v}'`);
+  const n = Number(v);
+  if (n < min || n > max) throw new UsageError(`--${name} ${n} is outside ${min}..${max}`);
+  return n;
+}
+
+async function runCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true, strict: true,
+    options: {
+      config: { type: 'string' }, image: { type: 'string' }, 'test-image': { type: 'boolean' }, disk: { type: 'boolean' },
+      cpus: { type: 'string' }, memory: { type: 'string' }, workdir: { type: 'string' }, network: { type: 'string' },
+      'state-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, 'ready-timeout': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
+  const testImage = values['test-image'] === true;
+  if (testImage === (values.config !== undefined)) throw new UsageError('give either --config FILE --image ID, or --test-image');
+  if (!testImage && !values.image) throw new UsageError('--image ID is required with --config');
+  const cmd = positionals.length ? positionals : testImage ? ['/bin/sh', '-c', 'echo "wnod test VM: $(uname -sr), $(nproc) cpu(s), user $(id -un)"'] : [];
+  if (cmd.length === 0) throw new UsageError('no command: put it after --, e.g. wnod vm run --config /etc/wnod/wnod.yaml --image vm_el9 -- /bin/true');
+  const network = values.network ?? 'none';
+  if (network !== 'none' && network !== 'user') throw new UsageError(`--network must be none or user, got '${network}'`);
+
+  let config: SiteConfig | undefined;
+  let image: Image | undefined;
+  let vmImage: VmImage;
+  let cpus: number;
+  let memoryMB: number;
+  let readyTimeoutMs = (intOpt(values['ready-timeout'], 'ready-timeout', 1, 3600) ?? 120) * 1000;
+  const id = `run-${process.pid}-${randomBytes(3).toString('hex')}`;
+  let release: (() => Promise<unknown>) | undefined;
+  let probeImage: { kernel: string; initrd: string } | undefined;
+
+  if (testImage) {
+    const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
+    vmImage = testVmImage(t, values.disk === true);
+    probeImage = { kernel: t.kernel, initrd: t.initrd };
+    cpus = intOpt(values.cpus, 'cpus', 1, 16) ?? 1;
+    memoryMB = intOpt(values.memory, 'memory', 64, 16384) ?? 256;
+  } else {
+    const { loadConfig } = await import('../config/load.js');
+    config = await loadConfig(values.config!);
+    image = config.images.find((i) => i.id === values.image);
+    if (!image) throw new UsageError(`image '${values.image}' is not in the catalog of ${values.config} (have: ${config.images.map((i) => i.id).join(', ')})`);
+    cpus = intOpt(values.cpus, 'cpus', 1, image.cpus.max) ?? image.cpus.default;
+    memoryMB = intOpt(values.memory, 'memory', 64, image.memoryMB.max) ?? image.memoryMB.default;
+    if (values['ready-timeout'] === undefined) readyTimeoutMs = config.vm.readyTimeoutS * 1000;
+    const { ImageCache } = await import('../images/cache.js');
+    const cache = new ImageCache(config.cache);
+    const got = await cache.acquire(image, id);
+    release = () => cache.release(got.digest, id);
+    vmImage = { id: image.id, digest: got.digest, kind: image.kind, files: got.files, diskFormat: image.disk?.format, cmdline: image.cmdline };
+  }
+
+  const me = userInfo();
+  const workdir = values.workdir ? await realpath(values.workdir) : undefined;
+  const spec: VmSpec = {
+    id, image: vmImage, cpus, memoryMB, hostname: vmHostname(id),
+    user: { name: me.uid === 0 ? 'root' : me.username, uid: me.uid, gid: me.gid },
+    workdir: workdir ? { hostPath: workdir, uid: me.uid, gid: me.gid } : undefined,
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', HOME: workdir ?? '/tmp', LANG: 'C' },
+    network: { mode: network },
+  };
+  const stateDir = values['state-dir'] ?? config?.vm.stateDir ?? DEFAULT_STATE_DIR;
+  const driver: VmDriver = config?.vm.driver === 'libvirt'
+    ? new (await import('../vm/libvirtDriver.js')).LibvirtDriver({ stateDir, accel: config.vm.accel, probeImage })
+    : new QemuDriver({ stateDir, accel: config?.vm.accel ?? 'auto', probeImage });
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.on('SIGTERM', onSig);
+  process.on('SIGINT', onSig);
+  try {
+    const r = await runOnce(driver, spec, { argv: cmd, stdout: process.stdout, stderr: process.stderr, readyTimeoutMs, signal: ac.signal });
+    if (process.env.WNOD_TIMINGS) process.stderr.write(`wnod vm: timings ${JSON.stringify(r.timings)}\n`);
+    return r.exitCode;
+  } catch (err) {
+    process.stderr.write(`wnod vm run: ${(err as Error).message}\n`);
+    return 125;
+  } finally {
+    process.off('SIGTERM', onSig);
+    process.off('SIGINT', onSig);
+    await release?.().catch(() => {});
+  }
+}
+
+async function buildCmd(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, strict: true, options: { 'cache-dir': { type: 'string' }, json: { type: 'boolean' } } });
+  const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
+  process.stdout.write(values.json ? JSON.stringify(t, null, 2) + '\n' : `${t.dir}\n`);
+  return 0;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'run') return runCmd(rest);
+  if (sub === 'build-test-image') return buildCmd(rest);
+  if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP + '\n'); return 0; }
+  throw new UsageError(`unknown 'vm' subcommand '${sub ?? ''}'\n${HELP}`);
+}

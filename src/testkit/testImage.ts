@@ -1,0 +1,252 @@
+/** The test-image builder: a small direct-boot image made from Debian packages only — the cloud kernel
+ * (`apt-get download` + `dpkg-deb -x`), busybox-static and the wnod guest agent — as an uncompressed initramfs
+ * (+ the virtio modules) and an ext4 root disk made with `mke2fs -d` (no loop mount). Built once into a cache
+ * directory keyed by its inputs; tests, the benchmark and `wnod vm run --test-image` reuse it. */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile, stat, symlink, chmod, copyFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run, CommandError } from '../util/run.js';
+import { withLock } from '../util/lock.js';
+import { WnodError } from '../util/errors.js';
+import { cpioArchive, type CpioEntry } from '../vm/cpio.js';
+import { extractVmlinuxLz4 } from '../vm/lz4.js';
+import { loadOrder, moduleDepends, moduleName } from '../vm/kmod.js';
+import type { VmImage } from '../vm/driver.js';
+
+export class TestImageError extends WnodError {
+  constructor(message: string) {
+    super('test-image', message);
+  }
+}
+
+/** Bump when the layout of the output changes: it is part of the cache key. */
+const BUILDER_VERSION = 3;
+export const DEFAULT_TEST_IMAGE_CACHE = '/var/cache/wnod-test-image';
+const KERNEL_META = 'linux-image-cloud-amd64';
+const BUSYBOX = 'busybox-static';
+/** Modules by guest feature: microvm uses virtio-mmio, q35 virtio-pci; the agent needs virtio-serial; the workdir
+ * fuse+virtiofs. The init loads only the features the VM has (WNOD_FEATURES in the context): each module costs
+ * tens of ms under TCG. */
+const FEATURE_MODULES: Array<[string, string]> = [['mmio', 'virtio_mmio'], ['pci', 'virtio_pci'], ['base', 'virtio_console'],
+  ['blk', 'virtio_blk'], ['fs', 'virtiofs'], ['net', 'virtio_net'], ['rng', 'virtio_rng']];
+const WANTED_MODULES = FEATURE_MODULES.map(([, m]) => m);
+
+export interface TestImage {
+  dir: string;
+  key: string;
+  kernel: string;        // uncompressed vmlinux (PVH boot)
+  initrd: string;        // uncompressed newc cpio
+  rootDisk: string;      // ext4, holds the same userland (its /init is the stage after the initramfs)
+  kernelPackage: string; // e.g. linux-image-6.1.0-56-cloud-amd64=6.1.192-2
+  busyboxVersion: string;
+  modules: string[];     // load order
+}
+
+const guestDir = (): string => fileURLToPath(new URL('../../guest/', import.meta.url));
+
+/** The versioned kernel package that the cloud meta-package depends on, e.g. linux-image-6.1.0-56-cloud-amd64. */
+export function parseMetaDepends(aptCacheDepends: string, meta = KERNEL_META): string {
+  for (const line of aptCacheDepends.split('\n')) {
+    const m = /^\s*Depends:\s*(linux-image-[A-Za-z0-9.+-]+)\s*$/.exec(line);
+    if (m && m[1] !== meta) return m[1]!;
+  }
+  throw new TestImageError(`apt-cache depends ${meta}: no linux-image-* dependency in its output`);
+}
+
+/** The candidate version from `apt-cache policy PKG`. */
+export function parsePolicyCandidate(policy: string, pkg: string): string {
+  const m = /^\s*Candidate:\s*(\S+)\s*$/m.exec(policy);
+  if (!m || m[1] === '(none)') throw new TestImageError(`apt-cache policy ${pkg}: no candidate version (is the package in the apt sources?)`);
+  return m[1]!;
+}
+
+async function aptQuery(args: string[]): Promise<string> {
+  return (await run('apt-cache', args, { timeoutMs: 60_000 })).stdout;
+}
+
+/** Resolve names and versions; on a machine that never ran `apt-get update`, run it once and retry. */
+async function resolveInputs(log: (s: string) => void): Promise<{ kernelPkg: string; kernelVer: string; busyboxVer: string }> {
+  const attempt = async () => {
+    const kernelPkg = parseMetaDepends(await aptQuery(['depends', KERNEL_META]));
+    const kernelVer = parsePolicyCandidate(await aptQuery(['policy', kernelPkg]), kernelPkg);
+    const busyboxVer = parsePolicyCandidate(await aptQuery(['policy', BUSYBOX]), BUSYBOX);
+    return { kernelPkg, kernelVer, busyboxVer };
+  };
+  try {
+    return await attempt();
+  } catch (err) {
+    if (!(err instanceof TestImageError || err instanceof CommandError)) throw err;
+    log('apt metadata missing: running apt-get update');
+    await run('apt-get', ['update', '-qq'], { timeoutMs: 300_000 });
+    return attempt();
+  }
+}
+
+async function download(pkg: string, version: string, into: string): Promise<string> {
+  // apt-get download writes into its cwd; _apt cannot write to our private dir, which only costs a warning.
+  await run('apt-get', ['download', '-qq', `${pkg}=${version}`], { cwd: into, timeoutMs: 600_000 });
+  const debs = (await readdir(into)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+  if (debs.length !== 1) throw new TestImageError(`apt-get download ${pkg}=${version}: expected one .deb in ${into}, found ${debs.length}`);
+  return join(into, debs[0]!);
+}
+
+/** The cache key: a digest over every input of the build. */
+export function testImageKey(inputs: { kernelPkg: string; kernelVer: string; busyboxVer: string; init: Uint8Array; agent: Uint8Array }): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ v: BUILDER_VERSION, k: inputs.kernelPkg, kv: inputs.kernelVer, b: inputs.busyboxVer, modules: WANTED_MODULES }));
+  h.update(createHash('sha256').update(inputs.init).digest());
+  h.update(createHash('sha256').update(inputs.agent).digest());
+  return h.digest('hex').slice(0, 20);
+}
+
+/** The userland tree shared by the initramfs and the root disk (busybox + applet links, init, agent, etc). */
+function userland(busybox: Buffer, applets: string[], init: Buffer, agent: Buffer): CpioEntry[] {
+  const dirs = ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib/wnod', 'lib', 'lib/modules', 'etc', 'proc', 'sys',
+    'dev', 'run', 'tmp', 'wnod', 'root', 'home', 'mnt'];
+  const entries: CpioEntry[] = dirs.map((d) => ({ path: d, type: 'dir', mode: d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755 }));
+  entries.push({ path: 'dev/console', type: 'chardev', mode: 0o600, rdev: [5, 1] });
+  entries.push({ path: 'dev/null', type: 'chardev', mode: 0o666, rdev: [1, 3] });
+  entries.push({ path: 'bin/busybox', type: 'file', mode: 0o755, data: busybox });
+  for (const full of applets) {
+    const rel = full.replace(/^\//, '');
+    if (rel === 'bin/busybox' || !/^(usr\/)?s?bin\/[a-z0-9_.[-]+$/.test(rel)) continue;
+    entries.push({ path: rel, type: 'symlink', mode: 0o777, data: '/bin/busybox' });
+  }
+  entries.push({ path: 'init', type: 'file', mode: 0o755, data: init });
+  entries.push({ path: 'usr/lib/wnod/wnod-agent', type: 'file', mode: 0o755, data: agent });
+  entries.push({ path: 'etc/passwd', type: 'file', mode: 0o644, data: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' });
+  entries.push({ path: 'etc/group', type: 'file', mode: 0o644, data: 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' });
+  entries.push({ path: 'etc/hostname', type: 'file', mode: 0o644, data: 'wnod\n' });
+  return entries;
+}
+
+/** Write entries as a directory tree (for mke2fs -d). */
+async function materialise(entries: CpioEntry[], root: string): Promise<void> {
+  for (const e of entries) {
+    const p = join(root, e.path);
+    if (e.type === 'dir') await mkdir(p, { recursive: true, mode: e.mode });
+    else if (e.type === 'symlink') await symlink(String(e.data), p);
+    else if (e.type === 'file') await writeFile(p, e.data ?? '', { mode: e.mode });
+    else continue; // device nodes: devtmpfs provides them on the disk
+    if (e.type !== 'symlink') await chmod(p, e.mode);
+  }
+}
+
+async function build(cacheDir: string, key: string, inputs: { kernelPkg: string; kernelVer: string; busyboxVer: string },
+  init: Buffer, agent: Buffer, log: (s: string) => void): Promise<void> {
+  const work = await mkdtemp(join(cacheDir, `.build-${key}-`));
+  try {
+    const dl = join(work, 'deb');
+    await mkdir(dl);
+    log(`downloading ${inputs.kernelPkg}=${inputs.kernelVer} and ${BUSYBOX}=${inputs.busyboxVer}`);
+    const kdeb = await download(inputs.kernelPkg, inputs.kernelVer, dl);
+    const bdeb = await download(BUSYBOX, inputs.busyboxVer, dl);
+    const kx = join(work, 'kernel');
+    const bx = join(work, 'busybox');
+    await run('dpkg-deb', ['-x', kdeb, kx], { timeoutMs: 300_000 });
+    await run('dpkg-deb', ['-x', bdeb, bx], { timeoutMs: 60_000 });
+
+    const kver = (await readdir(join(kx, 'lib/modules')))[0];
+    if (!kver) throw new TestImageError(`${inputs.kernelPkg}: no lib/modules/<version> in the package`);
+    const vmlinuz = join(kx, 'boot', `vmlinuz-${kver}`);
+    const vmlinux = extractVmlinuxLz4(await readFile(vmlinuz));
+    const out = join(work, 'out');
+    await mkdir(out);
+    if (vmlinux) await writeFile(join(out, 'vmlinux'), vmlinux);
+    else await copyFile(vmlinuz, join(out, 'vmlinux')); // not LZ4: QEMU boots the bzImage itself, a little slower
+
+    // kernel modules: the closure of WANTED_MODULES, flat in lib/modules/, loaded in order by init
+    const modRoot = join(kx, 'lib/modules', kver);
+    const files = new Map<string, string>();
+    const walk = async (d: string): Promise<void> => {
+      for (const ent of await readdir(d, { withFileTypes: true })) {
+        const p = join(d, ent.name);
+        if (ent.isDirectory()) await walk(p);
+        else if (/\.ko$/.test(ent.name)) files.set(moduleName(ent.name), p);
+      }
+    };
+    await walk(join(modRoot, 'kernel'));
+    const builtin = new Set((await readFile(join(modRoot, 'modules.builtin'), 'utf8')).split('\n').filter(Boolean).map(moduleName));
+    const depCache = new Map<string, string[]>();
+    const deps = (name: string): string[] | undefined => depCache.get(name);
+    for (const [name, p] of files) {
+      if (name.startsWith('virtio') || ['fuse', 'failover', 'net_failover'].includes(name) || name.startsWith('vmw_vsock')) {
+        depCache.set(name, moduleDepends(await readFile(p)));
+      }
+    }
+    // one load list in dependency order; each module tagged with the feature that needs it, or "core" when
+    // several features need it (virtio, virtio_ring): the init always loads core
+    const order = loadOrder(WANTED_MODULES, deps, builtin);
+    const users = new Map<string, Set<string>>();
+    for (const [feature, m] of FEATURE_MODULES) {
+      for (const x of loadOrder([m], deps, builtin)) users.set(x, (users.get(x) ?? new Set()).add(feature));
+    }
+    const tagged = order.map((m) => `${users.get(m)!.size > 1 ? 'core' : [...users.get(m)!][0]} ${m}.ko`);
+    const busybox = await readFile(join(bx, 'bin/busybox'));
+    const applets = (await run(join(bx, 'bin/busybox'), ['--list-full'])).stdout.split('\n').filter(Boolean).sort();
+    const tree = userland(busybox, applets, init, agent);
+    const initrdEntries: CpioEntry[] = [...tree];
+    for (const m of order) initrdEntries.push({ path: `lib/modules/${m}.ko`, type: 'file', mode: 0o644, data: await readFile(files.get(m)!) });
+    initrdEntries.push({ path: 'lib/modules/wnod.load', type: 'file', mode: 0o644, data: tagged.map((l) => `${l}\n`).join('') });
+    await writeFile(join(out, 'initrd.img'), cpioArchive(initrdEntries));
+
+    // ext4 root disk from the same tree; UUID and hash seed from the key so equal inputs give equal disks
+    const rootTree = join(work, 'rootfs');
+    await mkdir(rootTree);
+    await materialise(tree, rootTree);
+    const uuid = `${key.slice(0, 8)}-${key.slice(8, 12)}-4${key.slice(13, 16)}-8${key.slice(17, 20)}-${key.slice(0, 12)}`;
+    await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'wnodroot', '-U', uuid, '-E', `hash_seed=${uuid}`, '-d', rootTree,
+      join(out, 'root.ext4'), '64M'], { timeoutMs: 120_000, env: { E2FSPROGS_FAKE_TIME: '1' } });
+    const manifest = { key, kernelPackage: `${inputs.kernelPkg}=${inputs.kernelVer}`, kernelVersion: kver, busyboxVersion: inputs.busyboxVer,
+      modules: order, builtAt: new Date().toISOString(), builderVersion: BUILDER_VERSION };
+    await writeFile(join(out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    await rename(out, join(cacheDir, key)); // atomic: a half-built image is never visible under its key
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Build the test image unless it is cached; return where it is. Concurrent callers build it once (file lock). */
+export async function buildTestImage(opts: { cacheDir?: string; log?: (s: string) => void } = {}): Promise<TestImage> {
+  const cacheDir = opts.cacheDir ?? DEFAULT_TEST_IMAGE_CACHE;
+  const log = opts.log ?? (() => {});
+  await mkdir(cacheDir, { recursive: true, mode: 0o755 });
+  const [init, agent] = await Promise.all([readFile(join(guestDir(), 'init')), readFile(join(guestDir(), 'wnod-agent'))]);
+  const inputs = await resolveInputs(log);
+  const key = testImageKey({ ...inputs, init, agent });
+  const dir = join(cacheDir, key);
+  if (!existsSync(join(dir, 'manifest.json'))) {
+    await withLock(join(cacheDir, `${key}.lock`), 'exclusive', async () => {
+      if (!existsSync(join(dir, 'manifest.json'))) await build(cacheDir, key, inputs, init, agent, log);
+    }, { timeoutMs: 900_000 });
+  }
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { kernelPackage: string; busyboxVersion: string; modules: string[] };
+  await stat(join(dir, 'vmlinux'));
+  return { dir, key, kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd.img'), rootDisk: join(dir, 'root.ext4'),
+    kernelPackage: manifest.kernelPackage, busyboxVersion: manifest.busyboxVersion, modules: manifest.modules };
+}
+
+/** The newest test image already built in `cacheDir` (kernel + initrd), without building one — the KVM probe's
+ * guest on nodes where nobody asked for a build. */
+export async function findBuiltTestImage(cacheDir = DEFAULT_TEST_IMAGE_CACHE): Promise<{ kernel: string; initrd: string } | undefined> {
+  let best: { at: number; dir: string } | undefined;
+  for (const n of await readdir(cacheDir).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{20}$/.test(n)) continue;
+    const m = await readFile(join(cacheDir, n, 'manifest.json'), 'utf8').then((x) => JSON.parse(x) as { builtAt?: string }, () => undefined);
+    const at = Date.parse(m?.builtAt ?? '');
+    if (m && Number.isFinite(at) && (!best || at > best.at)) best = { at, dir: join(cacheDir, n) };
+  }
+  return best ? { kernel: join(best.dir, 'vmlinux'), initrd: join(best.dir, 'initrd.img') } : undefined;
+}
+
+/** The test image as a VM image: initramfs only, or with the ext4 root disk (booted through an overlay). */
+export function testVmImage(t: TestImage, withDisk = false): VmImage {
+  return {
+    id: withDisk ? 'wnod-test-disk' : 'wnod-test', digest: t.key, kind: 'kernel',
+    files: withDisk ? { kernel: t.kernel, initrd: t.initrd, disk: t.rootDisk } : { kernel: t.kernel, initrd: t.initrd },
+    diskFormat: withDisk ? 'raw' : undefined,
+    cmdline: withDisk ? 'wnod.root=/dev/vda' : undefined,
+  };
+}

@@ -1,0 +1,156 @@
+/** The host side of the guest-agent protocol (guest/wnod-agent, guest/README.md) over the three Unix sockets QEMU
+ * serves for the named virtio-serial ports. Lines on the control port; raw output on stdout/stderr, each ended
+ * by the request's random nonce (the end marker), after which the agent sends `EXIT <nonce> <code>`. */
+import { connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Writable } from 'node:stream';
+import { AgentError } from './errors.js';
+import { execScript } from './shell.js';
+
+/** Passes bytes through until the marker; holds back a possible marker prefix at the end of each chunk. Pure. */
+export class MarkerStripper {
+  private held = Buffer.alloc(0);
+  done = false;
+  constructor(private readonly marker: Buffer, private readonly emit: (b: Buffer) => void) {}
+
+  /** Feed a chunk; returns the bytes after the marker (if any) that belong to nobody. */
+  push(chunk: Buffer): Buffer {
+    if (this.done) return chunk;
+    const buf = this.held.length ? Buffer.concat([this.held, chunk]) : chunk;
+    const at = buf.indexOf(this.marker);
+    if (at >= 0) {
+      if (at > 0) this.emit(buf.subarray(0, at));
+      this.held = Buffer.alloc(0);
+      this.done = true;
+      return buf.subarray(at + this.marker.length);
+    }
+    // keep the longest tail that is a prefix of the marker
+    let keep = Math.min(this.marker.length - 1, buf.length);
+    while (keep > 0 && !this.marker.subarray(0, keep).equals(buf.subarray(buf.length - keep))) keep--;
+    if (buf.length - keep > 0) this.emit(buf.subarray(0, buf.length - keep));
+    this.held = Buffer.from(buf.subarray(buf.length - keep));
+    return Buffer.alloc(0);
+  }
+}
+
+/** Read one exit status line for `nonce` out of control-port text; other lines are ignored. Pure. */
+export function parseExitLine(line: string, nonce: string): number | undefined {
+  const m = /^EXIT ([A-Za-z0-9]+) (\d{1,3})$/.exec(line.trim());
+  if (!m || m[1] !== nonce) return undefined;
+  return Number(m[2]);
+}
+
+function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    const t = setTimeout(() => { s.destroy(); reject(new AgentError(`connecting to ${path} timed out`)); }, timeoutMs);
+    s.once('connect', () => { clearTimeout(t); resolve(s); });
+    s.once('error', (err) => { clearTimeout(t); reject(err); });
+  });
+}
+
+/** Read lines from a socket until `match` accepts one (returns its value) or the socket ends / time runs out. */
+function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeoutMs: number | undefined, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let timer: NodeJS.Timeout | undefined;
+    const done = (err: Error | undefined, v?: T) => {
+      if (timer) clearTimeout(timer);
+      s.off('data', onData); s.off('end', onEnd); s.off('error', onErr); s.off('close', onEnd);
+      if (err) reject(err); else resolve(v as T);
+    };
+    const onData = (d: Buffer) => {
+      buf += d.toString('latin1');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (buf.length > 1 << 20) return done(new AgentError(`${what}: control line too long`));
+        const v = match(line);
+        if (v !== undefined) return done(undefined, v);
+      }
+    };
+    const onEnd = () => done(new AgentError(`${what}: the VM closed the agent channel`));
+    const onErr = (err: Error) => done(new AgentError(`${what}: ${err.message}`));
+    if (timeoutMs !== undefined) timer = setTimeout(() => done(new AgentError(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    s.on('data', onData); s.once('end', onEnd); s.once('close', onEnd); s.once('error', onErr);
+  });
+}
+
+const newNonce = (): string => randomBytes(16).toString('hex');
+
+/** Send PING and wait for the matching PONG: true if the agent answered within timeoutMs. */
+export async function ping(control: string, timeoutMs: number): Promise<boolean> {
+  let s: Socket | undefined;
+  try {
+    s = await connectUnix(control, Math.min(timeoutMs, 2000));
+    const nonce = newNonce();
+    s.write(`PING ${nonce}\n`);
+    await awaitLine(s, (l) => (l.trim() === `PONG ${nonce}` ? true : undefined), timeoutMs, 'ping');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    s?.destroy();
+  }
+}
+
+/** Ask the agent to power the guest off (best effort). */
+export async function requestPoweroff(control: string): Promise<void> {
+  try {
+    const s = await connectUnix(control, 1000);
+    await new Promise<void>((r) => s.end('POWEROFF\n', () => r()));
+    s.destroy();
+  } catch { /* the VM may be gone already */ }
+}
+
+export interface AgentExec {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  uid: number;
+  gid: number;
+  stdout: Writable;
+  stderr: Writable;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/** Run one command through the agent; resolves to its exit code once its exit status and both streams are in. */
+export async function agentExec(sockets: { control: string; stdout: string; stderr: string }, req: AgentExec): Promise<number> {
+  const script = execScript(req.argv, req.cwd, req.env);
+  const nonce = newNonce();
+  const marker = Buffer.from(nonce, 'ascii');
+  // the output sockets first: guest writes wait until the host side is connected, so nothing is lost
+  const out = await connectUnix(sockets.stdout, 5000);
+  const err = await connectUnix(sockets.stderr, 5000).catch((e) => { out.destroy(); throw e; });
+  const ctl = await connectUnix(sockets.control, 5000).catch((e) => { out.destroy(); err.destroy(); throw e; });
+  const stream = (s: Socket, sink: Writable) => new Promise<void>((resolve, reject) => {
+    const strip = new MarkerStripper(marker, (b) => { if (!sink.write(b)) { s.pause(); sink.once('drain', () => s.resume()); } });
+    s.on('data', (d: Buffer) => { strip.push(d); if (strip.done) resolve(); });
+    s.once('close', () => (strip.done ? resolve() : reject(new AgentError('the VM closed an output channel before the command ended'))));
+  });
+  const onAbort = () => { ctl.write(`TERM ${nonce}\n`); };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const done = Promise.all([
+      stream(out, req.stdout),
+      stream(err, req.stderr),
+      awaitLine(ctl, (l) => parseExitLine(l, nonce), undefined, 'exec'),
+    ]);
+    ctl.write(`EXEC ${nonce} ${req.uid} ${req.gid} ${Buffer.from(script, 'utf8').toString('base64')}\n`);
+    if (req.signal) {
+      if (req.signal.aborted) onAbort();
+      else req.signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const timeout = req.timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
+      timer = setTimeout(() => { onAbort(); reject(new AgentError(`command did not finish within ${req.timeoutMs} ms (TERM sent)`)); }, req.timeoutMs);
+    });
+    const [, , code] = await (timeout ? Promise.race([done, timeout]) : done);
+    return code;
+  } finally {
+    if (timer) clearTimeout(timer);
+    req.signal?.removeEventListener('abort', onAbort);
+    out.destroy(); err.destroy(); ctl.destroy();
+  }
+}

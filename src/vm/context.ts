@@ -1,0 +1,77 @@
+/** Contextualisation: the per-job files appended to the cached initramfs as a small cpio (Linux unpacks
+ * concatenated archives in order). The guest init sources /wnod/context (shell assignments) — see guest/README.md.
+ * For disk images the same archive is handed over through fw_cfg (opt/org.wnod/context). Pure. */
+import { cpioArchive, type CpioEntry } from './cpio.js';
+import { shq } from './shell.js';
+import { VmSpecError } from './errors.js';
+import type { UnixUser } from './driver.js';
+
+export interface GuestContext {
+  hostname: string;
+  user: UnixUser & { group?: string };
+  workdir?: string;          // mounted from the virtiofs tag "wnodwork" at this path
+  network?: { ip: string; gateway: string; dns?: string };  // static address, CIDR form ("10.0.2.15/24")
+  clock: number;             // seconds since the epoch: TCG guests have no RTC on microvm
+  seed: Uint8Array;          // entropy the guest mixes into /dev/urandom (clones must not share RNG state)
+  /** guest features whose kernel modules the init loads: mmio|pci, base, blk, fs, net, rng (all when absent) */
+  features?: string[];
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const USERNAME = /^[a-z_][a-z0-9_.-]{0,31}$/;
+const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+function checkId(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0xfffffffe) throw new VmSpecError(`${what} must be an integer 0..4294967294, got ${n}`);
+}
+
+/** Validate a context; throws VmSpecError naming the bad field. */
+export function checkContext(ctx: GuestContext): void {
+  if (!HOSTNAME.test(ctx.hostname)) throw new VmSpecError(`invalid hostname '${ctx.hostname}'`);
+  if (!USERNAME.test(ctx.user.name)) throw new VmSpecError(`invalid user name '${ctx.user.name}'`);
+  if (ctx.user.group !== undefined && !USERNAME.test(ctx.user.group)) throw new VmSpecError(`invalid group name '${ctx.user.group}'`);
+  checkId(ctx.user.uid, 'uid');
+  checkId(ctx.user.gid, 'gid');
+  if (ctx.workdir !== undefined && (!ctx.workdir.startsWith('/') || /[\0\n]/.test(ctx.workdir) || ctx.workdir.split('/').includes('..'))) {
+    throw new VmSpecError(`invalid workdir '${ctx.workdir}': must be an absolute path without '..' or newlines`);
+  }
+  if (ctx.network) {
+    if (!CIDR.test(ctx.network.ip)) throw new VmSpecError(`invalid guest address '${ctx.network.ip}' (want a.b.c.d/n)`);
+    if (!IPV4.test(ctx.network.gateway)) throw new VmSpecError(`invalid gateway '${ctx.network.gateway}'`);
+    if (ctx.network.dns !== undefined && !IPV4.test(ctx.network.dns)) throw new VmSpecError(`invalid DNS server '${ctx.network.dns}'`);
+  }
+  if (!Number.isInteger(ctx.clock) || ctx.clock < 0) throw new VmSpecError(`invalid clock ${ctx.clock}`);
+  for (const f of ctx.features ?? []) if (!/^[a-z0-9]{1,16}$/.test(f)) throw new VmSpecError(`invalid guest feature '${f}'`);
+}
+
+/** The /wnod/context file: shell assignments the init sources. */
+export function renderContext(ctx: GuestContext): string {
+  checkContext(ctx);
+  const v: Array<[string, string]> = [
+    ['WNOD_HOSTNAME', ctx.hostname],
+    ['WNOD_USER', ctx.user.name],
+    ['WNOD_GROUP', ctx.user.group ?? ctx.user.name],
+    ['WNOD_UID', String(ctx.user.uid)],
+    ['WNOD_GID', String(ctx.user.gid)],
+    ['WNOD_HOME', ctx.workdir ?? '/tmp'],
+    ['WNOD_CLOCK', String(ctx.clock)],
+  ];
+  if (ctx.workdir) v.push(['WNOD_WORKDIR', ctx.workdir]);
+  if (ctx.features) v.push(['WNOD_FEATURES', ctx.features.join(' ')]);
+  if (ctx.network) {
+    v.push(['WNOD_IP', ctx.network.ip], ['WNOD_GW', ctx.network.gateway]);
+    if (ctx.network.dns) v.push(['WNOD_DNS', ctx.network.dns]);
+  }
+  return '# wnod per-job context (generated)\n' + v.map(([k, x]) => `${k}=${shq(x)}`).join('\n') + '\n';
+}
+
+/** The per-job cpio: /wnod/context and /wnod/seed (root-only). */
+export function contextCpio(ctx: GuestContext): Buffer {
+  const entries: CpioEntry[] = [
+    { path: 'wnod', type: 'dir', mode: 0o700 },
+    { path: 'wnod/context', type: 'file', mode: 0o600, data: renderContext(ctx) },
+    { path: 'wnod/seed', type: 'file', mode: 0o600, data: ctx.seed },
+  ];
+  return cpioArchive(entries);
+}

@@ -1,0 +1,307 @@
+/** The QEMU direct driver (the default, no daemon): QEMU runs detached (-daemonize: own session, pidfile), the
+ * workdir is shared by a virtiofsd per VM, the guest agent is reached through Unix sockets in the VM's runtime
+ * dir, and everything needed to find the VM again is in its state record. */
+import { spawn } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
+import { chmod, chown, copyFile, appendFile, lstat, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { run, CommandError } from '../util/run.js';
+import { withLock } from '../util/lock.js';
+import { createOverlay } from '../images/overlay.js';
+import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
+import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
+import { checkVmId, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
+import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
+import { contextCpio, type GuestContext } from './context.js';
+import { kernelCmdline, qemuArgs, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { agentExec, requestPoweroff } from './agent.js';
+import { QmpClient } from './qmp.js';
+import { chooseAccel, type AccelMode } from './accel.js';
+import { findBuiltTestImage } from '../testkit/testImage.js';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+
+export interface QemuDriverOptions {
+  stateDir: string;
+  accel?: AccelMode;          // default auto
+  qemu?: string;
+  virtiofsd?: string;
+  /** the kernel used by the KVM probe (the test image's) when accel is auto */
+  probeImage?: { kernel: string; initrd: string };
+}
+
+/** Limits a spec must respect whatever the caller computed (the catalog bounds come before this). */
+function checkSpec(spec: VmSpec): void {
+  checkVmId(spec.id);
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 256) throw new VmSpecError(`cpus must be 1..256, got ${spec.cpus}`);
+  if (!Number.isInteger(spec.memoryMB) || spec.memoryMB < 64 || spec.memoryMB > 4 << 20) throw new VmSpecError(`memoryMB must be 64..4194304, got ${spec.memoryMB}`);
+  const f = spec.image.files;
+  if (spec.image.kind === 'kernel' && !f.kernel) throw new VmSpecError(`image ${spec.image.id}: kind kernel without a kernel file`);
+  if (spec.image.kind === 'disk' && !f.disk) throw new VmSpecError(`image ${spec.image.id}: kind disk without a disk file`);
+  for (const [role, p] of Object.entries(f)) {
+    if (p !== undefined && (!p.startsWith('/') || /[\0\n]/.test(p))) throw new VmSpecError(`image ${spec.image.id}: ${role} path '${p}' is not absolute`);
+  }
+  if (spec.network.mode === 'bridge') throw new VmSpecError('network mode bridge is not implemented by the QEMU driver yet (see src/vm/network.ts)');
+}
+
+async function tscKhz(): Promise<number | undefined> {
+  return tscKhzFromCpuinfo(await readFile('/proc/cpuinfo', 'utf8').catch(() => ''));
+}
+
+async function tail(path: string, bytes = 2000): Promise<string> {
+  try {
+    const b = await readFile(path);
+    return b.subarray(Math.max(0, b.length - bytes)).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function waitForPath(path: string, timeoutMs: number, alive: () => Promise<boolean>): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await stat(path).then(() => true, () => false)) return true;
+    if (!(await alive())) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+export class QemuDriver implements VmDriver {
+  readonly name = 'qemu';
+  constructor(private readonly opts: QemuDriverOptions) {}
+
+  private get stateDir(): string {
+    return this.opts.stateDir;
+  }
+
+  /** Create the record first (so gc can always find what follows), then the runtime dir, context and overlay. */
+  async prepare(spec: VmSpec): Promise<VmState> {
+    checkSpec(spec);
+    if (await readRecord(this.stateDir, spec.id)) throw new VmSpecError(`a VM with id ${spec.id} exists already (${recordPath(this.stateDir, spec.id)})`);
+    if (spec.workdir) {
+      const st = await lstat(spec.workdir.hostPath).catch(() => undefined);
+      if (!st || !st.isDirectory()) throw new VmSpecError(`workdir ${spec.workdir.hostPath} is not a directory (symlinks are refused)`);
+      // the share is written with the guest caller's ids: never hand a job a directory its user does not own
+      if (spec.workdir.uid !== 0 && st.uid !== spec.workdir.uid) {
+        throw new VmSpecError(`workdir ${spec.workdir.hostPath} is owned by uid ${st.uid}, not by the job user (uid ${spec.workdir.uid})`);
+      }
+    }
+    const runDir = runDirOf(this.stateDir, spec.id);
+    const me = await procRef(process.pid);
+    const state: VmState = {
+      version: 1, id: spec.id, jobId: spec.jobId, driver: this.name, stateDir: this.stateDir, spec, runDir, pids: {},
+      sockets: vmSockets(this.stateDir, spec.id), files: [], steps: {}, owner: me ?? { pid: process.pid, startTime: '0' },
+    };
+    // the state dir is traversable (the job user reaches its agent sockets below run/), records are not
+    await mkdir(this.stateDir, { recursive: true, mode: 0o711 });
+    await writeRecord(this.stateDir, state);
+    try {
+      await mkdir(join(this.stateDir, 'run'), { recursive: true, mode: 0o711 });
+      await mkdir(runDir, { mode: 0o711 });
+      await mkdir(join(runDir, 'agent'), { mode: 0o700 });
+      state.accel = spec.accel ?? (await chooseAccel({ stateDir: this.stateDir, mode: this.opts.accel ?? 'auto', qemu: this.opts.qemu,
+        probeImage: this.opts.probeImage ?? (await findBuiltTestImage()) }));
+      const ctx: GuestContext = {
+        hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
+        network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
+        clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
+        features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
+          ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' ? ['net'] : [])],
+      };
+      const cpio = contextCpio(ctx);
+      if (spec.image.kind === 'kernel') {
+        const initrd = join(runDir, 'initrd.img');
+        if (spec.image.files.initrd) await copyFile(spec.image.files.initrd, initrd);
+        await appendFile(initrd, cpio);
+      } else {
+        await writeFile(join(runDir, 'context.cpio'), cpio, { mode: 0o600 });
+      }
+      if (spec.image.files.disk) {
+        const overlay = spec.overlay ?? join(runDir, 'disk.qcow2');
+        state.spec.overlay = overlay;
+        state.files.push(overlay);
+        await writeRecord(this.stateDir, state); // the overlay path is known before the file exists
+        await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay);
+      }
+    } catch (err) {
+      await this.destroy(state).catch(() => {});
+      throw err;
+    }
+    return stamp(this.stateDir, state, 'prepared');
+  }
+
+  private plan(state: VmState, khz: number | undefined): QemuPlan {
+    const s = state.spec;
+    const accel = state.accel ?? 'tcg';
+    const kernel = s.image.kind === 'kernel';
+    return {
+      machine: kernel ? 'microvm' : 'q35', accel, cpus: s.cpus, memoryMB: s.memoryMB,
+      kernel: kernel ? s.image.files.kernel : undefined,
+      initrd: kernel ? join(state.runDir, 'initrd.img') : undefined,
+      cmdline: kernel ? kernelCmdline(accel, khz, s.image.cmdline) : undefined,
+      disk: s.overlay ? { path: s.overlay, format: 'qcow2' } : undefined,
+      contextBlob: kernel ? undefined : join(state.runDir, 'context.cpio'),
+      sockets: { ...state.sockets, qmp: state.sockets.qmp!, virtiofs: s.workdir ? state.sockets.virtiofs : undefined },
+      console: join(state.runDir, 'console.log'), pidfile: join(state.runDir, 'qemu.pid'), network: s.network,
+    };
+  }
+
+  /** Start virtiofsd (if a workdir is shared) and QEMU, both detached; record their pids. */
+  async start(state: VmState): Promise<VmState> {
+    const s = state.spec;
+    if (s.workdir) {
+      const log = await open(join(state.runDir, 'virtiofsd.log'), 'a', 0o600);
+      try {
+        const child = spawn(this.opts.virtiofsd ?? VIRTIOFSD, [
+          `--socket-path=${state.sockets.virtiofs}`, '-o', `source=${s.workdir.hostPath}`, '-o', 'cache=auto',
+          '-o', 'no_posix_lock', '-o', 'no_xattr', '-o', 'log_level=warn',
+        ], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+        child.unref();
+        const pid = child.pid;
+        if (pid === undefined) throw new VmStartError(`cannot start ${VIRTIOFSD}`);
+        const ref = await procRef(pid);
+        if (ref) state.pids.virtiofsd = ref;
+        await writeRecord(this.stateDir, state);
+        const ok = await waitForPath(state.sockets.virtiofs!, 5000, () => isAlive(ref));
+        if (!ok) throw new VmStartError(`virtiofsd did not create ${state.sockets.virtiofs}: ${(await tail(join(state.runDir, 'virtiofsd.log'))).trim()}`);
+      } finally {
+        await log.close();
+      }
+    }
+    const args = qemuArgs(this.plan(state, await tscKhz()));
+    try {
+      await run(this.opts.qemu ?? QEMU_BINARY, args, { timeoutMs: 30_000 });
+    } catch (err) {
+      const msg = err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' / ') : String(err);
+      await terminate(state.pids.virtiofsd, 500);
+      throw new VmStartError(`QEMU did not start for VM ${state.id}: ${msg}`, await tail(join(state.runDir, 'console.log')));
+    }
+    const pid = Number((await readFile(join(state.runDir, 'qemu.pid'), 'utf8')).trim());
+    const ref = await procRef(pid);
+    if (!ref) throw new VmStartError(`QEMU for VM ${state.id} exited right after starting`, await tail(join(state.runDir, 'console.log')));
+    state.pids.qemu = ref;
+    return stamp(this.stateDir, state, 'started');
+  }
+
+  /** One PING on one connection, raced against QEMU's death and the deadline. Knows from QMP whether the guest ever
+   * opened the agent's control port, which tells "no agent in the image" from "still booting". */
+  async waitReady(state: VmState, timeoutMs: number): Promise<VmState> {
+    const deadline = Date.now() + timeoutMs;
+    const qmp = await QmpClient.connect(state.sockets.qmp!, 3000).catch(() => undefined);
+    let portOpened = false;
+    qmp?.onEvent((ev) => {
+      if (ev.event === 'VSERPORT_CHANGE' && (ev.data as { id?: string; open?: boolean })?.id === 'ch-control' && (ev.data as { open?: boolean }).open) portOpened = true;
+    });
+    const nonce = randomBytes(16).toString('hex');
+    let sock: Socket | undefined;
+    let answered = false;
+    let buf = '';
+    try {
+      while (Date.now() < deadline) {
+        if (!(await isAlive(state.pids.qemu))) break;
+        if (!sock) {
+          sock = await new Promise<Socket | undefined>((resolve) => {
+            const s = connect(state.sockets.control);
+            s.once('connect', () => resolve(s));
+            s.once('error', () => { s.destroy(); resolve(undefined); });
+          });
+          if (sock) {
+            sock.on('data', (d: Buffer) => {
+              buf += d.toString('latin1');
+              if (buf.split('\n').some((l) => l.trim() === `PONG ${nonce}`)) answered = true;
+              if (buf.length > 65536) buf = buf.slice(-1024);
+            });
+            sock.on('error', () => {});
+            sock.write(`PING ${nonce}\n`);
+          }
+        }
+        if (answered) {
+          return await stamp(this.stateDir, state, 'ready');
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      sock?.destroy();
+      qmp?.close();
+    }
+    const con = await tail(join(state.runDir, 'console.log'));
+    const alive = await isAlive(state.pids.qemu);
+    const noAgentInit = /no guest agent|agent exited/.test(con);
+    if (noAgentInit || (!portOpened && qmp && !alive)) {
+      throw new VmNotReadyError('no-agent', `VM ${state.id}: the guest ${alive ? 'runs' : 'stopped'} without a wnod agent ` +
+        `(virtio-serial port org.wnod.control was never opened) — is guest/wnod-agent installed and started by the image's init?`, con);
+    }
+    if (!alive) throw new VmNotReadyError('exited', `VM ${state.id}: QEMU exited before the guest agent answered; console: ${con.trim().split('\n').slice(-3).join(' / ')}`, con);
+    throw new VmNotReadyError('timeout', `VM ${state.id}: the guest agent did not answer within ${timeoutMs} ms ` +
+      `(${portOpened ? 'its port is open but it does not answer' : qmp ? 'the guest never opened its agent port' : 'QMP unavailable'})`, con);
+  }
+
+  /** Run a command through the agent (one at a time per VM: the channel is one stream per port). */
+  async exec(state: VmState, req: ExecRequest): Promise<number> {
+    if (!(await isAlive(state.pids.qemu))) throw new VmStateError(`VM ${state.id} is not running`);
+    return execInVm(this.stateDir, state.id, { ...req, env: { ...state.spec.env, ...req.env } });
+  }
+
+  async stop(state: VmState, graceMs: number): Promise<void> {
+    if (await readRecord(this.stateDir, state.id)) await stamp(this.stateDir, state, 'stopping');
+    if (await isAlive(state.pids.qemu)) {
+      await requestPoweroff(state.sockets.control);
+      if (!(await waitGone(state.pids.qemu, graceMs))) await terminate(state.pids.qemu, 1000);
+    }
+    await terminate(state.pids.virtiofsd, 1000);
+  }
+
+  /** Kill what is left (pids are checked against their start time), delete files, then the record. Idempotent. */
+  async destroy(state: VmState): Promise<void> {
+    await terminate(state.pids.qemu, 0);
+    await terminate(state.pids.virtiofsd, 500);
+    for (const f of state.files) await unlink(f).catch(() => {});
+    await rm(state.runDir, { recursive: true, force: true });
+    await removeRecord(this.stateDir, state.id);
+  }
+
+  async status(state: VmState): Promise<VmStatus> {
+    if (!(await readRecord(this.stateDir, state.id))) return 'destroyed';
+    if (await isAlive(state.pids.qemu)) return state.steps.ready ? 'ready' : 'running';
+    if (state.steps.started) return 'stopped';
+    return state.steps.prepared ? 'prepared' : 'unknown';
+  }
+
+  /** Let `uid:gid` (the job user) reach the agent sockets, so the job starter can exec without root. */
+  async grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> {
+    const dir = join(state.runDir, 'agent');
+    await chown(dir, uid, gid);
+    // the exec lock must be openable by the job user too (root may have created it already)
+    const lock = join(dir, 'exec.lock');
+    await writeFile(lock, '', { flag: 'a', mode: 0o600 });
+    await chown(lock, uid, gid);
+    for (const k of ['control', 'stdout', 'stderr'] as const) {
+      await chown(state.sockets[k], uid, gid);
+      await chmod(state.sockets[k], 0o600);
+    }
+    state.handedOver = true;
+    await writeRecord(this.stateDir, state);
+  }
+}
+
+/** Run a command in VM `id` knowing only the state dir and the id — what the job starter (the job user, who
+ * cannot read the root-only record) has. One command at a time per VM (a lock beside the sockets). */
+export async function execInVm(stateDir: string, id: string, req: ExecRequest): Promise<number> {
+  const sockets = vmSockets(stateDir, id);
+  return withLock(join(runDirOf(stateDir, id), 'agent', 'exec.lock'), 'exclusive', () => agentExec(sockets, {
+    argv: req.argv, cwd: req.cwd, env: req.env, uid: req.user.uid, gid: req.user.gid,
+    stdout: req.stdout, stderr: req.stderr, signal: req.signal, timeoutMs: req.timeoutMs,
+  }));
+}
+
+/** Hostname for a VM: the node's short name and the VM id ("wn01-13"), reduced to valid characters. */
+export function vmHostname(id: string): string {
+  const host = osHostname().split('.')[0]!.replace(/[^A-Za-z0-9-]/g, '-');
+  return `${host}-${id}`.replace(/[^A-Za-z0-9-]/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '').slice(0, 63) || 'wnod';
+}
+
+export type { ProcRef };

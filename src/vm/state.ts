@@ -1,0 +1,115 @@
+/** The state directory: one JSON record per VM (written atomically), the runtime dir of each VM, the accel verdict.
+ *
+ *   <stateDir>/vms/<id>.json        the VmState record (root 0600)
+ *   <stateDir>/run/<id>/            runtime files: pidfile, QMP socket, console log, initrd, overlay (root, 0711)
+ *   <stateDir>/run/<id>/agent/      the agent sockets (chowned to the job user by grantAgentAccess)
+ *   <stateDir>/accel.json           the cached KVM/TCG verdict
+ */
+import { readFile, readdir, unlink, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic.js';
+import { VmSpecError, VmStateError } from './errors.js';
+import type { VmState, VmStep } from './driver.js';
+
+const VM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Throw unless `id` is a safe VM id (it names files). */
+export function checkVmId(id: string): void {
+  if (!VM_ID.test(id) || id.includes('..')) throw new VmSpecError(`invalid VM id '${id}': want [A-Za-z0-9][A-Za-z0-9._-]{0,63}`);
+}
+
+/** A VM id from a batch job id ("13.host.example" → "13.host.example"; other characters become '_'). */
+export function vmIdForJob(jobId: string): string {
+  const id = jobId.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.\.+/g, '.').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
+  checkVmId(id);
+  return id;
+}
+
+export const recordDir = (stateDir: string): string => join(stateDir, 'vms');
+export const recordPath = (stateDir: string, id: string): string => (checkVmId(id), join(stateDir, 'vms', `${id}.json`));
+export const runDirOf = (stateDir: string, id: string): string => (checkVmId(id), join(stateDir, 'run', id));
+
+/** The runtime sockets of VM `id`. Their paths follow from the state dir and the id alone, so the job starter
+ * (job user, cannot read the root-only record) finds the agent from the job id. */
+export function vmSockets(stateDir: string, id: string): { control: string; stdout: string; stderr: string; qmp: string; virtiofs: string } {
+  const runDir = runDirOf(stateDir, id);
+  return {
+    control: join(runDir, 'agent', 'control.sock'),
+    stdout: join(runDir, 'agent', 'stdout.sock'),
+    stderr: join(runDir, 'agent', 'stderr.sock'),
+    qmp: join(runDir, 'qmp.sock'),
+    virtiofs: join(runDir, 'virtiofs.sock'),
+  };
+}
+
+/** Parse and sanity-check a record's JSON text. */
+export function parseRecord(text: string, where: string): VmState {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new VmStateError(`${where}: not JSON (${(err as Error).message})`);
+  }
+  const r = v as Partial<VmState>;
+  if (!r || typeof r !== 'object' || r.version !== 1 || typeof r.id !== 'string' || typeof r.runDir !== 'string' ||
+    typeof r.driver !== 'string' || !r.spec || !r.sockets || !r.pids || !r.steps || !Array.isArray(r.files)) {
+    throw new VmStateError(`${where}: not a wnod VM state record (version 1)`);
+  }
+  checkVmId(r.id);
+  return r as VmState;
+}
+
+/** Write a record atomically (root-only: it holds the paths root will delete and the pids it will kill). */
+export async function writeRecord(stateDir: string, state: VmState): Promise<void> {
+  await mkdir(recordDir(stateDir), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(recordPath(stateDir, state.id), JSON.stringify(state, null, 2) + '\n', 0o600);
+}
+
+/** Stamp a lifecycle step and persist. */
+export async function stamp(stateDir: string, state: VmState, step: VmStep): Promise<VmState> {
+  state.steps[step] = new Date().toISOString();
+  await writeRecord(stateDir, state);
+  return state;
+}
+
+/** Read one record; undefined if there is none. */
+export async function readRecord(stateDir: string, id: string): Promise<VmState | undefined> {
+  const p = recordPath(stateDir, id);
+  let text: string;
+  try {
+    text = await readFile(p, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new VmStateError(`${p}: ${(err as Error).message}`);
+  }
+  return parseRecord(text, p);
+}
+
+/** Every record in the state dir; unreadable ones are reported through onBad and skipped. */
+export async function listRecords(stateDir: string, onBad: (path: string, err: unknown) => void = () => {}): Promise<VmState[]> {
+  let names: string[];
+  try {
+    names = await readdir(recordDir(stateDir));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: VmState[] = [];
+  for (const n of names.sort()) {
+    if (!n.endsWith('.json') || n.startsWith('.')) continue;
+    const p = join(recordDir(stateDir), n);
+    try {
+      out.push(parseRecord(await readFile(p, 'utf8'), p));
+    } catch (err) {
+      onBad(p, err);
+    }
+  }
+  return out;
+}
+
+/** Delete a record (idempotent). */
+export async function removeRecord(stateDir: string, id: string): Promise<void> {
+  await unlink(recordPath(stateDir, id)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+}
