@@ -23,7 +23,7 @@ export interface ShimParams {
 
 export const DEFAULT_SHIM_PARAMS: ShimParams = {
   node: '/usr/bin/node',
-  prefix: '/usr/lib/wnod',
+  prefix: '/opt/wnod',
   config: '/etc/wnod/wnod.yaml',
   lastGood: '/var/cache/wnod/glue-last-good.ldif',
 };
