@@ -16,6 +16,7 @@ import { execa } from 'execa';
 import { fetchArtifact } from '../src/images/fetch.js';
 import { ImageCache } from '../src/images/cache.js';
 import type { Image } from '../src/config/types.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: {
   mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '5' }, dir: { type: 'string', default: '/var/tmp' },
@@ -27,11 +28,6 @@ if (!Number.isSafeInteger(MIB) || MIB < 1 || !Number.isSafeInteger(ROUNDS) || RO
   process.exit(2);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const work = await mkdtemp(join(values.dir!, 'wnod-bench-'));
 const src = join(work, 'source.img');

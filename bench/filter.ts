@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeProxy, makeTestPki } from '../src/testkit/pki.js';
 import { makeTestSite } from '../src/testkit/site.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '21' } } });
 const RUNS = Math.max(3, Number(values.runs));
@@ -56,7 +57,6 @@ function instructions(args: string[]): number | undefined {
 const insBare = instructions(['-e', '0']);
 const insFilter = insBare === undefined ? undefined : instructions(filterArgs);
 
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const bare = median(wall.bare!);
 const filter = median(wall.filter!);
 console.log(JSON.stringify({

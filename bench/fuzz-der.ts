@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import { check, makeTargets, mutate, prng, type FuzzCounts } from '../test/voms-fuzz-inputs.js';
 import { parseDer } from '../src/voms/der.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '100000' }, seed: { type: 'string', default: '1' } } });
 const N = Number(values.n);
@@ -21,11 +22,6 @@ if (!Number.isSafeInteger(N) || N < 1000 || !Number.isSafeInteger(SEED)) {
 const BATCH = 1000;
 const forge = createRequire(import.meta.url)('node-forge/lib/asn1.js') as { fromDer(b: string, o: { strict: boolean; decodeBitStrings: boolean }): unknown };
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const targets = await makeTargets();
 const results: Record<string, unknown>[] = [];

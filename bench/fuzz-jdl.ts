@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import {
   checkClassAd, checkScript, classAdInput, prng, scriptInput, type FuzzCounts,
 } from '../test/jdl-fuzz-inputs.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '100000' }, seed: { type: 'string', default: '1' } } });
 const N = Number(values.n);
@@ -19,11 +20,6 @@ if (!Number.isSafeInteger(N) || N < 1000 || !Number.isSafeInteger(SEED)) {
 }
 const BATCH = 1000;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 interface Target { name: string; run(seed: number, check: boolean, counts: FuzzCounts, slowest: { ms: number; input: string }): void }
 

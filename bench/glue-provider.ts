@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { siteYaml } from '../test/glue-fixtures.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, sizes: { type: 'string', default: '10,100,1000,10000' } } });
 const ROUNDS = Number(values.rounds);
@@ -23,7 +24,6 @@ async function timed(file: string, args: string[]): Promise<{ ms: number; bytes:
   if (r.exitCode !== 0) throw new Error(`${file} ${args.join(' ')}: exit ${r.exitCode}: ${r.stderr}`);
   return { ms, bytes: Buffer.byteLength(String(r.stdout)) };
 }
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
 const dir = await mkdtemp(join(tmpdir(), 'wnod-glue-bench-'));

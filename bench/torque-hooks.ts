@@ -15,6 +15,7 @@ import { parseDocument } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { signTicket, newNonce } from '../src/ticket/index.js';
 import { run as installTorque } from '../src/cli/install-torque.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '20' } } });
 const N = Number(values.n);
@@ -73,7 +74,6 @@ for (let i = 0; i < N; i++) {
   await rm(script, { force: true });
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.9) - 1)]!;
 const fig = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, { medianMs: +median(v).toFixed(1), p90Ms: +p90(v).toFixed(1) }]));
 const accounted = (await readFile(cfg.accountingFile, 'utf8')).trim().split('\n').length;

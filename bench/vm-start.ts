@@ -18,6 +18,7 @@ import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce, type RunOnceResult } from '../src/vm/session.js';
 import { kernelCmdline, tscKhzFromCpuinfo } from '../src/vm/qemuArgs.js';
 import { readFile } from 'node:fs/promises';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: {
   runs: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '1,4,16' },
@@ -27,7 +28,6 @@ const runs = Number(values.runs);
 const levels = values.concurrency!.split(',').map(Number);
 const accel = values.accel === 'kvm' ? 'kvm' : 'tcg';
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const round = (x: number) => Math.round(x);
 const sink = () => new Writable({ write(_c, _e, cb) { cb(); } });
 

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { makeProxy, makeTestPki } from '../src/testkit/pki.js';
+import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '21' } } });
 const RUNS = Number(values.runs);
@@ -35,7 +36,6 @@ for (let i = 0; i < RUNS; i++) {
     if (k === 'import_and_verify') { const o = JSON.parse(out); imp.push(o.imp); ver.push(o.ver); }
   }
 }
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const med = Object.fromEntries(Object.entries(wall).map(([k, xs]) => [k, +median(xs).toFixed(1)]));
 process.stdout.write(JSON.stringify({
   bench: 'voms-startup', runs: RUNS, node: process.version,

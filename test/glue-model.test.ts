@@ -1,5 +1,6 @@
-import t from 'tap';
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { fileURLToPath } from 'node:url';
+import { matchGolden } from './lib/golden.js';
 import { buildGlueModel, publishedImages, rteTags, splitAppVersion, bdiiText } from '../src/glue/model.js';
 import { printGlue1Plugin } from '../src/glue/print-glue1.js';
 import { printGlue2Provider } from '../src/glue/print-glue2.js';
@@ -10,21 +11,8 @@ import { image, siteConfig } from './glue-fixtures.js';
 const NOW = new Date('2025-01-02T03:04:05.678Z');
 const GOLDEN = new URL('./golden/glue/', import.meta.url);
 
-/** Compare with test/golden/glue/<name>; on a difference write <name>.new for review (WNOD_UPDATE_GOLDEN=1 rewrites
- * the golden file instead). */
-function golden(t: Tap.Test, name: string, actual: string): void {
-  const file = new URL(name, GOLDEN);
-  mkdirSync(GOLDEN, { recursive: true });
-  if (process.env.WNOD_UPDATE_GOLDEN === '1' || !existsSync(file)) {
-    writeFileSync(file, actual);
-    t.pass(`wrote golden ${name}`);
-    return;
-  }
-  const want = readFileSync(file, 'utf8');
-  if (want !== actual) writeFileSync(new URL(`${name}.new`, GOLDEN), actual);
-  t.equal(actual, want, `matches golden ${name} (on failure see ${name}.new)`);
-}
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
+const golden = (t: Test, name: string, actual: string): void =>
+  matchGolden(t, actual, fileURLToPath(new URL(name, GOLDEN)));
 
 const small = siteConfig([
   image('vm_sl6', { title: 'Scientific Linux 6.10 worker node', os: { family: 'linux', name: 'ScientificSL', version: '6.10' }, cpus: { default: 1, max: 4 } }),

@@ -1,5 +1,5 @@
 // The plugin and provider as BDII runs them (processes of the built dist), and `wnod install bdii`.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, stat, writeFile, mkdir, rm } from 'node:fs/promises';
@@ -22,7 +22,7 @@ async function tmp(t: Tap): Promise<string> {
   t.teardown(() => rm(d, { recursive: true, force: true }));
   return d;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 const runKind = (kind: 'plugin' | 'provider', args: string[]) =>
   execa('node', [dist(`glue/${kind}.js`), ...args], { reject: false, stripFinalNewline: false });

@@ -193,7 +193,7 @@ t.test('eviction: least recently used first, down to the low watermark, never an
   const GiBPerMiB = 1 / 1024;
   // four 1 MiB entries; high 3.5 MiB, low 2.5 MiB
   const c = cacheAt('evict', 3.5 * GiBPerMiB, 2.5 * GiBPerMiB, now);
-  const imgs = [];
+  const imgs: Image[] = [];
   for (const id of ['e1', 'e2', 'e3', 'e4']) {
     const { image } = await diskImage(id, MiB);
     clock += 60_000;

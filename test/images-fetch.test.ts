@@ -153,7 +153,7 @@ t.test('a full disk (tiny tmpfs) raises no-space and leaves nothing behind', asy
   await mkdir(mnt);
   const m = await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mnt], { reject: false });
   if (m.exitCode !== 0) {
-    t.skip(`cannot mount a tmpfs here (${m.stderr.trim()}): ENOSPC not exercised`);
+    t.skip(`cannot mount a tmpfs here (${m.stderr.trim()}): ENOSPC not exercised`, () => {});
     return;
   }
   t.teardown(() => execa('umount', [mnt], { reject: false }).then(() => undefined));

@@ -4,22 +4,13 @@ import { BlahScriptError, parseBlahScript } from '../src/jdl/blahScript.js';
 import { ClassAdSyntaxError, parseClassAd } from '../src/jdl/classad.js';
 import { requestFromScript, TAG_PATTERN } from '../src/jdl/request.js';
 import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
+import { prng } from './lib/prng.js';
+export { prng };
 
 /** Inputs are bounded so that every single parse is short: a hang would show as a stuck run, not a slow one. */
 export const MAX_FUZZ_CLASSAD = 4096;
 export const MAX_FUZZ_SCRIPT = 32_768;
 
-/** mulberry32: small, fast, seedable. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;

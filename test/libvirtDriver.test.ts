@@ -40,7 +40,7 @@ t.test('pure: status and network mapping', async (t) => {
 
 t.test('an unreachable libvirt is not an absent domain: status unknown, destroy throws and keeps the record', async (t) => {
   if (!existsSync('/usr/bin/virsh')) {
-    t.skip('virsh is not installed (scripts/install-deps.sh installs libvirt-clients)');
+    t.skip('virsh is not installed (scripts/install-deps.sh installs libvirt-clients)', () => {});
     return;
   }
   const stateDir = await mkdtemp('/tmp/wnod-lvu-');
@@ -60,14 +60,14 @@ t.test('with a real libvirtd', async (t) => {
   const why = await libvirtdUnavailable();
   if (why) {
     t.comment(`libvirtd cannot run here: ${why}`);
-    t.skip(`libvirtd cannot run here: ${why}`);
+    t.skip(`libvirtd cannot run here: ${why}`, () => {});
     return;
   }
   let image: TestImage;
   try {
     image = await buildTestImage({ log: (s) => t.comment(s) });
   } catch (err) {
-    t.skip(`the test image cannot be built here: ${(err as Error).message}`);
+    t.skip(`the test image cannot be built here: ${(err as Error).message}`, () => {});
     return;
   }
   let t0 = Date.now();

@@ -9,18 +9,9 @@ import { parsePem } from '../src/voms/pem.js';
 import { nameToString, nameHash } from '../src/voms/name.js';
 import { VomsError } from '../src/voms/errors.js';
 import { makeProxy, makeTestPki, acExtensionDer } from '../src/testkit/pki.js';
+import { prng } from './lib/prng.js';
+export { prng };
 
-/** mulberry32: small, fast, reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface FuzzCounts { inputs: number; accepted: number; malformed: number }
 
