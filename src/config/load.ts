@@ -4,7 +4,7 @@
 import { readFile, stat, mkdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { codeStamp } from '../util/code-stamp.js';
 import { ConfigError } from './errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { SiteConfig } from './types.js';
@@ -20,16 +20,7 @@ const MAX_CONFIG_BYTES = 4 << 20;
 let validatorStamp: string | undefined;
 /** Identifies the validator's code, so that a wnod upgrade never serves a config validated by older rules. */
 async function stamp(): Promise<string> {
-  if (validatorStamp === undefined) {
-    // This module and the validator's: in a bundle they are one file and the others do not exist.
-    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'; // .ts when tests run the sources
-    const files = [import.meta.url, ...['parse', 'reader', 'image'].map((f) => new URL(f + ext, import.meta.url).href)].map((u) => fileURLToPath(u));
-    const parts = await Promise.all(files.map(async (f) => {
-      const s = await stat(f).catch(() => undefined);
-      return s ? `${f}:${s.size}:${s.mtimeMs}` : '';
-    }));
-    validatorStamp = parts.join('|');
-  }
+  validatorStamp ??= await codeStamp(import.meta.url, ['./parse', './reader', './image']);
   return validatorStamp;
 }
 

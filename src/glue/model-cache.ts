@@ -3,7 +3,7 @@
 // what the kernel changes on every write or replacement of the file (inode, size, mtime, ctime — ctime cannot be
 // set from user space) and the build of the code that made the model.
 import { readFile, stat } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { codeStamp } from '../util/code-stamp.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { GlueModel } from './model.js';
 
@@ -22,10 +22,9 @@ export function modelCachePath(lastGoodBase: string): string {
 
 /** The identity of `configPath` plus the code that turns it into a model. */
 export async function configIdentity(configPath: string): Promise<string> {
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'; // .ts when tests run the sources
-  const codeFiles = ['./model', '../config/parse', '../config/reader', '../config/image'].map((f) => new URL(f + ext, import.meta.url));
-  const stats = await Promise.all([stat(configPath, { bigint: true }), ...codeFiles.map((u) => stat(fileURLToPath(u), { bigint: true }))]);
-  return [FORMAT, ...stats.map((s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`)].join('|');
+  const s = await stat(configPath, { bigint: true });
+  const code = await codeStamp(import.meta.url, ['./model', '../config/parse', '../config/reader', '../config/image']);
+  return [FORMAT, `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`, code].join('|');
 }
 
 /** The cached model when its key matches, else undefined (a missing or damaged cache is just a miss). */
