@@ -1,7 +1,7 @@
 // End-to-end cost of running a Torque job in its own VM, as pbs_mom pays it: prologue start → epilogue end (the
 // pbs_mom harness drives the installed hooks, the job runs in a fresh VM of the test image), minus the job's own run
 // time, against running the same script bare.
-//   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/torque-vm.ts [--n 5] [--rounds16 1] [--accel tcg]
+//   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/torque-vm.ts [--n 5] [--rounds16 1] [--accel tcg] [--max-booting 0]
 // (as root, after a build; or `bash scripts/bench.sh torque-vm`). Series, interleaved in rotating order per round:
 //   bare        the job script run directly by /bin/sh on the host (the job's own run time)
 //   hooks_bare  the same script through prologue → starter → epilogue with no VM (policy no_ticket: bare)
@@ -20,12 +20,14 @@ import { makeVmSite } from '../src/demo/vmSite.js';
 import { loadConfig } from '../src/config/load.js';
 import { signTicket, newNonce } from '../src/ticket/index.js';
 import { readRecords } from '../src/accounting/store.js';
+import { median } from './lib/stats.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '5' }, rounds16: { type: 'string', default: '1' }, accel: { type: 'string', default: 'tcg' } } });
+const { values } = parseArgs({ options: { n: { type: 'string', default: '5' }, rounds16: { type: 'string', default: '1' }, accel: { type: 'string', default: 'tcg' }, 'max-booting': { type: 'string', default: '0' } } });
 const N = Number(values.n);
 const R16 = Number(values.rounds16);
-if (!Number.isSafeInteger(N) || N < 1 || !Number.isSafeInteger(R16) || R16 < 0 || !['tcg', 'auto', 'kvm'].includes(values.accel!)) {
-  process.stderr.write('usage: torque-vm.ts [--n N>=1] [--rounds16 R>=0] [--accel tcg|auto|kvm]\n');
+const MAX_BOOTING = Number(values['max-booting']);
+if (!Number.isSafeInteger(N) || N < 1 || !Number.isSafeInteger(R16) || R16 < 0 || !Number.isSafeInteger(MAX_BOOTING) || MAX_BOOTING < 0 || !['tcg', 'auto', 'kvm'].includes(values.accel!)) {
+  process.stderr.write('usage: torque-vm.ts [--n N>=1] [--rounds16 R>=0] [--accel tcg|auto|kvm] [--max-booting M (0 = cores)]\n');
   process.exit(2);
 }
 const repo = join(import.meta.dirname, '..');
@@ -33,18 +35,13 @@ const cli = join(repo, 'dist', 'cli', 'main.js');
 const JOB_SLEEP_S = 1; // the job's own work: wall time that emulation does not stretch (CPU work under TCG would)
 const BODY = `cd "$PBS_O_WORKDIR"\nsleep ${JOB_SLEEP_S}\necho done\n`;
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const round1 = (x: number): number => Number(x.toFixed(1));
 const round3 = (x: number): number => Number(x.toFixed(3));
 
 const img = await buildTestImage();
 const user = await ensureTestUser('wnodbench');
 const dir = await mkdtemp(join(tmpdir(), 'wnod-bench-torque-vm-'));
-const site = await makeVmSite(dir, img, { vm: { accel: values.accel }, policy: { no_ticket: 'bare' }, lrm: { max_requeues: 0 } });
+const site = await makeVmSite(dir, img, { vm: { accel: values.accel, max_booting: MAX_BOOTING }, policy: { no_ticket: 'bare' }, lrm: { max_requeues: 0 } });
 const cfg = await loadConfig(site.configPath);
 const mom = new PbsMom({ momPriv: site.momPriv, jobStarter: join(site.momPriv, 'wnod-starter'), requeueLimit: 0 });
 await mom.setup();

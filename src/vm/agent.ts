@@ -114,6 +114,8 @@ export interface AgentExec {
   stderr: Writable;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** aborting powers the guest off through this exec's own control connection (the port serves one at a time) */
+  poweroff?: AbortSignal;
 }
 
 /** Run one command through the agent; resolves to its exit code once its exit status and both streams are in. */
@@ -131,6 +133,7 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
     s.once('close', () => (strip.done ? resolve() : reject(new AgentError('the VM closed an output channel before the command ended'))));
   });
   const onAbort = () => { ctl.write(`TERM ${nonce}\n`); };
+  const onPoweroff = () => { ctl.write('POWEROFF\n'); };
   let timer: NodeJS.Timeout | undefined;
   try {
     const done = Promise.all([
@@ -143,6 +146,7 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
       if (req.signal.aborted) onAbort();
       else req.signal.addEventListener('abort', onAbort, { once: true });
     }
+    req.poweroff?.addEventListener('abort', onPoweroff, { once: true });
     const timeout = req.timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
       timer = setTimeout(() => { onAbort(); reject(new AgentError(`command did not finish within ${req.timeoutMs} ms (TERM sent)`)); }, req.timeoutMs);
     });
@@ -151,6 +155,7 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
   } finally {
     if (timer) clearTimeout(timer);
     req.signal?.removeEventListener('abort', onAbort);
+    req.poweroff?.removeEventListener('abort', onPoweroff);
     out.destroy(); err.destroy(); ctl.destroy();
   }
 }

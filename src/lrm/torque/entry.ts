@@ -6,8 +6,8 @@ import { parseEntryArgv } from './entry-argv.js';
 
 async function start(): Promise<number> {
   const { configPath, hook, rest } = parseEntryArgv(process.argv.slice(2));
-  const ctx = { configPath };
-  // SEAM: once src/vm is ready, build the TorqueVmEngine here and pass it as ctx.vm.
+  // the VM engine (src/vm + src/images behind the seam of vmseam.ts), loaded only once the argv is known to be ours
+  const ctx = { configPath, vm: (await import('./vmEngine.js')).torqueVmEngine() };
   switch (hook) {
     case 'prologue': return (await import('./prologue.js')).main(rest, process.env, ctx);
     case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);

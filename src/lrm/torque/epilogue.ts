@@ -52,7 +52,7 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
     ok = false;
     await log.detail('record-unreadable', { error: describe(err) });
   }
-  // ---- SEAM: tear down the job's VM (whatever exists of it). Always attempted when the engine is wired.
+  // tear down the job's VM (whatever exists of it): always, whenever an engine is wired (entry.ts wires vmEngine.ts)
   let teardownS = 0;
   let vmCpuS: number | undefined;
   if (ctx.vm) {

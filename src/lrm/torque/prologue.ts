@@ -19,7 +19,7 @@ export interface HookContext {
   /** the job's output (pbs_mom: the .o file) */
   stdout?: Writable;
   now?: () => Date;
-  /** SEAM: the VM engine; absent until src/vm is wired in (see vmseam.ts) */
+  /** the VM engine (vmEngine.ts, wired by entry.ts; see vmseam.ts); tests may leave it out or pass a stub */
   vm?: TorqueVmEngine;
   torqueVersion?: TorqueVersion | 'auto';
   /** injectable for tests; default src/config/load.ts */
@@ -37,7 +37,7 @@ async function configFor(ctx: HookContext): Promise<SiteConfig> {
 }
 
 /** Run the prologue for pbs_mom's argv (without node and script); returns the exit code for pbs_mom. */
-export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookContext): Promise<number> {
+export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: HookContext): Promise<number> {
   const out = ctx.stdout ?? process.stdout;
   let cfg: SiteConfig;
   try {
@@ -59,14 +59,14 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
   const log = hookLog(cfg.logFile, 'prologue', args.jobId, out);
   try {
     await ensureTorqueStateDir(cfg.vm.stateDir);
-    await accept(cfg, args, ctx, log);
+    await accept(cfg, args, ctx, log, env.PBS_O_WORKDIR);
     return PROLOGUE_EXIT.go;
   } catch (err) {
     return refuseOrRequeue(cfg, args, err, log);
   }
 }
 
-async function accept(cfg: SiteConfig, args: PrologueArgs, ctx: HookContext, log: HookLog): Promise<void> {
+async function accept(cfg: SiteConfig, args: PrologueArgs, ctx: HookContext, log: HookLog, workdir: string | undefined): Promise<void> {
   let text: string;
   try {
     text = await readJobScript(cfg.lrm.momPriv, args.jobId, args.scriptPath);
@@ -92,13 +92,15 @@ async function accept(cfg: SiteConfig, args: PrologueArgs, ctx: HookContext, log
   }));
   await log.detail('accepted', { mode: decision.mode, ...(decision.mode === 'vm' ? decision.record : {}), user: args.user, queue: args.queue });
   if (decision.mode !== 'vm') return;
-  // ---- SEAM: the VM engine boots the job's VM here (src/vm). Until it is wired, the decision is recorded only.
+  // the VM engine boots the job's VM (vmEngine.ts, wired by entry.ts); without one the decision is recorded only
   if (!ctx.vm) {
     await log.detail('vm-engine-not-wired', { image: decision.image.id });
     return;
   }
   const { vmId, bootS } = await ctx.vm.start({
     jobId: args.jobId, user: args.user, group: args.group, cfg, image: decision.image, cpus: decision.record.cpus, memoryMB: decision.record.memoryMB,
+    // pbs_mom's PBS_O_WORKDIR (the job's submit dir); the engine shares it only if it is the job user's own
+    ...(workdir ? { workdir } : {}),
   });
   await updateJobRecord(cfg.vm.stateDir, args.jobId, (cur) => ({ ...(cur ?? newJobRecord(args.jobId, args.user)), vmId, bootS }));
   await log.detail('vm-ready', { vmId, bootS });

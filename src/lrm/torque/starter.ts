@@ -101,7 +101,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterC
   }
   const cleanEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
   if (mode === 'vm') {
-    // ---- SEAM: run the job inside its VM (src/vm, through the agent socket found via the state record).
+    // run the job inside its VM (vmEngine.ts: through the agent sockets, found from the job id)
     if (!ctx.vm) {
       err('the job should run in a virtual machine, but the wnod VM engine is not available on this node');
       return 1;

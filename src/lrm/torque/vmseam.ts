@@ -1,6 +1,6 @@
-/** SEAM — where the Torque hooks meet the VM engine (src/vm). The hooks are complete without it: they decide,
- * refuse, count attempts and account. Once src/vm is ready, an implementation of this interface (built from a
- * VmDriver and the image cache) is passed to the hooks by src/lrm/torque/entry.ts and nothing else changes. */
+/** Where the Torque hooks meet the VM engine (src/vm). The hooks decide, refuse, count attempts and account on
+ * their own; the implementation of this interface (vmEngine.ts: the VM drivers and the image cache) is passed to
+ * them as `ctx.vm` by src/lrm/torque/entry.ts. Tests may pass a stub. */
 import type { Image, SiteConfig } from '../../config/types.js';
 import type { JobRecord } from './jobstate.js';
 

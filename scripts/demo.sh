@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's first command: the whole wnod path end to end on embedded defaults, on a fresh Debian 12 + Node 20,
+# as root. Installs what it needs (Debian packages, npm ci, build), then runs the compiled demo, which works in a
+# temp dir, cleans up its VMs and files, and exits non-zero naming the failed step. Extra args go to the demo
+# (--accel auto|kvm|tcg, --keep).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "wnod demo: run as root (it installs root-owned hooks and starts VMs)" >&2
+  exit 1
+fi
+bash scripts/install-deps.sh
+exec node dist/demo/demo.js "$@"

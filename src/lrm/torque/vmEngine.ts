@@ -1,0 +1,305 @@
+/** The Torque hooks' VM engine (TorqueVmEngine, see vmseam.ts) on the VM drivers (src/vm) and the image cache
+ * (src/images), split over pbs_mom's three processes:
+ *   prologue (root)   stage the image, boot the job's VM detached, wait until its agent answers, hand it to the user;
+ *   starter (user)    run the job script in that VM through the agent sockets, forward SIGTERM, stop it after a grace;
+ *   epilogue (root)   destroy whatever exists of it (never created, half created, running), release the cache.
+ * The VM is found from the job id alone (vmIdForJob): the starter cannot read root's records. */
+import { lstat, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { userInfo } from 'node:os';
+import type { SiteConfig, Image } from '../../config/types.js';
+import { describe } from '../../util/errors.js';
+import { run } from '../../util/run.js';
+import { withLock, type Lock } from '../../util/lock.js';
+import type { VmDriver, VmSpec, VmState, UnixUser } from '../../vm/driver.js';
+import { VmNotReadyError, VmSpecError, VmStartError } from '../../vm/errors.js';
+import { readRecord, runDirOf, vmIdForJob, vmSockets } from '../../vm/state.js';
+import { QemuDriver, vmHostname } from '../../vm/qemu.js';
+import { agentExec, requestPoweroff, type AgentExec } from '../../vm/agent.js';
+import { parseStatStartTime, type ProcRef } from '../../vm/proc.js';
+import { ImageCache, type CachedImage } from '../../images/cache.js';
+import { imageDigest } from '../../images/artifacts.js';
+import type { TorqueVmEngine, VmJob } from './vmseam.js';
+import type { JobRecord } from './jobstate.js';
+import { readJobRecord } from './jobstate.js';
+import { readJobScript } from './jobscript.js';
+import { Refusal, TransientFault, userLine } from './outcome.js';
+import { guestCwd, guestJobArgv, guestJobEnv, GUEST_PATH } from './guestJob.js';
+import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
+
+/** A driver that can hand its VM's agent sockets to the job user (both drivers do; not part of VmDriver). */
+type HandingDriver = VmDriver & { grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> };
+
+/** Linux reports process CPU times in clock ticks of 1/100 s (USER_HZ on every architecture we run on). */
+const CLK_TCK = 100;
+/** Hypervisor processes a half-created VM may leave behind (see killStragglers). */
+const HYPERVISOR_EXES = /^(qemu-system-[a-z0-9_]+|virtiofsd)$/;
+
+export interface TorqueVmOptions {
+  /** where the starter writes the job's output (default: its own stdout/stderr = the job's .o/.e files) */
+  stdout?: Writable;
+  stderr?: Writable;
+}
+
+/** Build the engine the hooks get as `ctx.vm`. */
+export function torqueVmEngine(opts: TorqueVmOptions = {}): TorqueVmEngine {
+  return new TorqueVm(opts);
+}
+
+class TorqueVm implements TorqueVmEngine {
+  constructor(private readonly opts: TorqueVmOptions) {}
+
+  /** Prologue: boot the job's VM within lrm.prologue_budget_s. Refusal = the job can never run here; anything
+   * else is a TransientFault (bounded requeue). What exists of a failed VM is destroyed before throwing. */
+  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string }): Promise<{ vmId: string; bootS: number }> {
+    const { cfg } = job;
+    const t0 = performance.now();
+    const deadline = Date.now() + cfg.lrm.prologueBudgetS * 1000;
+    const vmId = vmIdForJob(job.jobId);
+    const user = await jobUser(job.user);
+    const workdir = await shareableWorkdir(job.workdir, user);
+    // a requeued job whose earlier VM survived (its epilogue failed): start from nothing
+    await this.destroyVm(cfg, vmId, undefined);
+    const cache = new ImageCache(cfg.cache);
+    let cached: CachedImage;
+    try {
+      cached = await cache.acquire(job.image, vmId, { lockTimeoutMs: remaining(deadline) });
+    } catch (err) {
+      throw new TransientFault('image-staging', `staging image ${job.image.id}: ${describe(err)}`);
+    }
+    const driver = await driverFor(cfg);
+    let state: VmState | undefined;
+    let slot: Lock | undefined;
+    try {
+      const spec: VmSpec = {
+        id: vmId, jobId: job.jobId, cpus: job.cpus, memoryMB: job.memoryMB, hostname: vmHostname(vmId),
+        image: {
+          id: job.image.id, digest: cached.digest, kind: job.image.kind, files: cached.files,
+          ...(job.image.disk ? { diskFormat: job.image.disk.format } : {}), ...(job.image.cmdline ? { cmdline: job.image.cmdline } : {}),
+        },
+        user, ...(workdir ? { workdir: { hostPath: workdir, uid: user.uid, gid: user.gid } } : {}),
+        env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
+        network: { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) },
+      };
+      state = await driver.prepare(spec);
+      slot = await takeBootSlot(cfg.vm.stateDir, cfg.vm.maxBooting, deadline);
+      await driver.start(state);
+      await driver.waitReady(state, Math.min(cfg.vm.readyTimeoutS * 1000, remaining(deadline)));
+      await slot.release();
+      slot = undefined;
+      await driver.grantAgentAccess(state, user.uid, user.gid);
+    } catch (err) {
+      await slot?.release().catch(() => {});
+      if (state) await driver.destroy(state).catch(() => {});
+      await killStragglers(runDirOf(cfg.vm.stateDir, vmId));
+      await cache.release(cached.digest, vmId).catch(() => {});
+      throw classify(err, job.image.id);
+    }
+    return { vmId, bootS: (performance.now() - t0) / 1000 };
+  }
+
+  /** Starter (job user): run the job script in the job's VM; resolves to the in-VM exit status. */
+  async runJob(job: VmJob & { scriptPath: string; argv?: string[]; env: Record<string, string>; cwd: string }): Promise<number> {
+    const { cfg } = job;
+    const stdout = this.opts.stdout ?? process.stdout;
+    const stderr = this.opts.stderr ?? process.stderr;
+    const say = (text: string) => { stderr.write(userLine(text) + '\n'); };
+    if (job.argv) {
+      // pbsdsh/TM tasks come from the host side of the job, which lives in the VM: one agent stream per VM, no TM
+      say('parallel tasks (pbsdsh, TM) cannot be started in this job\'s virtual machine; only the batch script runs there');
+      return 1;
+    }
+    let vmId: string;
+    let argv: string[];
+    let user: UnixUser;
+    try {
+      vmId = vmIdForJob(job.jobId);
+      argv = guestJobArgv(await readJobScript(cfg.lrm.momPriv, job.jobId, job.scriptPath));
+      user = await starterUser(cfg, job.jobId);
+    } catch (err) {
+      say(`the job could not be started in its virtual machine: ${describe(err)}`);
+      return 1;
+    }
+    const control = vmSockets(cfg.vm.stateDir, vmId).control;
+    if (!(await stat(control).then(() => true, () => false))) {
+      say('the job\'s virtual machine is not running on this node; the job was not started');
+      return 1;
+    }
+    const workdir = job.env.PBS_O_WORKDIR ? await realpath(job.env.PBS_O_WORKDIR).catch(() => undefined) : undefined;
+    const cwd = guestCwd(await realpath(job.cwd).catch(() => job.cwd), workdir);
+    const graceMs = cfg.vm.stopGraceS * 1000;
+    const term = new AbortController();
+    const poweroff = new AbortController();
+    let terminated = false;
+    let stopped = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    // pbs_mom (qdel, walltime) signals our session: TERM goes on to the job's session in the guest; once it ends,
+    // or after the grace, the VM is powered off — all inside kill_delay (wnod install torque sets it above the grace)
+    const onSignal = () => {
+      if (terminated) return;
+      terminated = true;
+      term.abort();
+      // the agent's control port serves one connection at a time: the POWEROFF travels on the exec's own
+      graceTimer = setTimeout(() => { stopped = true; poweroff.abort(); }, graceMs);
+    };
+    const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+    for (const s of signals) process.on(s, onSignal);
+    try {
+      const code = await execInJobVm(cfg.vm.stateDir, vmId, {
+        argv, cwd, env: guestJobEnv(job.env, workdir ?? '/tmp'), uid: user.uid, gid: user.gid,
+        stdout, stderr, signal: term.signal, poweroff: poweroff.signal,
+      });
+      if (terminated) {
+        stopped = true;
+        await requestPoweroff(control); // the job is being ended: its VM goes now, the epilogue removes the rest
+      }
+      return code;
+    } catch (err) {
+      if (stopped) {
+        say(`the job did not end within ${cfg.vm.stopGraceS} s of SIGTERM; its virtual machine was stopped`);
+        return 128 + 15;
+      }
+      say(`lost contact with the job's virtual machine (${(err as { code?: string }).code ?? 'error'}); the job's result is unknown`);
+      return 1;
+    } finally {
+      if (graceTimer) clearTimeout(graceTimer);
+      for (const s of signals) process.off(s, onSignal);
+    }
+  }
+
+  /** Epilogue (root): destroy the job's VM, whatever state it is in, and drop its image-cache reference. */
+  async destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number }> {
+    return this.destroyVm(job.cfg, vmIdForJob(job.jobId), job.record);
+  }
+
+  private async destroyVm(cfg: SiteConfig, vmId: string, rec: JobRecord | undefined): Promise<{ vmCpuS?: number }> {
+    const stateDir = cfg.vm.stateDir;
+    const state = await readRecord(stateDir, vmId);
+    let vmCpuS: number | undefined;
+    if (state) {
+      vmCpuS = await cpuSeconds(state.pids.qemu);
+      await (await driverForRecord(state, cfg)).destroy(state);
+    }
+    // a prologue killed by $prologalarm between QEMU's daemonising and the record update leaves a QEMU the record
+    // does not name: find it by its runtime dir
+    await killStragglers(runDirOf(stateDir, vmId));
+    await rm(runDirOf(stateDir, vmId), { recursive: true, force: true });
+    const digests = new Set<string>();
+    if (state?.spec.image.digest) digests.add(state.spec.image.digest);
+    const img = rec?.decision ? cfg.images.find((i) => i.id === rec.decision!.image) : undefined;
+    if (img) digests.add(imageDigest(img));
+    if (digests.size > 0) {
+      const cache = new ImageCache(cfg.cache);
+      for (const d of digests) await cache.release(d, vmId);
+    }
+    return vmCpuS === undefined ? {} : { vmCpuS };
+  }
+}
+
+/** One command in VM `id` through its agent, one at a time per VM — the lock and sockets of src/vm/qemu.ts's
+ * execInVm (shared by both drivers), with the poweroff signal passed on. */
+async function execInJobVm(stateDir: string, id: string, req: AgentExec): Promise<number> {
+  return withLock(join(runDirOf(stateDir, id), 'agent', 'exec.lock'), 'exclusive', () => agentExec(vmSockets(stateDir, id), req));
+}
+
+const remaining = (deadline: number): number => Math.max(1, deadline - Date.now());
+
+async function driverFor(cfg: SiteConfig): Promise<HandingDriver> {
+  if (cfg.vm.driver === 'libvirt') return (await import('../../vm/libvirtDriver.js')).libvirtDriverFromConfig(cfg.vm);
+  return new QemuDriver({ stateDir: cfg.vm.stateDir, accel: cfg.vm.accel });
+}
+
+async function driverForRecord(state: VmState, cfg: SiteConfig): Promise<VmDriver> {
+  if (state.driver === 'libvirt') return (await import('../../vm/libvirtDriver.js')).libvirtDriverForRecord(state);
+  return new QemuDriver({ stateDir: cfg.vm.stateDir, accel: cfg.vm.accel });
+}
+
+/** The job user's uid/gid on this node (the guest gets the same). Root and unknown users are refused. */
+async function jobUser(name: string): Promise<UnixUser> {
+  const r = await run('getent', ['passwd', '--', name], { timeoutMs: 10_000 }).catch(() => undefined);
+  const f = r?.stdout.trim().split('\n')[0]?.split(':');
+  const uid = Number(f?.[2]);
+  const gid = Number(f?.[3]);
+  if (!f || f.length < 7 || f[0] !== name || !Number.isInteger(uid) || !Number.isInteger(gid)) {
+    throw new Refusal('unknown-user', `the job's user ${name} is not known on this worker node`);
+  }
+  if (uid === 0) throw new Refusal('root-job', 'jobs of root are not run in a wnod VM');
+  return { name, uid, gid };
+}
+
+/** The user the starter runs the guest job as: itself, or — started as root ($job_starter_run_privileged) — the
+ * job's owner from the prologue's record (never root). */
+async function starterUser(cfg: SiteConfig, jobId: string): Promise<UnixUser> {
+  const uid = process.getuid?.() ?? -1;
+  if (uid !== 0) return { name: userInfo().username, uid, gid: process.getgid?.() ?? uid };
+  const rec = await readJobRecord(cfg.vm.stateDir, jobId);
+  if (!rec) throw new Error(`running as root and no job record for ${jobId}: cannot tell whom to run the job as`);
+  return jobUser(rec.user);
+}
+
+/** The job's working directory, shared into the guest at the same path: it must be a real directory of the job's
+ * own user. virtiofsd serves it as root, so another user's tree (or /etc) would be open to anyone root in the guest. */
+async function shareableWorkdir(path: string | undefined, user: UnixUser): Promise<string | undefined> {
+  if (path === undefined || path === '') return undefined;
+  const bad = (why: string) => new Refusal('workdir', `the job's working directory ${JSON.stringify(path.slice(0, 200))} ${why}; wnod shares only a directory of your own into the VM`);
+  if (!path.startsWith('/') || /[\0\n]/.test(path)) throw bad('is not an absolute path');
+  const real = await realpath(path).catch(() => undefined);
+  if (!real) throw bad('does not exist on this worker node');
+  const st = await lstat(real);
+  if (!st.isDirectory()) throw bad('is not a directory');
+  if (st.uid !== user.uid) throw bad(`is owned by uid ${st.uid}, not by ${user.name}`);
+  return real;
+}
+
+/** Map a failure of the boot path onto the prologue's two outcomes. Hypervisor detail goes into `detail` (root log). */
+function classify(err: unknown, imageId: string): Error {
+  if (err instanceof Refusal || err instanceof TransientFault) return err;
+  const detail = { error: describe(err), ...((err as { consoleTail?: string }).consoleTail ? { console: (err as { consoleTail: string }).consoleTail } : {}) };
+  if (err instanceof VmSpecError) return new Refusal('vm-spec', `the job cannot be run in a VM of image ${imageId} on this node`, detail);
+  if (err instanceof VmNotReadyError && err.reason === 'no-agent') {
+    return new Refusal('image-no-agent', `image ${imageId} does not start the wnod guest agent, so no job can run in it`, detail);
+  }
+  if (err instanceof VmNotReadyError) return new TransientFault('vm-not-ready', describe(err), detail);
+  if (err instanceof VmStartError) return new TransientFault('vm-start', describe(err), detail);
+  if (err instanceof BootSlotTimeout) return new TransientFault('node-busy', describe(err), detail);
+  return new TransientFault('vm-failed', describe(err), detail);
+}
+
+/** CPU seconds a live process used so far (utime + stime), if it is still the process `ref` names. */
+async function cpuSeconds(ref: ProcRef | undefined): Promise<number | undefined> {
+  if (!ref) return undefined;
+  const text = await readFile(`/proc/${ref.pid}/stat`, 'utf8').catch(() => undefined);
+  if (!text || parseStatStartTime(text) !== ref.startTime) return undefined;
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' '); // f[0] = state (field 3): utime = field 14, stime = 15
+  const ticks = Number(f[11]) + Number(f[12]);
+  return Number.isFinite(ticks) ? ticks / CLK_TCK : undefined;
+}
+
+/** SIGKILL root's hypervisor processes (QEMU, virtiofsd) whose command line names a file in `runDir`. */
+export async function killStragglers(runDir: string): Promise<number[]> {
+  const killed: number[] = [];
+  const needle = `${runDir}/`;
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    const exe = await readlink(`/proc/${name}/exe`).catch(() => '');
+    if (!HYPERVISOR_EXES.test(basename(exe.replace(/ \(deleted\)$/, '')))) continue;
+    const st = await stat(`/proc/${name}`).catch(() => undefined);
+    if (!st || st.uid !== 0) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.split('\0').some((arg) => arg.includes(needle))) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch { /* gone already */ }
+  }
+  // wait (briefly) until they are gone, so that the caller's rm of the runtime dir does not race a dying QEMU
+  for (let i = 0; i < 50 && killed.length > 0; i++) {
+    const alive = await Promise.all(killed.map((p) => stat(`/proc/${p}`).then(() => true, () => false)));
+    if (!alive.some(Boolean)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return killed;
+}
