@@ -35,7 +35,7 @@ await writeFile(script, [
   '',
 ].join('\n'));
 
-const filterArgs = [join(root, 'dist/hot/filter.js'), '--config', site.configPath, script];
+const filterArgs = [join(root, 'dist/hot/filter.cjs'), '--config', site.configPath, script];
 const first = execFileSync(process.execPath, filterArgs, { encoding: 'utf8' });
 if (!/^# wnod-ticket: /m.test(first)) throw new Error(`the filter did not allow the bench job:\n${first}`);
 

@@ -5,7 +5,7 @@
 # $0 is BLAH's temp script: it holds every assignment BLAH unwound from the job. Nothing is evaluated here.
 WNOD_PREFIX=${WNOD_PREFIX:-/opt/wnod}
 WNOD_CONFIG=${WNOD_CONFIG:-/etc/wnod/wnod.yaml}
-if ! command -v node >/dev/null 2>&1 || ! node "$WNOD_PREFIX/dist/hot/filter.js" --config "$WNOD_CONFIG" "$0" 2>/dev/null; then
+if ! command -v node >/dev/null 2>&1 || ! node "$WNOD_PREFIX/dist/hot/filter.cjs" --config "$WNOD_CONFIG" "$0" 2>/dev/null; then
   # fail closed: no decision means no VM
   echo "# wnod-deny: the wnod submit filter could not run on this CE; contact the site"
 fi
