@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 npm run -s build
+npx tsc -p tsconfig.check.json   # tests and benches type-check too
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
