@@ -18,6 +18,7 @@ import { contextCpio, type GuestContext } from './context.js';
 import { kernelCmdline, qemuArgs, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { agentExec, requestPoweroff } from './agent.js';
 import { QmpClient } from './qmp.js';
+import { checkServedRoot, pinWorkdir } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
 import { findBuiltTestImage } from '../testkit/testImage.js';
 
@@ -153,6 +154,7 @@ export class QemuDriver implements VmDriver {
   /** Start virtiofsd (if a workdir is shared) and QEMU, both detached; record their pids. */
   async start(state: VmState): Promise<VmState> {
     const s = state.spec;
+    const pinned = s.workdir ? await pinWorkdir(s.workdir.hostPath, s.workdir.uid) : undefined;
     if (s.workdir) {
       const log = await open(join(state.runDir, 'virtiofsd.log'), 'a', 0o600);
       try {
@@ -184,6 +186,15 @@ export class QemuDriver implements VmDriver {
     const ref = await procRef(pid);
     if (!ref) throw new VmStartError(`QEMU for VM ${state.id} exited right after starting`, await tail(join(state.runDir, 'console.log')));
     state.pids.qemu = ref;
+    if (pinned && state.pids.virtiofsd) {
+      try {
+        await checkServedRoot(state.pids.virtiofsd.pid, pinned, 10_000);
+      } catch (err) {
+        await writeRecord(this.stateDir, state); // destroy needs the pids
+        await this.destroy(state);
+        throw err;
+      }
+    }
     return stamp(this.stateDir, state, 'started');
   }
 

@@ -1,0 +1,41 @@
+// The job's working directory is served to the guest by virtiofsd, which runs as root. Between the check that the
+// directory belongs to the job user and virtiofsd opening it, a user who owns a parent could swap it for a symlink
+// (to /etc, say). So the directory is pinned by inode before virtiofsd starts, and what virtiofsd really serves —
+// the root of its sandboxed child, known only once QEMU has connected — must be that same inode.
+import { constants } from 'node:fs';
+import { open, readFile, stat } from 'node:fs/promises';
+import { VmStartError } from './errors.js';
+
+export interface PinnedDir { dev: bigint; ino: bigint; uid: number }
+
+/** Open the directory without following a final symlink and check its owner; returns its identity. */
+export async function pinWorkdir(path: string, uid: number): Promise<PinnedDir> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`);
+  });
+  try {
+    const st = await fh.stat({ bigint: true });
+    if (Number(st.uid) !== uid) throw new VmStartError(`the working directory ${path} is owned by uid ${st.uid}, not by the job's uid ${uid}`);
+    return { dev: st.dev, ino: st.ino, uid };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Wait until virtiofsd (pid) has forked its sandboxed server and check that the server's root is the pinned
+ * directory. Throws VmStartError when it serves anything else or never gets there within timeoutMs. */
+export async function checkServedRoot(virtiofsdPid: number, pinned: PinnedDir, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const hostRoot = await stat('/', { bigint: true });
+  for (;;) {
+    const kids = (await readFile(`/proc/${virtiofsdPid}/task/${virtiofsdPid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+    for (const kid of kids) {
+      const root = await stat(`/proc/${kid}/root`, { bigint: true }).catch(() => undefined);
+      if (!root || (root.dev === hostRoot.dev && root.ino === hostRoot.ino)) continue; // not pivoted yet
+      if (root.dev === pinned.dev && root.ino === pinned.ino) return;
+      throw new VmStartError('the working directory was replaced while it was being shared into the VM');
+    }
+    if (Date.now() > deadline) throw new VmStartError(`virtiofsd did not start serving the working directory within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
