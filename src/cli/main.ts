@@ -18,6 +18,11 @@ const commands: Record<string, Loader> = {
   vm: () => import('./vm.js'), vms: () => import('./vms.js'), 'kill-all': () => import('./kill-all.js'), gc: () => import('./gc.js'),
 };
 
+/** A bad command line, ours or node:util parseArgs' (unknown option, missing value): exit 2, as every command promises. */
+function isUsageError(err: unknown): boolean {
+  return err instanceof UsageError || (typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('ERR_PARSE_ARGS_'));
+}
+
 function usage(): string {
   return ['usage: wnod <command> [options]   (wnod <command> --help for its options)', '', 'commands:',
     ...Object.keys(commands).sort().map((c) => `  ${c}`)].join('\n');
@@ -38,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     return await (await load()).run(rest);
   } catch (err) {
     process.stderr.write(`wnod ${name}: ${describe(err)}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return isUsageError(err) ? 2 : 1;
   }
 }
 
