@@ -8,18 +8,14 @@ import { join } from 'node:path';
 import { appendRecord, readRecords, parseRecords } from '../src/accounting/store.js';
 import { summarise, renderTable } from '../src/accounting/summary.js';
 import { validateRecord, type AccountingRecord } from '../src/accounting/record.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const exec = promisify(execFile);
 const repo = join(import.meta.dirname, '..');
 const cli = join(repo, 'dist', 'cli', 'main.js');
 
 t.before(async () => {
-  try {
-    await access(join(repo, 'dist', 'accounting', 'store.js'));
-    await access(cli);
-  } catch {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repo, stdio: 'inherit' });
-  }
+  await ensureBuilt();
 });
 
 const rec = (over: Partial<AccountingRecord> = {}): AccountingRecord => ({

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBdii, staticCeLdif, type RunningBdii } from '../src/testkit/bdii.js';
 import { siteYaml } from './glue-fixtures.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -20,9 +21,7 @@ let bdii: RunningBdii;
 let dir: string;
 
 t.before(async () => {
-  if (!existsSync(CLI) || !existsSync(join(ROOT, 'dist', 'glue', 'provider.js'))) {
-    await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, reject: false });
-  }
+  await ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'wnod-bdii-test-'));
   bdii = await startBdii({ staticLdif: staticCeLdif({ host: HOST, queue: 'wnod', vos: ['dteam', 'atlas'] }), breatheS: 2 });
 });

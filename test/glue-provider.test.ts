@@ -7,14 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { siteYaml } from './glue-fixtures.js';
 import { renderShim, DEFAULT_SHIM_PARAMS, SHIM_NAMES } from '../src/glue/install-bdii.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dist = (p: string) => join(ROOT, 'dist', p);
 
 t.before(async () => {
-  if (!existsSync(dist('glue/provider.js')) || !existsSync(dist('cli/main.js'))) {
-    await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, reject: false });
-  }
+  await ensureBuilt();
 });
 
 async function tmp(t: Tap): Promise<string> {

@@ -13,6 +13,7 @@ import { execa } from 'execa';
 import type { Image } from '../src/config/types.js';
 import { ImageCache } from '../src/images/cache.js';
 import { acquireLock } from '../src/util/lock.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const distCache = join(repo, 'dist/images/cache.js');
@@ -68,7 +69,7 @@ let base = '';
 const runner = join(root, 'acquire.mjs');
 
 t.before(async () => {
-  if (!existsSync(distCache)) await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repo, reject: false });
+  await ensureBuilt();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   // A separate process that acquires an image: prints "ready", waits for "go" on stdin, acquires, prints the result.

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { wnod, wnodBin, repoRoot } from './lib/cli.js';
+import { wnod, wnodBin, repoRoot, ensureBuilt } from './lib/cli.js';
 
 const dir = t.testdir({});
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -54,7 +54,7 @@ const cfg = join(dir, 'wnod.yaml');
 const cache = join(dir, 'cache');
 
 t.before(async () => {
-  if (!existsSync(wnodBin)) await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repoRoot, reject: false });
+  await ensureBuilt();
   await writeFile(join(dir, 'disk.img'), disk);
   await writeFile(join(dir, 'kernel'), kernel);
   await writeFile(join(dir, 'initrd'), initrd);

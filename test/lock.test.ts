@@ -8,6 +8,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { acquireLock, withLock, flockArgs, LockTimeoutError } from '../src/util/lock.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const distLock = join(repo, 'dist/util/lock.js');
@@ -16,7 +17,7 @@ const lockFile = join(dir, 'a.lock');
 const holderScript = join(dir, 'holder.mjs');
 
 t.before(async () => {
-  if (!existsSync(distLock)) await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repo, reject: false });
+  await ensureBuilt();
   // A second process: takes the lock, says "locked", releases on "release" (staying alive), exits on "exit".
   await writeFile(holderScript, `
 import { acquireLock } from ${JSON.stringify(distLock)};

@@ -15,6 +15,7 @@ import { main as prologueMain } from '../src/lrm/torque/prologue.js';
 import { readJobRecord } from '../src/lrm/torque/jobstate.js';
 import { TransientFault } from '../src/lrm/torque/outcome.js';
 import type { SiteConfig } from '../src/config/types.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const repo = join(import.meta.dirname, '..');
 const root = t.testdir({});
@@ -23,11 +24,7 @@ let key: Buffer;
 let workdir: string;
 
 t.before(async () => {
-  try {
-    await access(join(repo, 'dist', 'lrm', 'torque', 'entry.js'));
-  } catch {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repo, stdio: 'inherit' });
-  }
+  await ensureBuilt();
   user = await ensureTestUser('wnodjob');
   await chmod(root, 0o755);
   workdir = join(root, 'work');

@@ -18,6 +18,7 @@ import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
 import { torqueVmEngine } from '../src/lrm/torque/vmEngine.js';
 import type { SiteConfig } from '../src/config/types.js';
+import { ensureBuilt } from './lib/cli.js';
 
 const repo = join(import.meta.dirname, '..');
 const cli = join(repo, 'dist', 'cli', 'main.js');
@@ -30,11 +31,7 @@ let mom: PbsMom;
 let workdir: string;
 
 t.before(async () => {
-  try {
-    await access(join(repo, 'dist', 'lrm', 'torque', 'vmEngine.js'));
-  } catch {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repo, stdio: 'inherit' });
-  }
+  await ensureBuilt();
   img = await buildTestImage();
   user = await ensureTestUser('wnodvm');
   // outside the repo: the job user must traverse every parent of the state dir and the workdir

@@ -15,7 +15,7 @@ import { readRecord, listRecords } from '../src/vm/state.js';
 import { isAlive } from '../src/vm/proc.js';
 import { chooseAccel, readVerdict } from '../src/vm/accel.js';
 import type { VmImage, VmSpec } from '../src/vm/driver.js';
-import { wnod, wnodBin, repoRoot } from './lib/cli.js';
+import { wnod, wnodBin, repoRoot, ensureBuilt } from './lib/cli.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const READY_MS = 180_000; // generous: CI runners are slow and shared; the bound itself is tested below
@@ -25,7 +25,7 @@ const root = t.testdir({});
 const stateDir = join(root, 'state');
 
 t.before(async () => {
-  if (!existsSync(wnodBin)) await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repoRoot });
+  await ensureBuilt();
   img = await buildTestImage();
 });
 

@@ -5,13 +5,13 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/util/run.js';
-import { repoRoot, wnod, wnodBin } from './lib/cli.js';
+import { repoRoot, wnod, wnodBin, ensureBuilt } from './lib/cli.js';
 import { type TestPki, makeTestPki, makeProxy } from '../src/testkit/pki.js';
 
 let pki: TestPki;
 let dirs: string[];
 t.before(async () => {
-  if (!existsSync(wnodBin)) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repoRoot, timeoutMs: 300_000 });
+  await ensureBuilt();
   pki = await makeTestPki();
   t.teardown(() => rm(pki.dir, { recursive: true, force: true }));
   dirs = ['--vomsdir', pki.vomsdir, '--certdir', pki.certdir];
