@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
+import { checkServedRoot, pinWorkdir, virtiofsdPidsFor } from './workdirShare.js';
 import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
 import { checkVmId, readRecord, recordDir, recordPath, removeRecord, runDirOf, stamp, writeRecord } from './state.js';
 import { createOverlay } from '../images/overlay.js';
@@ -196,10 +197,23 @@ export class LibvirtDriver implements VmDriver {
       const current = await readRecord(this.opts.stateDir, state.id);
       if (!current) throw new VmStateError(`VM ${state.id}: no state record (destroyed while starting?)`);
       const name = domainName(state.id);
+      const workdir = state.spec.workdir;
+      const pinned = workdir ? await pinWorkdir(workdir.hostPath, workdir.uid) : undefined;
       try {
         await this.virsh.create(join(state.runDir, 'domain.xml'));
       } catch (err) {
         throw new VmStartError(`VM ${state.id}: libvirt could not start domain ${name}: ${(err as Error).message}`, await this.consoleTail(state));
+      }
+      if (workdir && pinned) {
+        // libvirtd started virtiofsd: every one serving this path must serve the pinned directory (see workdirShare.ts)
+        const pids = await virtiofsdPidsFor(workdir.hostPath);
+        try {
+          if (pids.length === 0) throw new VmStartError(`VM ${state.id}: no virtiofsd serves ${workdir.hostPath}`);
+          for (const pid of pids) await checkServedRoot(pid, pinned, 10_000);
+        } catch (err) {
+          await this.virsh.destroy(name).catch(() => {});
+          throw err;
+        }
       }
       return stamp(this.opts.stateDir, state, 'started');
     });

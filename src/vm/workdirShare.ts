@@ -39,3 +39,21 @@ export async function checkServedRoot(virtiofsdPid: number, pinned: PinnedDir, t
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** The pids of running virtiofsd processes serving `hostPath` (for drivers where a daemon, libvirtd, started
+ * virtiofsd and did not tell us its pid). */
+export async function virtiofsdPidsFor(hostPath: string): Promise<number[]> {
+  const { readdir } = await import('node:fs/promises');
+  const out: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (!argv[0]?.endsWith('virtiofsd')) continue;
+    if (argv.some((a) => a === `source=${hostPath}` || a === `--shared-dir=${hostPath}`)) out.push(Number(name));
+  }
+  // virtiofsd's sandboxed child has the same command line: keep only the processes that started it
+  const parentOf = async (pid: number): Promise<number> =>
+    Number(/^\d+ \(.*\) \S+ (\d+)/s.exec(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''))?.[1] ?? 0);
+  const parents = await Promise.all(out.map(parentOf));
+  return out.filter((_, i) => !out.includes(parents[i]!));
+}
