@@ -1,5 +1,5 @@
 /** `wnod accounting [--by vo|image|day] [--json] [--file F | --config FILE]`: summarise the accounting file. */
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { UsageError } from '../util/errors.js';
 import { readRecords } from '../accounting/store.js';
 import { summarise, renderTable, type SummaryKey } from '../accounting/summary.js';
@@ -14,15 +14,10 @@ const HELP = `usage: wnod accounting [--by vo|image|day] [--json] [--file F | --
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: { by: { type: 'string' }, json: { type: 'boolean' }, file: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${HELP}`);
-  }
+  const { values } = parseCommandLine({
+    args: argv, strict: true, allowPositionals: false,
+    options: { by: { type: 'string' }, json: { type: 'boolean' }, file: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  }, HELP);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;

@@ -1,5 +1,5 @@
 // `wnod cache list | verify [ID…] | prefetch [ID…] | prune` — the node-local image cache for an admin.
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Image } from '../config/types.js';
 import { describe, UsageError } from '../util/errors.js';
@@ -91,15 +91,10 @@ function progressReporter(): { update(p: PrefetchProgress): void; end(): void } 
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, strict: true, allowPositionals: true,
-      options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const parsed = parseCommandLine({
+    args: argv, strict: true, allowPositionals: true,
+    options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } },
+  });
   const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(USAGE + '\n');

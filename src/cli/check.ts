@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { stat } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
-import { UsageError } from '../util/errors.js';
 import type { SiteConfig } from '../config/types.js';
 
 export const summary = 'validate the site config and report every problem at once';
@@ -22,12 +21,7 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } }, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
   if (values.help) {
     process.stdout.write(`usage: wnod check [--config FILE] [--json]\n${summary}; exit 0 when valid, 1 otherwise\n`);
     return 0;

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import { UsageError, WnodError, describe } from '../util/errors.js';
@@ -39,19 +39,14 @@ function describeRequest(req: JobRequest): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: {
-        config: { type: 'string' }, cereq: { type: 'string' }, 'req-script': { type: 'string' },
-        proxy: { type: 'string' }, fqan: { type: 'string', multiple: true }, vo: { type: 'string' },
-        json: { type: 'boolean' }, help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const { values } = parseCommandLine({
+    args: argv, strict: true, allowPositionals: false,
+    options: {
+      config: { type: 'string' }, cereq: { type: 'string' }, 'req-script': { type: 'string' },
+      proxy: { type: 'string' }, fqan: { type: 'string', multiple: true }, vo: { type: 'string' },
+      json: { type: 'boolean' }, help: { type: 'boolean' },
+    },
+  }, USAGE);
   if (values.help) { process.stdout.write(USAGE + '\n'); return 0; }
   if ((values.cereq === undefined) === (values['req-script'] === undefined)) throw new UsageError(`give exactly one of --cereq and --req-script\n${USAGE}`);
   const ids = [values.proxy !== undefined, values.fqan !== undefined, values.vo !== undefined].filter(Boolean).length;

@@ -1,5 +1,5 @@
 // `wnod find`: which CEs offer VM images, read from a BDII (GLUE 1.3 and GLUE 2.0).
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { UsageError } from '../util/errors.js';
 
 export const summary = 'list the CEs a BDII publishes with images (GLUE 1.3 and 2.0), by image and VO';
@@ -13,18 +13,13 @@ const USAGE = `usage: wnod find --bdii ldap://HOST:2170 [--image ID] [--vo VO] [
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: {
-        bdii: { type: 'string' }, image: { type: 'string' }, vo: { type: 'string' },
-        json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values } = parseCommandLine({
+    args: argv, strict: true, allowPositionals: false,
+    options: {
+      bdii: { type: 'string' }, image: { type: 'string' }, vo: { type: 'string' },
+      json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;

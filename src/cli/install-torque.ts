@@ -1,7 +1,7 @@
 /** `wnod install torque --mom-priv DIR [--config FILE] [--prefix INSTALL_DIR] [--apply]`: install the hook shims
  * into mom_priv (root-owned, the modes pbs_mom demands, verified after writing) and print — or with --apply write
  * into mom_priv/config — the mom config lines; print the qmgr lines for the server. */
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { readFile, lstat, chown, stat } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,15 +24,10 @@ function defaultPrefix(): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: { 'mom-priv': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${HELP}`);
-  }
+  const { values } = parseCommandLine({
+    args: argv, strict: true, allowPositionals: false,
+    options: { 'mom-priv': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  }, HELP);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;

@@ -1,6 +1,6 @@
 // `wnod install <target>`: put wnod's hooks where the software around it looks for them. One module per target,
 // loaded on demand; the target parses its own flags.
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, UsageError } from '../util/errors.js';
@@ -33,18 +33,13 @@ function thisPrefix(): string {
 }
 
 async function installBdiiCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: {
-        'gip-dir': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' },
-        node: { type: 'string' }, 'last-good': { type: 'string' }, 'bdii-user': { type: 'string' }, help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values } = parseCommandLine({
+    args: argv, strict: true, allowPositionals: false,
+    options: {
+      'gip-dir': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' },
+      node: { type: 'string' }, 'last-good': { type: 'string' }, 'bdii-user': { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
   if (values.help) {
     process.stdout.write(BDII_USAGE);
     return 0;

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -13,14 +13,9 @@ const USAGE = `usage: wnod ticket key --out FILE [--force]        write a new ra
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  let values;
-  try {
-    ({ values } = parseArgs({ args: rest, strict: true, allowPositionals: false, options: {
-      out: { type: 'string' }, force: { type: 'boolean' }, config: { type: 'string' }, script: { type: 'string' }, json: { type: 'boolean' },
-    } }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const { values } = parseCommandLine({ args: rest, strict: true, allowPositionals: false, options: {
+    out: { type: 'string' }, force: { type: 'boolean' }, config: { type: 'string' }, script: { type: 'string' }, json: { type: 'boolean' },
+  } }, USAGE);
   if (sub === 'key') {
     if (!values.out) throw new UsageError(`--out FILE is required\n${USAGE}`);
     if (!values.force && (await stat(values.out).catch(() => undefined))) {

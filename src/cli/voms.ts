@@ -1,5 +1,5 @@
 // `wnod voms inspect`: verify a proxy's VOMS identity exactly as the filter does and show it.
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { hostname } from 'node:os';
 import { UsageError, WnodError, describe } from '../util/errors.js';
 
@@ -17,18 +17,13 @@ export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(USAGE); return 0; }
   if (sub !== 'inspect') throw new UsageError(`unknown subcommand '${sub ?? ''}' (expected: inspect)\n${USAGE}`);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: rest, strict: true, allowPositionals: false,
-      options: {
-        proxy: { type: 'string' }, vomsdir: { type: 'string' }, certdir: { type: 'string' }, config: { type: 'string' },
-        host: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values } = parseCommandLine({
+    args: rest, strict: true, allowPositionals: false,
+    options: {
+      proxy: { type: 'string' }, vomsdir: { type: 'string' }, certdir: { type: 'string' }, config: { type: 'string' },
+      host: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' },
+    },
+  });
   if (values.help) { process.stdout.write(USAGE); return 0; }
   if (!values.proxy) throw new UsageError('--proxy FILE is required');
   const json = values.json === true;
