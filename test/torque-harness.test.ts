@@ -5,8 +5,9 @@ import { mkdir, readFile, chmod, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PbsMom, ensureTestUser, hookPermissionProblem, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, JOB_EXEC_OVERLIMIT, type TestUser } from '../src/testkit/pbsmom.js';
+import { reachable } from './lib/reachable.js';
 
-const root = t.testdir({});
+const root = reachable(t.testdir({}));
 let user: TestUser;
 let rec: string;
 let workdir: string;

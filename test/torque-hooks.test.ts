@@ -16,9 +16,10 @@ import { readJobRecord } from '../src/lrm/torque/jobstate.js';
 import { TransientFault } from '../src/lrm/torque/outcome.js';
 import type { SiteConfig } from '../src/config/types.js';
 import { ensureBuilt } from './lib/cli.js';
+import { reachable } from './lib/reachable.js';
 
-const repo = join(import.meta.dirname, '..');
-const root = t.testdir({});
+const repo = reachable(join(import.meta.dirname, '..'));
+const root = reachable(t.testdir({}));
 let user: TestUser;
 let key: Buffer;
 let workdir: string;

@@ -19,8 +19,9 @@ import { vmIdForJob } from '../src/vm/state.js';
 import { torqueVmEngine } from '../src/lrm/torque/vmEngine.js';
 import type { SiteConfig } from '../src/config/types.js';
 import { ensureBuilt } from './lib/cli.js';
+import { reachable } from './lib/reachable.js';
 
-const repo = join(import.meta.dirname, '..');
+const repo = reachable(join(import.meta.dirname, '..'));
 const cli = join(repo, 'dist', 'cli', 'main.js');
 let dir: string;
 let img: TestImage;

@@ -16,12 +16,13 @@ import { isAlive } from '../src/vm/proc.js';
 import { chooseAccel, readVerdict } from '../src/vm/accel.js';
 import type { VmImage, VmSpec } from '../src/vm/driver.js';
 import { wnod, wnodBin, repoRoot, ensureBuilt } from './lib/cli.js';
+import { reachable } from './lib/reachable.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const READY_MS = 180_000; // generous: CI runners are slow and shared; the bound itself is tested below
 
 let img: TestImage;
-const root = t.testdir({});
+const root = reachable(t.testdir({}));
 const stateDir = join(root, 'state');
 
 t.before(async () => {
@@ -86,7 +87,7 @@ t.test('one VM, three processes: exit code, stdout/stderr, workdir ownership, TE
 
     // the job starter: another process, as the job user, finds the VM by its record and execs through the sockets
     await driver.grantAgentAccess(state, NOBODY.uid, NOBODY.gid);
-    const starter = `import { readRecord } from '${repoRoot}/dist/vm/state.js'; import { execInVm } from '${repoRoot}/dist/vm/qemu.js';
+    const starter = `import { readRecord } from '${reachable(repoRoot)}/dist/vm/state.js'; import { execInVm } from '${reachable(repoRoot)}/dist/vm/qemu.js';
       await readRecord(process.argv[1], 'one').catch((e) => console.error('no record access: ' + e.code));
       process.exitCode = await execInVm(process.argv[1], 'one', { argv: ['/bin/sh', '-c', 'echo from-starter $(id -u); exit 3'], cwd: '/', env: {},
         user: { name: 'nobody', uid: 65534, gid: 65534 }, stdout: process.stdout, stderr: process.stderr });`;
