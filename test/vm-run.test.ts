@@ -91,7 +91,8 @@ t.test('one VM, three processes: exit code, stdout/stderr, workdir ownership, TE
       await readRecord(process.argv[1], 'one').catch((e) => console.error('no record access: ' + e.code));
       process.exitCode = await execInVm(process.argv[1], 'one', { argv: ['/bin/sh', '-c', 'echo from-starter $(id -u); exit 3'], cwd: '/', env: {},
         user: { name: 'nobody', uid: 65534, gid: 65534 }, stdout: process.stdout, stderr: process.stderr });`;
-    const r = await execa(process.execPath, ['--input-type=module', '-e', starter, stateDir], { uid: NOBODY.uid, gid: NOBODY.gid, reject: false, timeout: 60_000,
+      // without NODE_OPTIONS: tap adds its own loader there, from a path the job user may not reach
+      const r = await execa('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--input-type=module', '-e', starter, stateDir], { uid: NOBODY.uid, gid: NOBODY.gid, reject: false, timeout: 60_000,
       extendEnv: false, env: { PATH: '/usr/bin:/bin' } }); // not tap's NODE_OPTIONS hooks, which write where nobody may not
     t.equal(r.exitCode, 3, `exec from another process as uid 65534 (stderr: ${r.stderr})`);
     t.equal(r.stdout.trim(), 'from-starter 65534');
