@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 npm run -s build
 npx tsc -p tsconfig.check.json   # tests and benches type-check too
+# the minimal guest kernel: built once here (minutes on a cold cache), not inside a test's timeout
+echo "building the minimal guest kernel (cached in /var/cache/wnod/kernel)…"
+node dist/cli/main.js kernel build
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -24,6 +24,7 @@ export function siteConfig(images: Image[], rules: Rule[] = [], glue: Partial<Si
     lrm: { type: 'torque', momPriv: '/var/spool/torque/mom_priv', prologueBudgetS: 280, maxRequeues: 3 },
     cache: { dir: '/var/cache/wnod', highWatermarkGB: 200, lowWatermarkGB: 150 },
     vm: { driver: 'qemu', accel: 'auto', stateDir: '/var/lib/wnod', network: 'none', readyTimeoutS: 120, stopGraceS: 10, maxBooting: 0 },
+    lease: { portMin: 42000, portMax: 42999, hostAddress: '127.0.0.1', guestPort: 2222, defaultHours: 8, maxHours: 72, dir: '.wnod/leases' },
     glue: {
       subClusterDn: `GlueSubClusterUniqueID=${ce},GlueClusterUniqueID=${ce},mds-vo-name=resource,o=grid`,
       computingServiceId: `${ce}_ComputingElement`, computingManagerId: `${ce}_ComputingElement_Manager`,

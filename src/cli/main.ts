@@ -13,8 +13,11 @@ const commands: Record<string, Loader> = {
   check: () => import('./check.js'),
   explain: () => import('./explain.js'),
   find: () => import('./find.js'), install: () => import('./install.js'),
+  kernel: () => import('./kernel.js'),
+  snapshot: () => import('./snapshot.js'),
   ticket: () => import('./ticket.js'),
   voms: () => import('./voms.js'),
+  lease: () => import('./lease.js'),
   vm: () => import('./vm.js'), vms: () => import('./vms.js'), 'kill-all': () => import('./kill-all.js'), gc: () => import('./gc.js'),
 };
 

@@ -3,10 +3,11 @@ import { parseArgs } from 'node:util';
 import { realpath } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { UsageError } from '../util/errors.js';
 import { QemuDriver, vmHostname } from '../vm/qemu.js';
 import { runOnce } from '../vm/session.js';
-import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE } from '../testkit/testImage.js';
+import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE, type TestKernel } from '../testkit/testImage.js';
 import type { VmDriver, VmImage, VmSpec } from '../vm/driver.js';
 import type { SiteConfig, Image } from '../config/types.js';
 
@@ -16,12 +17,20 @@ const DEFAULT_STATE_DIR = '/var/lib/wnod';
 
 const HELP = `usage:
   wnod vm run --config FILE --image ID [--cpus N] [--memory MB] [--workdir DIR] [--network none|user] -- CMD [ARGS…]
-  wnod vm run --test-image [--disk] [--cpus N] [--memory MB] [--workdir DIR] [--state-dir DIR] [-- CMD [ARGS…]]
-  wnod vm build-test-image [--cache-dir DIR]
+  wnod vm run --test-image [--kernel debian|mini] [--disk] [--cpus N] [--memory MB] [--workdir DIR] [--state-dir DIR] [--snapshot] [-- CMD [ARGS…]]
+  wnod vm build-test-image [--kernel debian|mini] [--cache-dir DIR]
 
 vm run starts a fresh VM, runs CMD inside (as the calling user's uid/gid), prints its stdout and stderr, exits
 with its exit code and destroys the VM. --test-image uses the builder's image (built on first use) and no site
-config: "does virtualisation work on this host". Exit 125 when the VM itself failed.`;
+config: "does virtualisation work on this host". --kernel mini boots wnod's minimal kernel (wnod kernel build)
+instead of Debian's cloud kernel. --snapshot restores the VM from a warm snapshot template (built after the
+first run of an image and shape). Exit 125 when the VM itself failed.`;
+
+/** --kernel of the test image: debian (default) or mini. */
+function kernelOpt(v: string | undefined): TestKernel {
+  if (v === undefined || v === 'debian' || v === 'mini') return v ?? 'debian';
+  throw new UsageError(`--kernel must be debian or mini, got '${v}'`);
+}
 
 /** Parse an integer option within bounds; the error names the option and the bound. */
 function intOpt(v: string | undefined, name: string, min: number, max: number): number | undefined {
@@ -39,12 +48,16 @@ async function runCmd(argv: string[]): Promise<number> {
       config: { type: 'string' }, image: { type: 'string' }, 'test-image': { type: 'boolean' }, disk: { type: 'boolean' },
       cpus: { type: 'string' }, memory: { type: 'string' }, workdir: { type: 'string' }, network: { type: 'string' },
       'state-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, 'ready-timeout': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      snapshot: { type: 'boolean' },
+      kernel: { type: 'string' },
     },
   });
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
   const testImage = values['test-image'] === true;
   if (testImage === (values.config !== undefined)) throw new UsageError('give either --config FILE --image ID, or --test-image');
   if (!testImage && !values.image) throw new UsageError('--image ID is required with --config');
+  const kernel = kernelOpt(values.kernel);
+  if (!testImage && values.kernel !== undefined) throw new UsageError('--kernel goes with --test-image (a catalog image names its own kernel)');
   const cmd = positionals.length ? positionals : testImage ? ['/bin/sh', '-c', 'echo "wnod test VM: $(uname -sr), $(nproc) cpu(s), user $(id -un)"'] : [];
   if (cmd.length === 0) throw new UsageError('no command: put it after --, e.g. wnod vm run --config /etc/wnod/wnod.yaml --image vm_el9 -- /bin/true');
   const network = values.network ?? 'none';
@@ -61,7 +74,7 @@ async function runCmd(argv: string[]): Promise<number> {
   let probeImage: { kernel: string; initrd: string } | undefined;
 
   if (testImage) {
-    const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
+    const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, kernel, log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
     vmImage = testVmImage(t, values.disk === true);
     probeImage = { kernel: t.kernel, initrd: t.initrd };
     cpus = intOpt(values.cpus, 'cpus', 1, 16) ?? 1;
@@ -78,7 +91,8 @@ async function runCmd(argv: string[]): Promise<number> {
     const cache = new ImageCache(config.cache);
     const got = await cache.acquire(image, id);
     release = () => cache.release(got.digest, id);
-    vmImage = { id: image.id, digest: got.digest, kind: image.kind, files: got.files, diskFormat: image.disk?.format, cmdline: image.cmdline };
+    vmImage = { id: image.id, digest: got.digest, kind: image.kind, files: got.files, diskFormat: image.disk?.format, cmdline: image.cmdline,
+      ...(image.acpi === false ? { acpi: false } : {}) };
   }
 
   const me = userInfo();
@@ -91,15 +105,27 @@ async function runCmd(argv: string[]): Promise<number> {
     network: { mode: network },
   };
   const stateDir = values['state-dir'] ?? config?.vm.stateDir ?? DEFAULT_STATE_DIR;
+  let missingTemplate: VmSpec | undefined;
   const driver: VmDriver = config?.vm.driver === 'libvirt'
     ? new (await import('../vm/libvirtDriver.js')).LibvirtDriver({ stateDir, accel: config.vm.accel, probeImage })
-    : new QemuDriver({ stateDir, accel: config?.vm.accel ?? 'auto', probeImage });
+    : new QemuDriver({ stateDir, accel: config?.vm.accel ?? 'auto', probeImage, ...(values.snapshot ? {
+      // --snapshot: restore from a template; a missing one is built after this run (the next run restores)
+      snapshots: { dir: join(stateDir, 'templates'), onMissing: (s: VmSpec) => { missingTemplate = s; } } } : {}) });
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.on('SIGTERM', onSig);
   process.on('SIGINT', onSig);
   try {
-    const r = await runOnce(driver, spec, { argv: cmd, stdout: process.stdout, stderr: process.stderr, readyTimeoutMs, signal: ac.signal });
+    const r = await runOnce(driver, spec, { argv: cmd, stdout: process.stdout, stderr: process.stderr, readyTimeoutMs, signal: ac.signal,
+      onStep: (step, st) => {
+        if (values.snapshot && step === 'ready') process.stderr.write(`wnod vm: ${st.extra?.boot === 'restore' ? 'restored from a snapshot' : `cold boot (${st.extra?.coldReason ?? 'no snapshot'})`}\n`);
+      } });
+    if (missingTemplate) {
+      const { buildTemplate } = await import('../vm/snapshot.js');
+      const b = await buildTemplate({ dir: join(stateDir, 'templates'), qemu: 'qemu-system-x86_64', spec: missingTemplate, accel: missingTemplate.accel ?? 'tcg',
+        log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
+      if (b.status === 'refused') process.stderr.write(`wnod vm: no snapshot template: ${b.reason}\n`);
+    }
     if (process.env.WNOD_TIMINGS) process.stderr.write(`wnod vm: timings ${JSON.stringify(r.timings)}\n`);
     return r.exitCode;
   } catch (err) {
@@ -113,8 +139,8 @@ async function runCmd(argv: string[]): Promise<number> {
 }
 
 async function buildCmd(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { 'cache-dir': { type: 'string' }, json: { type: 'boolean' } } });
-  const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
+  const { values } = parseArgs({ args: argv, strict: true, options: { 'cache-dir': { type: 'string' }, json: { type: 'boolean' }, kernel: { type: 'string' } } });
+  const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, kernel: kernelOpt(values.kernel), log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
   process.stdout.write(values.json ? JSON.stringify(t, null, 2) + '\n' : `${t.dir}\n`);
   return 0;
 }

@@ -44,6 +44,7 @@ export function parseConfig(text: string, file: string): SiteConfig {
     momPriv: r.str(['lrm', 'mom_priv'], { default: '/var/spool/torque/mom_priv', pattern: ABS_PATH, patternText: 'an absolute path' })!,
     prologueBudgetS: r.int(['lrm', 'prologue_budget_s'], { default: 280, min: 10, max: 3600 })!,
     maxRequeues: r.int(['lrm', 'max_requeues'], { default: 3, min: 0, max: 100 })!,
+    binDir: r.str(['lrm', 'bin_dir'], { optional: true, pattern: ABS_PATH, patternText: 'an absolute path' }),
   };
   const cache = {
     dir: r.str(['cache', 'dir'], { default: '/var/cache/wnod', pattern: ABS_PATH, patternText: 'an absolute path' })!,
@@ -60,8 +61,22 @@ export function parseConfig(text: string, file: string): SiteConfig {
     readyTimeoutS: r.int(['vm', 'ready_timeout_s'], { default: 120, min: 1, max: 3600 })!,
     stopGraceS: r.int(['vm', 'stop_grace_s'], { default: 10, min: 0, max: 600 })!,
     maxBooting: r.int(['vm', 'max_booting'], { default: 0, min: 0, max: 1024 })!,
+    snapshots: r.bool(['vm', 'snapshots'], false),
   };
   if (vm.network === 'bridge' && !vm.bridge) r.problem(['vm', 'network'], 'network: bridge needs vm.bridge');
+  const lease = {
+    portMin: r.int(['lease', 'port_min'], { default: 42000, min: 1025, max: 65535 })!,
+    portMax: r.int(['lease', 'port_max'], { default: 42999, min: 1025, max: 65535 })!,
+    hostAddress: r.str(['lease', 'host_address'], { default: '127.0.0.1', pattern: /^(\d{1,3}\.){3}\d{1,3}$/, patternText: 'an IPv4 address' })!,
+    guestPort: r.int(['lease', 'guest_port'], { default: 2222, min: 1025, max: 65535 })!,
+    defaultHours: r.int(['lease', 'default_hours'], { default: 8, min: 1, max: 8760 })!,
+    maxHours: r.int(['lease', 'max_hours'], { default: 72, min: 1, max: 8760 })!,
+    queue: r.str(['lease', 'queue'], { optional: true, pattern: NAME, patternText: 'a queue name' }),
+    dir: r.str(['lease', 'dir'], { default: '.wnod/leases', pattern: /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, patternText: 'a relative path inside the home directory' })!,
+  };
+  if (lease.portMin > lease.portMax) r.problem(['lease', 'port_min'], `must not be above port_max (${lease.portMax})`);
+  if (lease.defaultHours > lease.maxHours) r.problem(['lease', 'default_hours'], `must not be above max_hours (${lease.maxHours})`);
+  if (lease.dir.split('/').includes('..')) r.problem(['lease', 'dir'], 'must stay inside the home directory (no ..)');
   const ce = site.ceHost || 'localhost';
   const glue = {
     subClusterDn: r.str(['glue', 'subcluster_dn'], { default: `GlueSubClusterUniqueID=${ce},GlueClusterUniqueID=${ce},mds-vo-name=resource,o=grid` })!,
@@ -79,7 +94,7 @@ export function parseConfig(text: string, file: string): SiteConfig {
 
   r.reportUnknownKeys();
   if (r.problems.length > 0) throw new ConfigError(r.problems.sort((a, b) => a.line - b.line));
-  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, glue, logFile, accountingFile, path: file };
+  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, accountingFile, path: file };
   // Plain JSON data (no undefined members): what the compiled-config cache stores is exactly what we return.
   return JSON.parse(JSON.stringify(cfg)) as SiteConfig;
 }
@@ -136,6 +151,7 @@ function readImages(r: ConfigReader): Image[] {
       ...(kernel ? { kernel } : {}),
       ...(initrd ? { initrd } : {}),
       ...(r.has([...p, 'cmdline']) ? { cmdline: r.str([...p, 'cmdline'], { pattern: /^[\x20-\x7e]{1,1024}$/, patternText: 'printable ASCII' }) } : {}),
+      ...(r.has([...p, 'acpi']) ? { acpi: r.bool([...p, 'acpi'], true) } : {}),
       cpus: readBounded(r, [...p, 'cpus'], 1, 1024),
       memoryMB: readBounded(r, [...p, 'memory_mb'], 64, 4 << 20),
       diskGB: readBounded(r, [...p, 'disk_gb'], 1, 1 << 20),

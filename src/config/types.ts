@@ -31,6 +31,7 @@ export interface Image {
   kernel?: Artifact;
   initrd?: Artifact;
   cmdline?: string;           // extra kernel command line (kind: kernel)
+  acpi?: boolean;             // false: a kernel without ACPI (wnod's mini kernel): microvm with acpi=off
   cpus: Bounded;
   memoryMB: Bounded;
   diskGB: Bounded;
@@ -87,6 +88,21 @@ export interface LrmConfig {
   momPriv: string;            // $PBS_HOME/mom_priv
   prologueBudgetS: number;    // must fit $prologalarm (default 300 s, killed 10 s early)
   maxRequeues: number;        // transient prologue faults requeue at most this many times, then abort
+  binDir?: string | undefined; // where qsub/qdel/qstat are (leases; like BLAH's pbs_binpath); unset = PATH
+}
+
+/** Leases (workspace pilots, `wnod lease`): each lease is a pilot job whose VM serves ssh. */
+export interface LeaseConfig {
+  /** host ports forwarded to the guest's ssh on this node (user-mode networking), inclusive */
+  portMin: number;
+  portMax: number;
+  hostAddress: string;        // where the forwards listen (127.0.0.1 on a single machine)
+  guestPort: number;          // the port the pilot's ssh server listens on inside the VM (> 1024: no root)
+  defaultHours: number;
+  maxHours: number;
+  queue?: string | undefined; // queue of pilot jobs; unset = the image's queue or lrm.queue
+  /** each user's lease registry, relative to the user's home */
+  dir: string;
 }
 
 export interface CacheConfig {
@@ -104,6 +120,8 @@ export interface VmConfig {
   readyTimeoutS: number;
   stopGraceS: number;
   maxBooting: number;         // 0 = the core count
+  /** warm snapshots (src/vm/snapshot.ts): restore kernel images from per-shape templates in <stateDir>/templates */
+  snapshots?: boolean;
 }
 
 /** GLUE identity of this CE for the info provider. */
@@ -126,6 +144,7 @@ export interface SiteConfig {
   lrm: LrmConfig;
   cache: CacheConfig;
   vm: VmConfig;
+  lease: LeaseConfig;
   glue: GlueConfig;
   logFile: string;            // root-only log for details that must not reach the job's output
   accountingFile: string;

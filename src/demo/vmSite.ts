@@ -44,6 +44,7 @@ export async function makeVmSite(dir: string, img: TestImage, opts: VmSiteOption
     ...(withDisk ? { disk: { source: img.rootDisk, sha256: disk, format: 'raw' as const } } : {}),
     ...(cmdline || withDisk ? { cmdline: [withDisk ? 'wnod.root=/dev/vda' : '', cmdline ?? ''].join(' ').trim() } : {}),
     cpus: { default: 1, max: 2 }, memoryMB: { default: 256, max: 1024 },
+    ...(img.kernelFlavor === 'mini' ? { acpi: false } : {}), // the mini kernel has no ACPI
   });
   const imageId = 'vm_test';
   const momPriv = join(dir, 'pbs', 'mom_priv');

@@ -76,6 +76,8 @@ export interface JobSpec {
   jobClass?: string;
   /** qdel this long after the job started running */
   qdelAfterMs?: number;
+  /** qdel when this aborts (at once if it aborted before the job started running) — a fake batch server's qdel */
+  qdelSignal?: AbortSignal;
   /** walltime enforcement this long after the job started running */
   walltimeMs?: number;
 }
@@ -373,12 +375,16 @@ export class PbsMom {
     let killedFor: 'qdel' | 'walltime' | undefined;
     let pendingQdel: Promise<void> | undefined;
     let pendingWall: Promise<void> | undefined;
+    let onQdel: (() => void) | undefined;
     const r = await spawnInSession({
       file, argv, argv0, uid: privileged ? 0 : job.user.uid, gid: privileged ? 0 : job.user.gid,
       env: this.jobEnv(job), cwd: job.workdir, stdinLine: `${script}\n`, out, err,
       onStart: (pid) => {
         sid = pid;
         if (job.qdelAfterMs !== undefined) timers.push(setTimeout(() => { killedFor ??= 'qdel'; pendingQdel = this.qdel(job, script, sid, a); }, job.qdelAfterMs));
+        onQdel = () => { killedFor ??= 'qdel'; pendingQdel ??= this.qdel(job, script, sid, a); };
+        if (job.qdelSignal?.aborted) onQdel();
+        else job.qdelSignal?.addEventListener('abort', onQdel, { once: true });
         if (job.walltimeMs !== undefined) {
           timers.push(setTimeout(() => {
             killedFor ??= 'walltime';
@@ -393,6 +399,7 @@ export class PbsMom {
     });
     // a qdel in progress finishes (precancel result, the SIGKILL of what is left of the session) before the epilogue
     for (const t of timers) clearTimeout(t);
+    if (onQdel) job.qdelSignal?.removeEventListener('abort', onQdel);
     if (pendingQdel) await pendingQdel;
     if (pendingWall) await pendingWall;
     // the job is over when its top process ends: pbs_mom kills what is left of the job's session

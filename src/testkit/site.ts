@@ -13,6 +13,7 @@ export interface TestImageSpec {
   kernel?: { source: string; sha256: string };
   initrd?: { source: string; sha256: string };
   cmdline?: string;
+  acpi?: boolean;
   cpus?: { default: number; max: number };
   memoryMB?: { default: number; max: number };
   queue?: string;
@@ -46,7 +47,7 @@ export async function makeTestSite(dir: string, opts: TestSiteOptions = {}): Pro
     kind: i.kind ?? 'disk',
     ...(i.kind === 'kernel' ? {} : { disk: i.disk ?? { source: `/shared/images/${i.id}.qcow2`, sha256: fakeDigest(i.id), format: 'qcow2' } }),
     ...(i.kind === 'kernel' && i.disk ? { disk: i.disk } : {}),
-    ...(i.kernel ? { kernel: i.kernel } : {}), ...(i.initrd ? { initrd: i.initrd } : {}), ...(i.cmdline ? { cmdline: i.cmdline } : {}),
+    ...(i.kernel ? { kernel: i.kernel } : {}), ...(i.initrd ? { initrd: i.initrd } : {}), ...(i.cmdline ? { cmdline: i.cmdline } : {}), ...(i.acpi === false ? { acpi: false } : {}),
     cpus: i.cpus ?? { default: 1, max: 4 }, memory_mb: i.memoryMB ? { default: i.memoryMB.default, max: i.memoryMB.max } : { default: 2048, max: 8192 },
     disk_gb: { default: 2, max: 10 }, ...(i.queue ? { queue: i.queue } : {}), ...(i.published === false ? { published: false } : {}),
   }));

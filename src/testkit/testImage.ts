@@ -26,6 +26,12 @@ const BUILDER_VERSION = 3;
 export const DEFAULT_TEST_IMAGE_CACHE = '/var/cache/wnod-test-image';
 const KERNEL_META = 'linux-image-cloud-amd64';
 const BUSYBOX = 'busybox-static';
+/** Stands for the kernel package in the key of a mini-kernel image; the version is the kernel's cache key. */
+const MINI_KERNEL_PKG = 'wnod-mini-kernel';
+/** The mini kernel's command line. No ACPI (the image sets acpi: false), so no hardware-reduced mode: the PIT ticks
+ * and the LAPIC timer can go, which skips its calibration (−0.25 s per boot under TCG; sleeps keep working).
+ * noreplace-smp: a 1-vCPU guest would otherwise rewrite every lock prefix through text_poke (−0.1 s under TCG). */
+const MINI_CMDLINE = 'nolapic_timer noreplace-smp';
 /** Modules by guest feature: microvm uses virtio-mmio, q35 virtio-pci; the agent needs virtio-serial; the workdir
  * fuse+virtiofs. The init loads only the features the VM has (WNOD_FEATURES in the context): each module costs
  * tens of ms under TCG. */
@@ -42,7 +48,11 @@ export interface TestImage {
   kernelPackage: string; // e.g. linux-image-6.1.0-56-cloud-amd64=6.1.192-2
   busyboxVersion: string;
   modules: string[];     // load order
+  kernelFlavor: TestKernel;
 }
+
+/** Which kernel a test image boots: Debian's cloud kernel (+ virtio modules) or wnod's minimal one (no modules). */
+export type TestKernel = 'debian' | 'mini';
 
 const guestDir = (): string => fileURLToPath(new URL('../../guest/', import.meta.url));
 
@@ -62,18 +72,13 @@ export function parsePolicyCandidate(policy: string, pkg: string): string {
   return m[1]!;
 }
 
-async function aptQuery(args: string[]): Promise<string> {
+/** `apt-cache ARGS…` → its stdout. */
+export async function aptQuery(args: string[]): Promise<string> {
   return (await run('apt-cache', args, { timeoutMs: 60_000 })).stdout;
 }
 
-/** Resolve names and versions; on a machine that never ran `apt-get update`, run it once and retry. */
-async function resolveInputs(log: (s: string) => void): Promise<{ kernelPkg: string; kernelVer: string; busyboxVer: string }> {
-  const attempt = async () => {
-    const kernelPkg = parseMetaDepends(await aptQuery(['depends', KERNEL_META]));
-    const kernelVer = parsePolicyCandidate(await aptQuery(['policy', kernelPkg]), kernelPkg);
-    const busyboxVer = parsePolicyCandidate(await aptQuery(['policy', BUSYBOX]), BUSYBOX);
-    return { kernelPkg, kernelVer, busyboxVer };
-  };
+/** Run an apt-cache lookup; on a machine that never ran `apt-get update`, run it once and retry. */
+export async function withAptMetadata<T>(attempt: () => Promise<T>, log: (s: string) => void): Promise<T> {
   try {
     return await attempt();
   } catch (err) {
@@ -84,7 +89,23 @@ async function resolveInputs(log: (s: string) => void): Promise<{ kernelPkg: str
   }
 }
 
-async function download(pkg: string, version: string, into: string): Promise<string> {
+/** The candidate version of a package (apt-get update once if needed). */
+export async function aptCandidate(pkg: string, log: (s: string) => void): Promise<string> {
+  return withAptMetadata(async () => parsePolicyCandidate(await aptQuery(['policy', pkg]), pkg), log);
+}
+
+/** Resolve names and versions of the test image's packages. */
+async function resolveInputs(log: (s: string) => void): Promise<{ kernelPkg: string; kernelVer: string; busyboxVer: string }> {
+  return withAptMetadata(async () => {
+    const kernelPkg = parseMetaDepends(await aptQuery(['depends', KERNEL_META]));
+    const kernelVer = parsePolicyCandidate(await aptQuery(['policy', kernelPkg]), kernelPkg);
+    const busyboxVer = parsePolicyCandidate(await aptQuery(['policy', BUSYBOX]), BUSYBOX);
+    return { kernelPkg, kernelVer, busyboxVer };
+  }, log);
+}
+
+/** `apt-get download PKG=VERSION` into a directory; the path of the .deb. */
+export async function aptDownload(pkg: string, version: string, into: string): Promise<string> {
   // apt-get download writes into its cwd; _apt cannot write to our private dir, which only costs a warning.
   await run('apt-get', ['download', '-qq', `${pkg}=${version}`], { cwd: into, timeoutMs: 600_000 });
   const debs = (await readdir(into)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
@@ -93,11 +114,12 @@ async function download(pkg: string, version: string, into: string): Promise<str
 }
 
 /** The cache key: a digest over every input of the build. */
-export function testImageKey(inputs: { kernelPkg: string; kernelVer: string; busyboxVer: string; init: Uint8Array; agent: Uint8Array }): string {
+export function testImageKey(inputs: { kernelPkg: string; kernelVer: string; busyboxVer: string; init: Uint8Array; agent: Uint8Array; reseed?: Uint8Array }): string {
   const h = createHash('sha256');
   h.update(JSON.stringify({ v: BUILDER_VERSION, k: inputs.kernelPkg, kv: inputs.kernelVer, b: inputs.busyboxVer, modules: WANTED_MODULES }));
   h.update(createHash('sha256').update(inputs.init).digest());
   h.update(createHash('sha256').update(inputs.agent).digest());
+  if (inputs.reseed) h.update(createHash('sha256').update(inputs.reseed).digest());
   return h.digest('hex').slice(0, 20);
 }
 
@@ -134,62 +156,81 @@ async function materialise(entries: CpioEntry[], root: string): Promise<void> {
   }
 }
 
+/** The kernel of a test image being built: vmlinux in `out`, and the modules the init loads (none for mini). */
+interface BuiltKernel { kver: string; order: string[]; tagged: string[]; files: Map<string, string> }
+
+/** The minimal kernel (src/kernel/miniKernel.ts, built or cached): everything built in, no modules. */
+async function miniKernelInto(mini: { vmlinux: string; release: string }, out: string): Promise<BuiltKernel> {
+  await copyFile(mini.vmlinux, join(out, 'vmlinux'));
+  return { kver: mini.release, order: [], tagged: [], files: new Map() };
+}
+
+/** Debian's cloud kernel: vmlinux from the package's bzImage, and the closure of the virtio modules. */
+async function debianKernelInto(inputs: { kernelPkg: string; kernelVer: string }, work: string, dl: string, out: string,
+  log: (s: string) => void): Promise<BuiltKernel> {
+  log(`downloading ${inputs.kernelPkg}=${inputs.kernelVer}`);
+  const kdeb = await aptDownload(inputs.kernelPkg, inputs.kernelVer, dl);
+  const kx = join(work, 'kernel');
+  await run('dpkg-deb', ['-x', kdeb, kx], { timeoutMs: 300_000 });
+
+  const kver = (await readdir(join(kx, 'lib/modules')))[0];
+  if (!kver) throw new TestImageError(`${inputs.kernelPkg}: no lib/modules/<version> in the package`);
+  const vmlinuz = join(kx, 'boot', `vmlinuz-${kver}`);
+  const vmlinux = extractVmlinuxLz4(await readFile(vmlinuz));
+  if (vmlinux) await writeFile(join(out, 'vmlinux'), vmlinux);
+  else await copyFile(vmlinuz, join(out, 'vmlinux')); // not LZ4: QEMU boots the bzImage itself, a little slower
+
+  // kernel modules: the closure of WANTED_MODULES, flat in lib/modules/, loaded in order by init
+  const modRoot = join(kx, 'lib/modules', kver);
+  const files = new Map<string, string>();
+  const walk = async (d: string): Promise<void> => {
+    for (const ent of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, ent.name);
+      if (ent.isDirectory()) await walk(p);
+      else if (/\.ko$/.test(ent.name)) files.set(moduleName(ent.name), p);
+    }
+  };
+  await walk(join(modRoot, 'kernel'));
+  const builtin = new Set((await readFile(join(modRoot, 'modules.builtin'), 'utf8')).split('\n').filter(Boolean).map(moduleName));
+  const depCache = new Map<string, string[]>();
+  const deps = (name: string): string[] | undefined => depCache.get(name);
+  for (const [name, p] of files) {
+    if (name.startsWith('virtio') || ['fuse', 'failover', 'net_failover'].includes(name) || name.startsWith('vmw_vsock')) {
+      depCache.set(name, moduleDepends(await readFile(p)));
+    }
+  }
+  // one load list in dependency order; each module tagged with the feature that needs it, or "core" when
+  // several features need it (virtio, virtio_ring): the init always loads core
+  const order = loadOrder(WANTED_MODULES, deps, builtin);
+  const users = new Map<string, Set<string>>();
+  for (const [feature, m] of FEATURE_MODULES) {
+    for (const x of loadOrder([m], deps, builtin)) users.set(x, (users.get(x) ?? new Set()).add(feature));
+  }
+  const tagged = order.map((m) => `${users.get(m)!.size > 1 ? 'core' : [...users.get(m)!][0]} ${m}.ko`);
+  return { kver, order, tagged, files };
+}
+
 async function build(cacheDir: string, key: string, inputs: { kernelPkg: string; kernelVer: string; busyboxVer: string },
-  init: Buffer, agent: Buffer, log: (s: string) => void): Promise<void> {
+  init: Buffer, agent: Buffer, log: (s: string) => void, mini?: { vmlinux: string; release: string }): Promise<void> {
   const work = await mkdtemp(join(cacheDir, `.build-${key}-`));
   try {
     const dl = join(work, 'deb');
     await mkdir(dl);
-    log(`downloading ${inputs.kernelPkg}=${inputs.kernelVer} and ${BUSYBOX}=${inputs.busyboxVer}`);
-    const kdeb = await download(inputs.kernelPkg, inputs.kernelVer, dl);
-    const bdeb = await download(BUSYBOX, inputs.busyboxVer, dl);
-    const kx = join(work, 'kernel');
-    const bx = join(work, 'busybox');
-    await run('dpkg-deb', ['-x', kdeb, kx], { timeoutMs: 300_000 });
-    await run('dpkg-deb', ['-x', bdeb, bx], { timeoutMs: 60_000 });
-
-    const kver = (await readdir(join(kx, 'lib/modules')))[0];
-    if (!kver) throw new TestImageError(`${inputs.kernelPkg}: no lib/modules/<version> in the package`);
-    const vmlinuz = join(kx, 'boot', `vmlinuz-${kver}`);
-    const vmlinux = extractVmlinuxLz4(await readFile(vmlinuz));
     const out = join(work, 'out');
     await mkdir(out);
-    if (vmlinux) await writeFile(join(out, 'vmlinux'), vmlinux);
-    else await copyFile(vmlinuz, join(out, 'vmlinux')); // not LZ4: QEMU boots the bzImage itself, a little slower
-
-    // kernel modules: the closure of WANTED_MODULES, flat in lib/modules/, loaded in order by init
-    const modRoot = join(kx, 'lib/modules', kver);
-    const files = new Map<string, string>();
-    const walk = async (d: string): Promise<void> => {
-      for (const ent of await readdir(d, { withFileTypes: true })) {
-        const p = join(d, ent.name);
-        if (ent.isDirectory()) await walk(p);
-        else if (/\.ko$/.test(ent.name)) files.set(moduleName(ent.name), p);
-      }
-    };
-    await walk(join(modRoot, 'kernel'));
-    const builtin = new Set((await readFile(join(modRoot, 'modules.builtin'), 'utf8')).split('\n').filter(Boolean).map(moduleName));
-    const depCache = new Map<string, string[]>();
-    const deps = (name: string): string[] | undefined => depCache.get(name);
-    for (const [name, p] of files) {
-      if (name.startsWith('virtio') || ['fuse', 'failover', 'net_failover'].includes(name) || name.startsWith('vmw_vsock')) {
-        depCache.set(name, moduleDepends(await readFile(p)));
-      }
-    }
-    // one load list in dependency order; each module tagged with the feature that needs it, or "core" when
-    // several features need it (virtio, virtio_ring): the init always loads core
-    const order = loadOrder(WANTED_MODULES, deps, builtin);
-    const users = new Map<string, Set<string>>();
-    for (const [feature, m] of FEATURE_MODULES) {
-      for (const x of loadOrder([m], deps, builtin)) users.set(x, (users.get(x) ?? new Set()).add(feature));
-    }
-    const tagged = order.map((m) => `${users.get(m)!.size > 1 ? 'core' : [...users.get(m)!][0]} ${m}.ko`);
+    const { kver, order, tagged, files } = mini ? await miniKernelInto(mini, out) : await debianKernelInto(inputs, work, dl, out, log);
+    log(`downloading ${BUSYBOX}=${inputs.busyboxVer}`);
+    const bdeb = await aptDownload(BUSYBOX, inputs.busyboxVer, dl);
+    const bx = join(work, 'busybox');
+    await run('dpkg-deb', ['-x', bdeb, bx], { timeoutMs: 60_000 });
     const busybox = await readFile(join(bx, 'bin/busybox'));
     const applets = (await run(join(bx, 'bin/busybox'), ['--list-full'])).stdout.split('\n').filter(Boolean).sort();
     const tree = userland(busybox, applets, init, agent);
+    tree.push({ path: 'usr/lib/wnod/wnod-reseed', type: 'file', mode: 0o755, data: await compileReseed(work) });
     const initrdEntries: CpioEntry[] = [...tree];
     for (const m of order) initrdEntries.push({ path: `lib/modules/${m}.ko`, type: 'file', mode: 0o644, data: await readFile(files.get(m)!) });
-    initrdEntries.push({ path: 'lib/modules/wnod.load', type: 'file', mode: 0o644, data: tagged.map((l) => `${l}\n`).join('') });
+    // no load list without modules: the init then loads nothing
+    if (order.length) initrdEntries.push({ path: 'lib/modules/wnod.load', type: 'file', mode: 0o644, data: tagged.map((l) => `${l}\n`).join('') });
     await writeFile(join(out, 'initrd.img'), cpioArchive(initrdEntries));
 
     // ext4 root disk from the same tree; UUID and hash seed from the key so equal inputs give equal disks
@@ -200,7 +241,7 @@ async function build(cacheDir: string, key: string, inputs: { kernelPkg: string;
     await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'wnodroot', '-U', uuid, '-E', `hash_seed=${uuid}`, '-d', rootTree,
       join(out, 'root.ext4'), '64M'], { timeoutMs: 120_000, env: { E2FSPROGS_FAKE_TIME: '1' } });
     const manifest = { key, kernelPackage: `${inputs.kernelPkg}=${inputs.kernelVer}`, kernelVersion: kver, busyboxVersion: inputs.busyboxVer,
-      modules: order, builtAt: new Date().toISOString(), builderVersion: BUILDER_VERSION };
+      modules: order, kernelFlavor: mini ? 'mini' : 'debian', builtAt: new Date().toISOString(), builderVersion: BUILDER_VERSION };
     await writeFile(join(out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     await rename(out, join(cacheDir, key)); // atomic: a half-built image is never visible under its key
   } finally {
@@ -208,24 +249,40 @@ async function build(cacheDir: string, key: string, inputs: { kernelPkg: string;
   }
 }
 
+/** The guest's reseed/clock helper (guest/src/wnod-reseed.c): static, without libc (9 KB; exec'd on every restore). */
+async function compileReseed(work: string): Promise<Buffer> {
+  const out = join(work, 'wnod-reseed');
+  await run('gcc', ['-static', '-nostdlib', '-Os', '-s', '-fno-stack-protector', '-fno-builtin', '-o', out, join(guestDir(), 'src', 'wnod-reseed.c')], { timeoutMs: 120_000 });
+  return readFile(out);
+}
+
 /** Build the test image unless it is cached; return where it is. Concurrent callers build it once (file lock). */
-export async function buildTestImage(opts: { cacheDir?: string; log?: (s: string) => void } = {}): Promise<TestImage> {
+export async function buildTestImage(opts: { cacheDir?: string; log?: (s: string) => void; kernel?: TestKernel; kernelCacheDir?: string } = {}): Promise<TestImage> {
   const cacheDir = opts.cacheDir ?? DEFAULT_TEST_IMAGE_CACHE;
   const log = opts.log ?? (() => {});
   await mkdir(cacheDir, { recursive: true, mode: 0o755 });
   const [init, agent] = await Promise.all([readFile(join(guestDir(), 'init')), readFile(join(guestDir(), 'wnod-agent'))]);
-  const inputs = await resolveInputs(log);
-  const key = testImageKey({ ...inputs, init, agent });
+  let mini: { vmlinux: string; release: string } | undefined;
+  let inputs: { kernelPkg: string; kernelVer: string; busyboxVer: string };
+  if (opts.kernel === 'mini') {
+    // loaded on demand: miniKernel.ts uses this module's apt helpers
+    const k = await (await import('../kernel/miniKernel.js')).buildMiniKernel({ cacheDir: opts.kernelCacheDir, log });
+    mini = k;
+    inputs = { kernelPkg: MINI_KERNEL_PKG, kernelVer: k.key, busyboxVer: await aptCandidate(BUSYBOX, log) };
+  } else inputs = await resolveInputs(log);
+  const reseed = await readFile(join(guestDir(), 'src', 'wnod-reseed.c'));
+  const key = testImageKey({ ...inputs, init, agent, reseed });
   const dir = join(cacheDir, key);
   if (!existsSync(join(dir, 'manifest.json'))) {
     await withLock(join(cacheDir, `${key}.lock`), 'exclusive', async () => {
-      if (!existsSync(join(dir, 'manifest.json'))) await build(cacheDir, key, inputs, init, agent, log);
+      if (!existsSync(join(dir, 'manifest.json'))) await build(cacheDir, key, inputs, init, agent, log, mini);
     }, { timeoutMs: 900_000 });
   }
-  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { kernelPackage: string; busyboxVersion: string; modules: string[] };
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { kernelPackage: string; busyboxVersion: string; modules: string[];
+    kernelFlavor?: TestKernel };
   await stat(join(dir, 'vmlinux'));
   return { dir, key, kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd.img'), rootDisk: join(dir, 'root.ext4'),
-    kernelPackage: manifest.kernelPackage, busyboxVersion: manifest.busyboxVersion, modules: manifest.modules };
+    kernelPackage: manifest.kernelPackage, busyboxVersion: manifest.busyboxVersion, modules: manifest.modules, kernelFlavor: manifest.kernelFlavor ?? 'debian' };
 }
 
 /** The newest test image already built in `cacheDir` (kernel + initrd), without building one — the KVM probe's
@@ -234,9 +291,10 @@ export async function findBuiltTestImage(cacheDir = DEFAULT_TEST_IMAGE_CACHE): P
   let best: { at: number; dir: string } | undefined;
   for (const n of await readdir(cacheDir).catch(() => [] as string[])) {
     if (!/^[0-9a-f]{20}$/.test(n)) continue;
-    const m = await readFile(join(cacheDir, n, 'manifest.json'), 'utf8').then((x) => JSON.parse(x) as { builtAt?: string }, () => undefined);
+    const m = await readFile(join(cacheDir, n, 'manifest.json'), 'utf8').then((x) => JSON.parse(x) as { builtAt?: string; kernelFlavor?: string }, () => undefined);
     const at = Date.parse(m?.builtAt ?? '');
-    if (m && Number.isFinite(at) && (!best || at > best.at)) best = { at, dir: join(cacheDir, n) };
+    // Debian-kernel images only: the probe boots with the default machine options, which a mini kernel cannot use
+    if (m && (m.kernelFlavor ?? 'debian') === 'debian' && Number.isFinite(at) && (!best || at > best.at)) best = { at, dir: join(cacheDir, n) };
   }
   return best ? { kernel: join(best.dir, 'vmlinux'), initrd: join(best.dir, 'initrd.img') } : undefined;
 }
@@ -244,9 +302,10 @@ export async function findBuiltTestImage(cacheDir = DEFAULT_TEST_IMAGE_CACHE): P
 /** The test image as a VM image: initramfs only, or with the ext4 root disk (booted through an overlay). */
 export function testVmImage(t: TestImage, withDisk = false): VmImage {
   return {
-    id: withDisk ? 'wnod-test-disk' : 'wnod-test', digest: t.key, kind: 'kernel',
+    id: `wnod-test${t.kernelFlavor === 'mini' ? '-mini' : ''}${withDisk ? '-disk' : ''}`, digest: t.key, kind: 'kernel',
     files: withDisk ? { kernel: t.kernel, initrd: t.initrd, disk: t.rootDisk } : { kernel: t.kernel, initrd: t.initrd },
     diskFormat: withDisk ? 'raw' : undefined,
-    cmdline: withDisk ? 'wnod.root=/dev/vda' : undefined,
+    cmdline: [t.kernelFlavor === 'mini' ? MINI_CMDLINE : '', withDisk ? 'wnod.root=/dev/vda' : ''].filter(Boolean).join(' ') || undefined,
+    ...(t.kernelFlavor === 'mini' ? { acpi: false } : {}),
   };
 }

@@ -159,3 +159,46 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
     out.destroy(); err.destroy(); ctl.destroy();
   }
 }
+
+/** One request on the control port and its one answer line (`<WORD> <nonce> …`): the words after the nonce, or
+ * throws AgentError naming the request. `alive` (optional) aborts the wait when the VM is gone. */
+export async function agentRequest(control: string, request: (nonce: string) => string, answers: readonly string[],
+  timeoutMs: number, what: string): Promise<{ word: string; rest: string[] }> {
+  const nonce = newNonce();
+  const s = await connectUnix(control, Math.min(timeoutMs, 5000));
+  try {
+    const got = awaitLine(s, (l) => {
+      const f = l.trim().split(' ');
+      return f[1] === nonce && (answers.includes(f[0]!) || f[0] === 'ERR') ? { word: f[0]!, rest: f.slice(2) } : undefined;
+    }, timeoutMs, what);
+    s.write(request(nonce) + '\n');
+    return await got;
+  } finally {
+    s.destroy();
+  }
+}
+
+/** What the guest agent can do (`CAPS`): e.g. exec, lock, setup, reseed, 9p. An agent without CAPS times out. */
+export async function agentCaps(control: string, timeoutMs: number): Promise<string[]> {
+  const r = await agentRequest(control, (n) => `CAPS ${n}`, ['CAPS'], timeoutMs, 'caps');
+  if (r.word !== 'CAPS') throw new AgentError(`caps: the agent answered ${r.word} ${r.rest.join(' ')}`);
+  return r.rest.filter((w) => /^[a-z0-9]{1,16}$/.test(w));
+}
+
+/** Hand a restored clone its per-job context (`SETUP`: entropy + reseed + clock, then user, workdir, network);
+ * `context` is built at call time by the caller so that the clock is fresh. Throws AgentError with the agent's code. */
+export async function agentSetup(control: string, context: () => string, timeoutMs: number): Promise<void> {
+  const r = await agentRequest(control, (n) => `SETUP ${n} ${Buffer.from(context(), 'utf8').toString('base64')}`, ['OK'], timeoutMs, 'setup');
+  if (r.word !== 'OK') throw new AgentError(`setup: the agent refused the per-job context (${r.rest.join(' ') || 'no reason'})`);
+}
+
+/** The one-way lock (`LOCK`): from now on the agent runs commands only as uid:gid and refuses SETUP/LOCK. Sent
+ * before the sockets are handed to the job user, who could otherwise ask for uid 0. */
+export async function lockAgent(control: string, uid: number, gid: number, timeoutMs = 10_000): Promise<void> {
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) throw new AgentError(`lock: invalid uid/gid ${uid}/${gid}`);
+  const r = await agentRequest(control, (n) => `LOCK ${n} ${uid} ${gid}`, ['LOCKED'], timeoutMs, 'lock');
+  if (r.word !== 'LOCKED') throw new AgentError(`lock: the agent refused (${r.rest.join(' ') || 'no reason'})`);
+}
+
+/** Exit code of an EXEC the locked agent refused (another uid/gid than the lock's). */
+export const EXIT_LOCKED = 124;

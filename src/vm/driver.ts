@@ -11,6 +11,15 @@ export interface NetworkSpec {
   mode: 'none' | 'user' | 'bridge';
   bridge?: string;   // mode bridge: the host bridge
   mac?: string;      // fixed MAC (bridge: one per slot; user: defaults to a constant)
+  /** user mode: host TCP ports forwarded to guest ports (leases: 127.0.0.1:<port> → the guest's ssh) */
+  forwards?: PortForward[];
+}
+
+/** One host → guest TCP forward of user-mode networking. */
+export interface PortForward {
+  hostAddr: string;  // IPv4 literal, e.g. 127.0.0.1
+  hostPort: number;
+  guestPort: number;
 }
 
 /** What to boot: the catalog image and the node-local cached files of it (from ImageCache.acquire). */
@@ -21,6 +30,9 @@ export interface VmImage {
   files: { disk?: string; kernel?: string; initrd?: string };
   diskFormat?: 'raw' | 'qcow2';
   cmdline?: string;  // extra kernel command line (kind: kernel)
+  /** false: the kernel has no ACPI (wnod's mini kernel): microvm runs with acpi=off and lists its virtio-mmio
+   * devices on the kernel command line instead */
+  acpi?: boolean;
 }
 
 /** A Unix identity on the host; inside the guest the job runs with the same uid/gid. */

@@ -15,7 +15,7 @@ import { checkVmId, readRecord, recordDir, recordPath, removeRecord, runDirOf, s
 import { createOverlay } from '../images/overlay.js';
 import { contextCpio, type GuestContext } from './context.js';
 import { AGENT_PORTS, DEFAULT_USER_MAC, WORKDIR_TAG, kernelCmdline, tscKhzFromCpuinfo } from './qemuArgs.js';
-import { agentExec, requestPoweroff } from './agent.js';
+import { agentExec, lockAgent, requestPoweroff } from './agent.js';
 import { procRef } from './proc.js';
 import { buildDomainXml, type DomainSpec, type DomainNetwork } from './libvirtXml.js';
 import { Virsh, type DomainState } from './libvirtVirsh.js';
@@ -222,6 +222,8 @@ export class LibvirtDriver implements VmDriver {
   /** Let `uid:gid` (the job user) reach the agent sockets, so the job starter can exec without root. libvirtd
    * creates them at `virsh create` (as its own user): call this after start, as the QEMU driver's twin. */
   async grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> {
+    // one-way: the agent then runs nothing as another uid/gid (generous bound: callers may hand over before ready)
+    await lockAgent(state.sockets.control, uid, gid, 180_000);
     await chown(join(state.runDir, 'agent'), uid, gid);
     for (const k of ['control', 'stdout', 'stderr'] as const) {
       await chown(state.sockets[k], uid, gid);

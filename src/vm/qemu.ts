@@ -16,7 +16,8 @@ import { checkVmId, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSoc
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, type GuestContext } from './context.js';
 import { kernelCmdline, qemuArgs, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
-import { agentExec, requestPoweroff } from './agent.js';
+import { agentExec, lockAgent, requestPoweroff } from './agent.js';
+import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
 import { checkServedRoot, pinWorkdir } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
@@ -32,6 +33,8 @@ export interface QemuDriverOptions {
   virtiofsd?: string;
   /** the kernel used by the KVM probe (the test image's) when accel is auto */
   probeImage?: { kernel: string; initrd: string };
+  /** warm snapshots (src/vm/snapshot.ts): restore kernel images from a matching template instead of booting */
+  snapshots?: SnapshotOptions;
 }
 
 /** Limits a spec must respect whatever the caller computed (the catalog bounds come before this). */
@@ -106,28 +109,8 @@ export class QemuDriver implements VmDriver {
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       state.accel = spec.accel ?? (await chooseAccel({ stateDir: this.stateDir, mode: this.opts.accel ?? 'auto', qemu: this.opts.qemu,
         probeImage: this.opts.probeImage ?? (await findBuiltTestImage()) }));
-      const ctx: GuestContext = {
-        hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
-        network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
-        clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
-        features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
-          ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' ? ['net'] : [])],
-      };
-      const cpio = contextCpio(ctx);
-      if (spec.image.kind === 'kernel') {
-        const initrd = join(runDir, 'initrd.img');
-        if (spec.image.files.initrd) await copyFile(spec.image.files.initrd, initrd);
-        await appendFile(initrd, cpio);
-      } else {
-        await writeFile(join(runDir, 'context.cpio'), cpio, { mode: 0o600 });
-      }
-      if (spec.image.files.disk) {
-        const overlay = spec.overlay ?? join(runDir, 'disk.qcow2');
-        state.spec.overlay = overlay;
-        state.files.push(overlay);
-        await writeRecord(this.stateDir, state); // the overlay path is known before the file exists
-        await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay);
-      }
+      if (this.opts.snapshots) state.extra = { ...state.extra, ...(await this.chooseBoot(spec, state.accel)) };
+      if (state.extra?.boot !== 'restore') await this.coldFiles(state);
     } catch (err) {
       await this.destroy(state).catch(() => {});
       throw err;
@@ -135,12 +118,71 @@ export class QemuDriver implements VmDriver {
     return stamp(this.stateDir, state, 'prepared');
   }
 
+  /** Restore from a template, or cold boot and why (state.extra: boot, coldReason, template). */
+  private async chooseBoot(spec: VmSpec, accel: 'kvm' | 'tcg'): Promise<Record<string, string>> {
+    const snap = this.opts.snapshots!;
+    const blocker = restoreBlocker(spec);
+    if (blocker) return { boot: 'cold', coldReason: blocker };
+    const key = await keyFor(snap.dir, this.opts.qemu ?? QEMU_BINARY, spec, accel, await hostKhz());
+    const t = await lookupTemplate(snap.dir, key);
+    if (t.status === 'ready') {
+      if (spec.workdir && !t.meta.caps.includes('9p')) return { boot: 'cold', coldReason: 'the snapshot template\'s guest has no 9p for the workdir', template: key };
+      return { boot: 'restore', template: key };
+    }
+    if (t.status === 'refused') return { boot: 'cold', coldReason: `snapshot template refused: ${t.reason}`, template: key };
+    try { snap.onMissing?.({ ...spec, accel }, key); } catch { /* a failed build request must not fail the job */ }
+    return { boot: 'cold', coldReason: 'no snapshot template yet for this image and shape', template: key };
+  }
+
+  /** The cold boot's per-VM files: the initrd with the context appended (or the fw_cfg blob) and the overlay. */
+  private async coldFiles(state: VmState): Promise<void> {
+    const spec = state.spec;
+    const runDir = state.runDir;
+    const ctx: GuestContext = {
+      hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
+      network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
+      clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
+      features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
+        ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' ? ['net'] : []),
+        // a lease's ssh server needs the kernel's RNG ready at once: virtio-rng credits it (else ~1.4 s under TCG)
+        ...(spec.network.forwards?.length ? ['rng'] : [])],
+    };
+    const cpio = contextCpio(ctx);
+    if (spec.image.kind === 'kernel') {
+      const initrd = join(runDir, 'initrd.img');
+      if (spec.image.files.initrd) await copyFile(spec.image.files.initrd, initrd);
+      await appendFile(initrd, cpio);
+    } else {
+      await writeFile(join(runDir, 'context.cpio'), cpio, { mode: 0o600 });
+    }
+    if (spec.image.files.disk) {
+      const overlay = spec.overlay ?? join(runDir, 'disk.qcow2');
+      state.spec.overlay = overlay;
+      state.files.push(overlay);
+      await writeRecord(this.stateDir, state); // the overlay path is known before the file exists
+      await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay);
+    }
+  }
+
+  /** Restore from the template chosen in prepare and hand the clone its context; throws RestoreError. */
+  private async restore(state: VmState): Promise<void> {
+    const snap = this.opts.snapshots!;
+    const key = state.extra?.template ?? '';
+    const t = await lookupTemplate(snap.dir, key);
+    if (t.status !== 'ready') throw new RestoreError(`snapshot template ${key} is gone`);
+    await restoreClone({
+      qemu: this.opts.qemu ?? QEMU_BINARY, spec: state.spec, accel: state.accel ?? 'tcg', khz: await tscKhz(), runDir: state.runDir,
+      template: t, timeoutMs: snap.restoreTimeoutMs ?? 10_000,
+      onPid: async (ref) => { state.pids.qemu = ref; await writeRecord(this.stateDir, state); },
+    });
+  }
+
   private plan(state: VmState, khz: number | undefined): QemuPlan {
     const s = state.spec;
     const accel = state.accel ?? 'tcg';
     const kernel = s.image.kind === 'kernel';
     return {
-      machine: kernel ? 'microvm' : 'q35', accel, cpus: s.cpus, memoryMB: s.memoryMB,
+      machine: kernel ? 'microvm' : 'q35', accel, cpus: s.cpus, memoryMB: s.memoryMB, acpi: s.image.acpi,
       kernel: kernel ? s.image.files.kernel : undefined,
       initrd: kernel ? join(state.runDir, 'initrd.img') : undefined,
       cmdline: kernel ? kernelCmdline(accel, khz, s.image.cmdline) : undefined,
@@ -154,6 +196,22 @@ export class QemuDriver implements VmDriver {
   /** Start virtiofsd (if a workdir is shared) and QEMU, both detached; record their pids. */
   async start(state: VmState): Promise<VmState> {
     const s = state.spec;
+    if (state.extra?.boot === 'restore') {
+      try {
+        await this.restore(state);
+        state.extra = { ...state.extra, restoredAt: new Date().toISOString() };
+        return await stamp(this.stateDir, state, 'started');
+      } catch (err) {
+        // any failure of the warm path: destroy what it started and cold boot, with the reason on record
+        await terminate(state.pids.qemu, 0);
+        delete state.pids.qemu;
+        for (const f of ['empty9p', 'qemu.pid', 'qmp.sock', 'console.log']) await rm(join(state.runDir, f), { recursive: true, force: true });
+        for (const k of ['control', 'stdout', 'stderr'] as const) await rm(state.sockets[k], { force: true });
+        state.extra = { ...state.extra, boot: 'cold', coldReason: `restore failed: ${(err as Error).message}` };
+        await writeRecord(this.stateDir, state);
+        await this.coldFiles(state);
+      }
+    }
     const pinned = s.workdir ? await pinWorkdir(s.workdir.hostPath, s.workdir.uid) : undefined;
     if (s.workdir) {
       const log = await open(join(state.runDir, 'virtiofsd.log'), 'a', 0o600);
@@ -201,6 +259,11 @@ export class QemuDriver implements VmDriver {
   /** One PING on one connection, raced against QEMU's death and the deadline. Knows from QMP whether the guest ever
    * opened the agent's control port, which tells "no agent in the image" from "still booting". */
   async waitReady(state: VmState, timeoutMs: number): Promise<VmState> {
+    if (state.extra?.boot === 'restore' && state.extra.restoredAt) {
+      // the clone answered SETUP in start()
+      if (!(await isAlive(state.pids.qemu))) throw new VmNotReadyError('exited', `VM ${state.id}: the restored QEMU is gone`);
+      return stamp(this.stateDir, state, 'ready');
+    }
     const deadline = Date.now() + timeoutMs;
     const qmp = await QmpClient.connect(state.sockets.qmp!, 3000).catch(() => undefined);
     let portOpened = false;
@@ -284,6 +347,8 @@ export class QemuDriver implements VmDriver {
 
   /** Let `uid:gid` (the job user) reach the agent sockets, so the job starter can exec without root. */
   async grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> {
+    // first the one-way lock: with the sockets, the user could otherwise ask the agent for uid 0
+    await lockAgent(state.sockets.control, uid, gid, 30_000); // the agent answered PING just before
     const dir = join(state.runDir, 'agent');
     await chown(dir, uid, gid);
     // the exec lock must be openable by the job user too (root may have created it already)

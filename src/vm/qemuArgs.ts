@@ -3,7 +3,7 @@
  * Kernel images boot on `-M microvm` with the options measured in DESIGN A5 (1.6–1.9 s under TCG with Debian's cloud
  * kernel); bootable disk images boot on q35 with SeaBIOS. The guest talks to the host over three named
  * virtio-serial ports (the agent channel) and sees the job's workdir through virtiofs. */
-import type { NetworkSpec } from './driver.js';
+import type { NetworkSpec, PortForward } from './driver.js';
 
 export const AGENT_PORTS = { control: 'org.wnod.control', stdout: 'org.wnod.stdout', stderr: 'org.wnod.stderr' } as const;
 export const WORKDIR_TAG = 'wnodwork';
@@ -22,6 +22,12 @@ export interface QemuPlan {
   /** fw_cfg blob with the per-job context (disk images, which have no initrd to append to) */
   contextBlob?: string;
   sockets: { control: string; stdout: string; stderr: string; qmp: string; virtiofs?: string };
+  /** microvm: false → acpi=off (a kernel without ACPI finds virtio-mmio devices on its command line) */
+  acpi?: boolean;
+  /** warm snapshots (src/vm/snapshot.ts): the workdir over 9p from this host path (virtiofs blocks migration) */
+  ninep?: string;
+  /** warm snapshots: restore from this migration URI (`fd:N`, an inherited fd) instead of booting */
+  incoming?: string;
   console: string;    // serial console log file
   pidfile: string;
   network: NetworkSpec & { tap?: string };
@@ -53,13 +59,22 @@ function q(path: string): string {
   return path.replace(/,/g, ',,');
 }
 
+/** `hostfwd=tcp:ADDR:PORT-:GUESTPORT`, validated: the values come from config and a port allocator. */
+export function hostfwd(f: PortForward): string {
+  const port = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
+  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(f.hostAddr) || !port(f.hostPort) || !port(f.guestPort)) {
+    throw new Error(`invalid port forward ${JSON.stringify(f)}`);
+  }
+  return `hostfwd=tcp:${f.hostAddr}:${f.hostPort}-:${f.guestPort}`;
+}
+
 /** Build the argument array (without the qemu binary itself). */
 export function qemuArgs(p: QemuPlan): string[] {
   const mmio = p.machine === 'microvm';
   const dev = (name: string) => (mmio ? `${name}-device` : `${name}-pci`);
   const a: string[] = [];
   // keep microvm's RTC: without it the kernel polls for it twice, 1 s each (measured: rtc=off costs 2 s per boot)
-  if (mmio) a.push('-M', 'microvm,x-option-roms=off', '-global', 'virtio-mmio.force-legacy=false');
+  if (mmio) a.push('-M', `microvm,x-option-roms=off${p.acpi === false ? ',acpi=off' : ''}`, '-global', 'virtio-mmio.force-legacy=false');
   else a.push('-M', 'q35');
   a.push('-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none');
   a.push('-accel', p.accel);
@@ -67,7 +82,12 @@ export function qemuArgs(p: QemuPlan): string[] {
   if (p.accel === 'kvm') a.push('-cpu', 'host,-arch-capabilities');
   a.push('-smp', String(p.cpus));
   // virtiofs needs guest RAM shareable with virtiofsd: a memfd backend bound to one NUMA node
-  a.push('-m', `${p.memoryMB}M`, '-object', `memory-backend-memfd,id=mem0,size=${p.memoryMB}M,share=on`, '-numa', 'node,memdev=mem0');
+  if (p.ninep !== undefined && !p.sockets.virtiofs) {
+    // snapshots: private anonymous RAM; a restore reading untouched shared memfd pages would allocate every one
+    a.push('-m', `${p.memoryMB}M`);
+  } else {
+    a.push('-m', `${p.memoryMB}M`, '-object', `memory-backend-memfd,id=mem0,size=${p.memoryMB}M,share=on`, '-numa', 'node,memdev=mem0');
+  }
   if (p.kernel) {
     a.push('-kernel', p.kernel);
     if (p.initrd) a.push('-initrd', p.initrd);
@@ -83,6 +103,10 @@ export function qemuArgs(p: QemuPlan): string[] {
     a.push('-chardev', `socket,id=fs0,path=${q(p.sockets.virtiofs)}`);
     a.push('-device', `${mmio ? 'vhost-user-fs-device' : 'vhost-user-fs-pci'},chardev=fs0,tag=${WORKDIR_TAG}`);
   }
+  if (p.ninep !== undefined) {
+    a.push('-fsdev', `local,id=fs9,path=${q(p.ninep)},security_model=passthrough`);
+    a.push('-device', `${mmio ? 'virtio-9p-device' : 'virtio-9p-pci'},fsdev=fs9,mount_tag=${WORKDIR_TAG}`);
+  }
   if (p.disk) {
     a.push('-drive', `file=${q(p.disk.path)},if=none,id=disk0,format=${p.disk.format},cache=unsafe,discard=unmap`);
     a.push('-device', `${dev('virtio-blk')},drive=disk0`);
@@ -90,7 +114,8 @@ export function qemuArgs(p: QemuPlan): string[] {
   if (p.contextBlob) a.push('-fw_cfg', `name=opt/org.wnod/context,file=${q(p.contextBlob)}`);
   a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', `${dev('virtio-rng')},rng=rng0`);
   if (p.network.mode === 'user') {
-    a.push('-netdev', 'user,id=net0,restrict=on');
+    // restrict=on keeps the guest off the host and the outside; explicit forwards still work (QEMU docs)
+    a.push('-netdev', ['user,id=net0,restrict=on', ...(p.network.forwards ?? []).map(hostfwd)].join(','));
     a.push('-device', `${dev('virtio-net')},netdev=net0,mac=${p.network.mac ?? DEFAULT_USER_MAC}`);
   } else if (p.network.mode === 'bridge') {
     if (!p.network.tap || !p.network.mac) throw new Error('bridge network needs a tap device and a MAC');
@@ -98,6 +123,7 @@ export function qemuArgs(p: QemuPlan): string[] {
     a.push('-device', `${dev('virtio-net')},netdev=net0,mac=${p.network.mac}`);
   }
   a.push('-qmp', `unix:${q(p.sockets.qmp)},server=on,wait=off`);
+  if (p.incoming) a.push('-incoming', p.incoming);
   a.push('-pidfile', p.pidfile, '-daemonize');
   return a;
 }

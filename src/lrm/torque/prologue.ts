@@ -12,6 +12,7 @@ import { decideWithTicket, decideWithoutTicket, type Decision } from './decision
 import { Refusal, TransientFault, PROLOGUE_EXIT, transientExitCode, userLine } from './outcome.js';
 import { hookLog, type HookLog } from './log.js';
 import type { TorqueVmEngine } from './vmseam.js';
+import { findLeaseMarker } from '../../lease/pilot.js';
 
 /** What every hook entry point gets besides argv and env. */
 export interface HookContext {
@@ -75,6 +76,7 @@ async function accept(cfg: SiteConfig, args: PrologueArgs, ctx: HookContext, log
     throw new TransientFault('script-missing', describe(err));
   }
   const line = findTicketLine(text);
+  const leaseId = findLeaseMarker(text);
   let decision: Decision;
   if (line.deny !== undefined) {
     throw new Refusal('denied', `the site refused this job: ${oneLine(line.deny, 300)}`);
@@ -97,13 +99,14 @@ async function accept(cfg: SiteConfig, args: PrologueArgs, ctx: HookContext, log
     await log.detail('vm-engine-not-wired', { image: decision.image.id });
     return;
   }
-  const { vmId, bootS } = await ctx.vm.start({
+  const { vmId, bootS, boot } = await ctx.vm.start({
     jobId: args.jobId, user: args.user, group: args.group, cfg, image: decision.image, cpus: decision.record.cpus, memoryMB: decision.record.memoryMB,
     // pbs_mom's PBS_O_WORKDIR (the job's submit dir); the engine shares it only if it is the job user's own
     ...(workdir ? { workdir } : {}),
+    ...(leaseId ? { lease: { id: leaseId } } : {}), // a lease pilot (src/lease/pilot.ts): its ssh gets forwarded
   });
   await updateJobRecord(cfg.vm.stateDir, args.jobId, (cur) => ({ ...(cur ?? newJobRecord(args.jobId, args.user)), vmId, bootS }));
-  await log.detail('vm-ready', { vmId, bootS });
+  await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}) }); // boot: restore, or cold and why
 }
 
 async function verifiedClaims(cfg: SiteConfig, token: string, now: Date): Promise<TicketClaims> {

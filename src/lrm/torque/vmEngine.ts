@@ -4,8 +4,12 @@
  *   starter (user)    run the job script in that VM through the agent sockets, forward SIGTERM, stop it after a grace;
  *   epilogue (root)   destroy whatever exists of it (never created, half created, running), release the cache.
  * The VM is found from the job id alone (vmIdForJob): the starter cannot read root's records. */
-import { lstat, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../util/atomic.js';
 import type { Writable } from 'node:stream';
 import { userInfo } from 'node:os';
 import type { SiteConfig, Image } from '../../config/types.js';
@@ -13,14 +17,15 @@ import { describe } from '../../util/errors.js';
 import { run } from '../../util/run.js';
 import { withLock, type Lock } from '../../util/lock.js';
 import type { VmDriver, VmSpec, VmState, UnixUser } from '../../vm/driver.js';
-import { VmNotReadyError, VmSpecError, VmStartError } from '../../vm/errors.js';
+import { AgentError, VmNotReadyError, VmSpecError, VmStartError } from '../../vm/errors.js';
 import { readRecord, runDirOf, vmIdForJob, vmSockets } from '../../vm/state.js';
 import { QemuDriver, vmHostname } from '../../vm/qemu.js';
 import { agentExec, requestPoweroff, type AgentExec } from '../../vm/agent.js';
 import { parseStatStartTime, type ProcRef } from '../../vm/proc.js';
 import { ImageCache, type CachedImage } from '../../images/cache.js';
 import { imageDigest } from '../../images/artifacts.js';
-import type { TorqueVmEngine, VmJob } from './vmseam.js';
+import type { TorqueVmEngine, VmJob, LeaseBoot } from './vmseam.js';
+import { leaseForward, leaseGuestEnv, writeLeaseInfo } from '../../lease/node.js';
 import type { JobRecord } from './jobstate.js';
 import { readJobRecord } from './jobstate.js';
 import { readJobScript } from './jobscript.js';
@@ -52,7 +57,7 @@ class TorqueVm implements TorqueVmEngine {
 
   /** Prologue: boot the job's VM within lrm.prologue_budget_s. Refusal = the job can never run here; anything
    * else is a TransientFault (bounded requeue). What exists of a failed VM is destroyed before throwing. */
-  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string }): Promise<{ vmId: string; bootS: number }> {
+  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<{ vmId: string; bootS: number; boot?: { mode: string; coldReason?: string } }> {
     const { cfg } = job;
     const t0 = performance.now();
     const deadline = Date.now() + cfg.lrm.prologueBudgetS * 1000;
@@ -71,32 +76,45 @@ class TorqueVm implements TorqueVmEngine {
     const driver = await driverFor(cfg);
     let state: VmState | undefined;
     let slot: Lock | undefined;
+    let port: Awaited<ReturnType<typeof leaseForward>> | undefined;
     try {
+      // a lease pilot: user-mode network (restrict=on) whatever vm.network says, ssh forwarded from a free port
+      if (job.lease) {
+        if (cfg.vm.driver !== 'qemu') throw new Refusal('lease-driver', 'this worker node cannot forward a lease\'s ssh port (it runs VMs through libvirt); the lease was not started');
+        port = await leaseForward(cfg);
+      }
       const spec: VmSpec = {
         id: vmId, jobId: job.jobId, cpus: job.cpus, memoryMB: job.memoryMB, hostname: vmHostname(vmId),
         image: {
           id: job.image.id, digest: cached.digest, kind: job.image.kind, files: cached.files,
           ...(job.image.disk ? { diskFormat: job.image.disk.format } : {}), ...(job.image.cmdline ? { cmdline: job.image.cmdline } : {}),
+          ...(job.image.acpi === false ? { acpi: false } : {}),
         },
         user, ...(workdir ? { workdir: { hostPath: workdir, uid: user.uid, gid: user.gid } } : {}),
         env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
-        network: { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) },
+        network: port ? { mode: 'user', forwards: [port.forward] } : { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) },
       };
       state = await driver.prepare(spec);
       slot = await takeBootSlot(cfg.vm.stateDir, cfg.vm.maxBooting, deadline);
       await driver.start(state);
+      if (port && job.lease) {
+        await writeLeaseInfo(cfg.vm.stateDir, vmId, job.lease.id, port.forward);
+        await port.lock.release(); // QEMU listens on it now
+      }
       await driver.waitReady(state, Math.min(cfg.vm.readyTimeoutS * 1000, remaining(deadline)));
       await slot.release();
       slot = undefined;
       await driver.grantAgentAccess(state, user.uid, user.gid);
     } catch (err) {
       await slot?.release().catch(() => {});
+      await port?.lock.release().catch(() => {});
       if (state) await driver.destroy(state).catch(() => {});
       await killStragglers(runDirOf(cfg.vm.stateDir, vmId));
       await cache.release(cached.digest, vmId).catch(() => {});
       throw classify(err, job.image.id);
     }
-    return { vmId, bootS: (performance.now() - t0) / 1000 };
+    const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) } : undefined;
+    return { vmId, bootS: (performance.now() - t0) / 1000, ...(boot ? { boot } : {}) };
   }
 
   /** Starter (job user): run the job script in the job's VM; resolves to the in-VM exit status. */
@@ -147,7 +165,7 @@ class TorqueVm implements TorqueVmEngine {
     for (const s of signals) process.on(s, onSignal);
     try {
       const code = await execInJobVm(cfg.vm.stateDir, vmId, {
-        argv, cwd, env: guestJobEnv(job.env, workdir ?? '/tmp'), uid: user.uid, gid: user.gid,
+        argv, cwd, env: { ...guestJobEnv(job.env, workdir ?? '/tmp'), ...(await leaseGuestEnv(cfg.vm.stateDir, vmId)) }, uid: user.uid, gid: user.gid,
         stdout, stderr, signal: term.signal, poweroff: poweroff.signal,
       });
       if (terminated) {
@@ -207,7 +225,40 @@ const remaining = (deadline: number): number => Math.max(1, deadline - Date.now(
 
 async function driverFor(cfg: SiteConfig): Promise<HandingDriver> {
   if (cfg.vm.driver === 'libvirt') return (await import('../../vm/libvirtDriver.js')).libvirtDriverFromConfig(cfg.vm);
-  return new QemuDriver({ stateDir: cfg.vm.stateDir, accel: cfg.vm.accel });
+  const { stateDir, maxBooting } = cfg.vm;
+  return new QemuDriver({ stateDir, accel: cfg.vm.accel, ...(cfg.vm.snapshots ? {
+    snapshots: { dir: join(stateDir, 'templates'), onMissing: (spec: VmSpec, key: string) => { void requestTemplate(stateDir, maxBooting, spec, key); } },
+  } : {}) });
+}
+
+/** The `wnod` CLI beside this module: dist/cli/main.js seen from dist/hot/hook.cjs or dist/lrm/torque/. */
+function wnodCli(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, d = dirname(d)) {
+    for (const c of [join(d, 'cli', 'main.js'), join(d, 'dist', 'cli', 'main.js')]) if (existsSync(c)) return c;
+  }
+  throw new Error('cannot find the wnod CLI (dist/cli/main.js)');
+}
+
+/** A job cold booted for want of a template: build it in a detached `wnod snapshot build` (single-flight, in a
+ * boot slot), never in the job's own path. Best effort: a failure only means the next job cold boots too. */
+async function requestTemplate(stateDir: string, maxBooting: number, spec: VmSpec, key: string): Promise<void> {
+  try {
+    const dir = join(stateDir, 'templates');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const req = join(dir, `${key}.request.json`);
+    // a burst of cold jobs of one shape asks once (the builder deletes the request when done)
+    const asked = await stat(req).then((s) => Date.now() - s.mtimeMs < 600_000, () => false);
+    if (asked) return;
+    await writeFileAtomic(req, JSON.stringify(spec) + '\n', 0o600);
+    const log = openSync(join(dir, 'build.log'), 'a', 0o600);
+    try {
+      spawn(process.execPath, [wnodCli(), 'snapshot', 'build', '--state-dir', stateDir, '--spec', req, '--max-booting', String(maxBooting)],
+        { detached: true, stdio: ['ignore', log, log] }).unref();
+    } finally {
+      closeSync(log);
+    }
+  } catch { /* see above */ }
 }
 
 async function driverForRecord(state: VmState, cfg: SiteConfig): Promise<VmDriver> {
@@ -259,6 +310,10 @@ function classify(err: unknown, imageId: string): Error {
   if (err instanceof VmSpecError) return new Refusal('vm-spec', `the job cannot be run in a VM of image ${imageId} on this node`, detail);
   if (err instanceof VmNotReadyError && err.reason === 'no-agent') {
     return new Refusal('image-no-agent', `image ${imageId} does not start the wnod guest agent, so no job can run in it`, detail);
+  }
+  if (err instanceof AgentError && /^lock:/.test(err.message)) {
+    // an agent that cannot LOCK would run anything as root for the job user: never hand such a VM over
+    return new Refusal('image-agent-no-lock', `image ${imageId} has a wnod guest agent too old to be locked to the job's user`, detail);
   }
   if (err instanceof VmNotReadyError) return new TransientFault('vm-not-ready', describe(err), detail);
   if (err instanceof VmStartError) return new TransientFault('vm-start', describe(err), detail);

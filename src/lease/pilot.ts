@@ -1,0 +1,80 @@
+/** The pilot: the batch script of a lease (pure). Its header carries the lease marker (and the ticket when the
+ * CLI could sign one); its body runs INSIDE the lease's VM as the user, with the lease directory shared at the
+ * same path as its working directory and home: it starts an ssh server as the user (key-only, host key made in the
+ * VM), records running/ready/terminating/released as event files there, and ends cleanly on SIGTERM — which the
+ * job starter forwards from the batch system (delete, walltime, preemption) before it powers the VM off.
+ *
+ * The marker is not a credential: it only makes the node forward a loopback port to the VM's ssh port (the VM
+ * stays `restrict=on`); who may run which image is still the ticket's or the group policy's decision. */
+import { TICKET_PREFIX } from '../ticket/index.js';
+import { LEASE_ID } from './registry.js';
+
+export const LEASE_PREFIX = '# wnod-lease: ';
+
+/** The lease id a job script's header names, if any (same header rules as the ticket line). */
+export function findLeaseMarker(scriptText: string): string | undefined {
+  for (const line of scriptText.split('\n', 4096)) {
+    const l = line.replace(/\r$/, '');
+    if (l.startsWith(LEASE_PREFIX)) {
+      const id = l.slice(LEASE_PREFIX.length).trim();
+      return LEASE_ID.test(id) ? id : undefined;
+    }
+    if (l.trim() === '' || l.startsWith('#')) continue;
+    break;
+  }
+  return undefined;
+}
+
+/** The pilot's batch script. The body must stay busybox-sh compatible (test images have no bash). */
+export function pilotScript(o: { leaseId: string; ticket?: string | undefined }): string {
+  if (!LEASE_ID.test(o.leaseId)) throw new Error(`bad lease id ${o.leaseId}`);
+  if (o.ticket !== undefined && !/^[A-Za-z0-9_.-]+$/.test(o.ticket)) throw new Error('bad ticket token');
+  return [
+    '#!/bin/sh',
+    `# wnod lease pilot for ${o.leaseId}: serves ssh in its VM until the batch system ends the job`,
+    `${LEASE_PREFIX}${o.leaseId}`,
+    ...(o.ticket ? [`${TICKET_PREFIX}${o.ticket}`] : []),
+    PILOT_BODY,
+  ].join('\n');
+}
+
+const PILOT_BODY = String.raw`
+d=${'$'}{PBS_O_WORKDIR:?}
+E="$d/events"
+n=0
+srv=
+# one event = one file, written whole then renamed (the registry never sees half an event)
+ev() {
+  n=$((n + 1)); t="$(date +%s)000"; f="$t-pilot-$1-$$-$n.json"
+  printf '{"event":"%s","t":%s,"by":"pilot"%s}\n' "$1" "$t" "$2" >"$E/.$f" && mv -f "$E/.$f" "$E/$f"
+}
+fail() { ev failed ",\"reason\":\"$1\""; [ -n "$srv" ] && kill -TERM "$srv" 2>/dev/null; exit 1; }
+ended() {
+  ev terminating ",\"reason\":\"the batch system ended the pilot (delete, walltime or preemption)\""
+  [ -n "$srv" ] && { kill -TERM "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; }
+  ev released
+  exit 0
+}
+trap ended TERM INT HUP
+ev running ",\"node\":\"$(hostname)\""
+[ -n "${'$'}{WNOD_LEASE_ADDRESS:-}" ] && [ -n "${'$'}{WNOD_LEASE_GUEST_PORT:-}" ] || fail "this node gave the VM no forwarded ssh address (not a wnod lease node?)"
+command -v dropbear >/dev/null 2>&1 || fail "the image has no ssh server (dropbear)"
+k=$(mktemp -d) || fail "no temporary directory in the VM"
+dropbearkey -t ed25519 -f "$k/hk" >/dev/null 2>&1 || fail "could not make an ssh host key"
+hk=$(dropbearkey -y -f "$k/hk" 2>/dev/null | grep '^ssh-ed25519 ' | cut -d' ' -f1,2)
+# key-only, as the user (no root needed above port 1024), no remote forwarding
+dropbear -F -E -s -w -k -p "$WNOD_LEASE_GUEST_PORT" -r "$k/hk" -P "$k/pid" 2>"$k/log" &
+srv=$!
+hex=$(printf '%04X' "$WNOD_LEASE_GUEST_PORT")
+i=0
+# listening = the port in /proc/net/tcp with state 0A
+until grep -q ":$hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null; do
+  kill -0 "$srv" 2>/dev/null || { srv=; fail "the ssh server did not start"; }
+  i=$((i + 1)); [ "$i" -lt 300 ] || fail "the ssh server did not listen within 30 s"
+  sleep 0.1
+done
+ev ready ",\"address\":\"$WNOD_LEASE_ADDRESS\",\"hostKey\":\"$hk\""
+wait "$srv"
+srv=
+fail "the ssh server stopped"
+`;

@@ -1,0 +1,223 @@
+// Warm snapshots with real QEMU (TCG): a template per image and shape, clones restored from it that get their own
+// entropy, clock and user, the fallbacks to a cold boot (stale, corrupted, refused), and the agent's one-way LOCK.
+import t from 'tap';
+import { chown, cp, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { QemuDriver } from '../src/vm/qemu.js';
+import { runOnce } from '../src/vm/session.js';
+import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker } from '../src/vm/snapshot.js';
+import { agentCaps, agentExec, agentSetup, lockAgent, EXIT_LOCKED } from '../src/vm/agent.js';
+import { cpioArchive } from '../src/vm/cpio.js';
+import { listRecords } from '../src/vm/state.js';
+import type { VmImage, VmSpec, VmState } from '../src/vm/driver.js';
+import { reachable } from './lib/reachable.js';
+
+const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
+const QEMU = 'qemu-system-x86_64';
+
+let img: TestImage;
+const root = reachable(t.testdir({}));
+const stateDir = join(root, 'st');
+const tpl = join(stateDir, 'templates');
+
+t.before(async () => {
+  img = await buildTestImage();
+});
+
+function collect(): Writable & { text(): string } {
+  const chunks: Buffer[] = [];
+  const w = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } }) as Writable & { text(): string };
+  w.text = () => Buffer.concat(chunks).toString('utf8');
+  return w;
+}
+
+function spec(id: string, extra: Partial<VmSpec> = {}): VmSpec {
+  return { id, image: testVmImage(img), cpus: 1, memoryMB: 256, hostname: `h-${id}`, user: NOBODY, env: { PATH: '/bin:/usr/bin', FROM_SPEC: 'spec' },
+    network: { mode: 'none' }, accel: 'tcg', ...extra };
+}
+
+/** Run one job through the driver; the boot mode and cold reason the state record carried. */
+async function job(driver: QemuDriver, s: VmSpec, argv: string[]) {
+  const out = collect();
+  const err = collect();
+  let extra: VmState['extra'];
+  const r = await runOnce(driver, s, { argv, stdout: out, stderr: err, readyTimeoutMs: 120_000, onStep: (step, st) => { if (step === 'ready') extra = { ...st.extra }; } });
+  return { rc: r.exitCode, out: out.text(), err: err.text(), boot: extra?.boot, reason: extra?.coldReason, template: extra?.template, timings: r.timings };
+}
+
+t.test('pure: the key covers shape and image; per-VM paths are masked; what cannot be snapshotted', async (t) => {
+  const base = { digest: 'd1', files: { kernel: '1:2:3' }, qemu: 'q', args: maskedArgs(spec('a'), 'tcg', 2000000) };
+  t.equal(templateKey(base), templateKey({ ...base, args: maskedArgs(spec('other-id', { hostname: 'x' }), 'tcg', 2000000) }), 'id and hostname are not part of it');
+  t.not(templateKey(base), templateKey({ ...base, args: maskedArgs(spec('a', { memoryMB: 512 }), 'tcg', 2000000) }), 'memory is');
+  t.not(templateKey(base), templateKey({ ...base, args: maskedArgs(spec('a', { cpus: 2 }), 'tcg', 2000000) }), 'cpus are');
+  t.not(templateKey(base), templateKey({ ...base, args: maskedArgs(spec('a', { network: { mode: 'user' } }), 'tcg', 2000000) }), 'the network is');
+  t.not(templateKey(base), templateKey({ ...base, digest: 'd2' }), 'the image digest is');
+  t.not(templateKey(base), templateKey({ ...base, qemu: 'q2' }), 'the QEMU binary is');
+  t.notMatch(maskedArgs(spec('a'), 'tcg', 1).join(' '), /-incoming|h-a|\/st\//, 'no per-VM value in the masked args');
+  t.match(restoreBlocker(spec('a', { image: testVmImage(img, true) })), /root disk/);
+  t.equal(restoreBlocker(spec('a')), undefined);
+});
+
+t.test('restored clones: the job runs as its user with its env and exit code; fresh entropy and clock per clone', async (t) => {
+  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl'), accel: 'tcg' });
+  t.equal(b.status, 'built', JSON.stringify(b));
+  const again = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl'), accel: 'tcg' });
+  t.equal(again.status, 'exists', 'a second build finds the template');
+  const found = await lookupTemplate(tpl, b.key);
+  t.equal(found.status, 'ready');
+  if (found.status === 'ready') t.ok(found.meta.caps.includes('reseed') && found.meta.caps.includes('lock'), `caps ${found.meta.caps.join(' ')}`);
+  t.equal((await stat(join(tpl, b.key))).mode & 0o077, 0, 'the template is root-only');
+
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  const argv = ['/bin/sh', '-c', 'id -u; id -g; hostname; echo "$FROM_SPEC"; date +%s; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; ls -l /proc/$$/fd | grep -c vport; exit 7'];
+  const [a, c] = await Promise.all([job(driver, spec('c1'), argv), job(driver, spec('c2'), argv)]);
+  const now = Date.now() / 1000;
+  for (const [name, r] of [['c1', a], ['c2', c]] as const) {
+    t.equal(r.boot, 'restore', `${name} was restored (${r.reason ?? ''})`);
+    t.equal(r.rc, 7, `${name}: the exit code comes back`);
+    const [uid, gid, host, env, clock] = r.out.split('\n');
+    t.same([uid, gid, host, env], ['65534', '65534', `h-${name}`, 'spec'], `${name}: user, group, hostname, environment`);
+    t.ok(Math.abs(Number(clock) - now) < 2 + (r.timings.exec + r.timings.destroy) / 1000, `${name}: guest clock ${clock} within 2 s of the host's ${now.toFixed(0)}`);
+  }
+  const rnd = (r: typeof a) => r.out.split('\n')[5]!;
+  t.match(rnd(a), /^[0-9a-f]{64}$/);
+  t.not(rnd(a), rnd(c), 'two clones of one template read different /dev/urandom bytes');
+  t.equal(a.out.split('\n')[6], '2', 'the job holds its stdout and stderr ports only, not the agent\'s control port');
+  t.ok(a.timings.start < 5000, `restore took ${a.timings.start.toFixed(0)} ms`); // a bound that only fails on a cold boot
+  t.same(await listRecords(stateDir), [], 'both destroyed');
+  t.equal(found.status === 'ready' && (await stat(join(tpl, b.key, 'snapshot'))).size, found.status === 'ready' && found.meta.snapshotBytes, 'the template is never written to');
+});
+
+t.test('no template, a stale template, a changed shape: cold boot with the reason, a build request, never the old one', async (t) => {
+  const asked: Array<{ key: string; memoryMB: number }> = [];
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl, onMissing: (s, key) => { asked.push({ key, memoryMB: s.memoryMB }); } } });
+  const first = (await readdir(tpl)).filter((n) => /^[0-9a-f]{32}$/.test(n));
+  t.equal(first.length, 1);
+  const r = await job(driver, spec('shape', { memoryMB: 320 }), ['/bin/sh', '-c', 'exit 3']);
+  t.same([r.boot, r.rc], ['cold', 3]);
+  t.match(r.reason, /no snapshot template yet/);
+  t.equal(asked.length, 1, 'a build was requested');
+  t.not(asked[0]!.key, first[0], 'for another key than the 256 MB template');
+
+  // a new image (digest) of the same id and shape: the old template is not used, and a new build replaces it
+  const newer: VmImage = { ...testVmImage(img), digest: `${img.key}-v2` };
+  const r2 = await job(driver, spec('stale', { image: newer }), ['/bin/true']);
+  t.same([r2.boot, r2.rc], ['cold', 0], 'the stale template is not used');
+  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl2', { image: newer }), accel: 'tcg' });
+  t.equal(b.status, 'built');
+  t.equal(b.key, r2.template, 'the rebuilt template has the key the job asked for');
+  t.notOk(existsSync(join(tpl, first[0]!)), 'the old template of the same image id and shape is gone');
+  const r3 = await job(driver, spec('fresh', { image: newer }), ['/bin/true']);
+  t.same([r3.boot, r3.rc], ['restore', 0], 'the next job restores from the rebuilt template');
+});
+
+t.test('a corrupted or truncated snapshot: the job still runs, by cold boot, and the reason is recorded', async (t) => {
+  const dir2 = join(stateDir, 'templates-broken');
+  await mkdir(dir2, { mode: 0o700 });
+  const key = (await readdir(tpl)).find((n) => /^[0-9a-f]{32}$/.test(n))!;
+  await cp(join(tpl, key), join(dir2, key), { recursive: true });
+  await cp(join(tpl, 'qemu-version.json'), join(dir2, 'qemu-version.json'));
+  const snap = join(dir2, key, 'snapshot');
+  const fh = await open(snap, 'r+');
+  await fh.write(Buffer.alloc(4096, 0x5a), 0); // the stream header and the first section: QEMU refuses the stream
+  await fh.close();
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: dir2 } });
+  const newer: VmImage = { ...testVmImage(img), digest: `${img.key}-v2` };
+  const r = await job(driver, spec('broken', { image: newer }), ['/bin/sh', '-c', 'echo ran; exit 5']);
+  t.same([r.boot, r.rc, r.out], ['cold', 5, 'ran\n'], 'cold boot after the failed restore');
+  t.match(r.reason, /^restore failed: /, `reason: ${r.reason}`);
+
+  const { size } = await stat(snap);
+  await truncate(snap, size - 1000);
+  const r2 = await job(driver, spec('trunc', { image: newer }), ['/bin/true']);
+  t.same([r2.boot, r2.rc], ['cold', 0]);
+  t.match(r2.reason, /restore failed: snapshot size/);
+  t.same(await listRecords(stateDir), [], 'nothing left behind');
+});
+
+t.test('a guest that cannot reseed is refused at build time and remembered; jobs cold boot with that reason', async (t) => {
+  const p = join(root, 'initrd-noreseed.img');
+  // the appended archive wins: the helper becomes a non-executable file
+  await writeFile(p, Buffer.concat([await readFile(img.initrd), cpioArchive([
+    { path: 'usr', type: 'dir', mode: 0o755 }, { path: 'usr/lib', type: 'dir', mode: 0o755 }, { path: 'usr/lib/wnod', type: 'dir', mode: 0o755 },
+    { path: 'usr/lib/wnod/wnod-reseed', type: 'file', mode: 0o644, data: 'not a program\n' }])]));
+  const noReseed: VmImage = { ...testVmImage(img), id: 'noreseed', digest: 'noreseed', files: { kernel: img.kernel, initrd: p } };
+  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('nr', { image: noReseed }), accel: 'tcg' });
+  t.equal(b.status, 'refused');
+  t.match(b.status === 'refused' && b.reason, /lacks reseed/);
+  t.ok(existsSync(join(tpl, `${b.key}.refused.json`)), 'remembered');
+  const t0 = Date.now();
+  const again = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('nr', { image: noReseed }), accel: 'tcg' });
+  t.equal(again.status, 'refused', 'not retried');
+  t.ok(Date.now() - t0 < 3000, 'without booting a VM');
+  let asked = 0;
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl, onMissing: () => { asked++; } } });
+  const r = await job(driver, spec('nrjob', { image: noReseed }), ['/bin/true']);
+  t.same([r.boot, r.rc], ['cold', 0]);
+  t.match(r.reason, /snapshot template refused: .*lacks reseed/);
+  t.equal(asked, 0, 'no new build request for a refused key');
+});
+
+t.test('the agent\'s one-way LOCK: no EXEC as another uid, no SETUP or LOCK after it; the workdir without 9p cold boots', async (t) => {
+  const work = join(root, 'work-lock');
+  await mkdir(work);
+  await chown(work, NOBODY.uid, NOBODY.gid);
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  const newer: VmImage = { ...testVmImage(img), digest: `${img.key}-v2` };
+  // restored VM (no workdir) and a cold one (the Debian test kernel has no 9p: the workdir needs a cold boot)
+  for (const [id, extra] of [['lock-r', {}], ['lock-c', { workdir: { hostPath: work, uid: NOBODY.uid, gid: NOBODY.gid } }]] as const) {
+    let state = await driver.prepare(spec(id, { image: newer, ...extra }));
+    try {
+      state = await driver.start(state);
+      state = await driver.waitReady(state, 120_000);
+      if (id === 'lock-r') t.equal(state.extra?.boot, 'restore');
+      else {
+        t.equal(state.extra?.boot, 'cold');
+        t.match(state.extra?.coldReason, /no 9p/);
+      }
+      t.ok((await agentCaps(state.sockets.control, 5000)).includes('lock'));
+      await driver.grantAgentAccess(state, NOBODY.uid, NOBODY.gid); // sends LOCK 65534 65534
+      const out = collect(); const err = collect();
+      const rc = await agentExec(state.sockets, { argv: ['/bin/sh', '-c', 'id -u'], cwd: '/', env: {}, uid: 0, gid: 0, stdout: out, stderr: err });
+      t.equal(rc, EXIT_LOCKED, `${id}: EXEC as uid 0 is refused with ${EXIT_LOCKED}`);
+      t.match(err.text(), /locked to uid 65534 gid 65534; refusing to run as uid 0/);
+      t.equal(out.text(), '', 'nothing ran');
+      const rc2 = await agentExec(state.sockets, { argv: ['/bin/sh', '-c', 'id -u'], cwd: '/', env: {}, uid: 65534, gid: 0, stdout: collect(), stderr: collect() });
+      t.equal(rc2, EXIT_LOCKED, 'the gid must match too');
+      const ok = collect();
+      t.equal(await agentExec(state.sockets, { argv: ['/bin/sh', '-c', 'id -u'], cwd: '/', env: {}, uid: 65534, gid: 65534, stdout: ok, stderr: collect() }), 0);
+      t.equal(ok.text(), '65534\n', 'the locked uid runs');
+      await t.rejects(lockAgent(state.sockets.control, 0, 0), { message: /refused/ }, 'a second LOCK is refused');
+      await t.rejects(agentSetup(state.sockets.control, () => "WNOD_HOSTNAME='x'\n", 5000), { message: /refused/ }, 'SETUP after LOCK is refused');
+    } finally {
+      await driver.destroy(state);
+    }
+  }
+});
+
+t.test('mini kernel: a restored clone mounts the job\'s workdir over 9p (pinned fd), files land owned by the user', async (t) => {
+  const mini = await buildTestImage({ kernel: 'mini' });
+  const image = testVmImage(mini);
+  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl-mini', { image }), accel: 'tcg' });
+  t.equal(b.status, 'built', JSON.stringify(b));
+  const found = await lookupTemplate(tpl, b.key);
+  t.ok(found.status === 'ready' && found.meta.caps.includes('9p'), 'the mini guest offers 9p');
+  const work = join(root, 'work-9p');
+  await mkdir(work);
+  await chown(work, NOBODY.uid, NOBODY.gid);
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  const r = await job(driver, spec('ninep', { image, workdir: { hostPath: work, uid: NOBODY.uid, gid: NOBODY.gid } }),
+    ['/bin/sh', '-c', `cd ${work} && pwd && id -u && echo data > made-inside && grep " ${work} " /proc/mounts; exit 4`]);
+  t.equal(r.boot, 'restore', `restored (${r.reason ?? ''})`);
+  t.equal(r.rc, 4);
+  const [pwd, uid, mount] = r.out.split('\n');
+  t.same([pwd, uid], [work, '65534'], 'the job ran in its workdir as its user');
+  t.match(mount, /^wnodwork \S+ 9p .*nosuid,nodev/, `mounted 9p nosuid,nodev: ${mount}`);
+  const st = await stat(join(work, 'made-inside'));
+  t.same([st.uid, st.gid], [NOBODY.uid, NOBODY.gid], 'the file is the job user\'s on the host');
+  t.equal(await readFile(join(work, 'made-inside'), 'utf8'), 'data\n');
+  t.same(await listRecords(stateDir), []);
+});
