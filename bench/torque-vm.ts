@@ -10,15 +10,12 @@
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { availableParallelism } from 'node:os';
-import { chown, chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { PbsMom, ensureTestUser, type JobSpec } from '../src/testkit/pbsmom.js';
+import type { JobSpec } from '../src/testkit/pbsmom.js';
 import { buildTestImage } from '../src/testkit/testImage.js';
-import { makeVmSite } from '../src/demo/vmSite.js';
-import { loadConfig } from '../src/config/load.js';
-import { signTicket, newNonce } from '../src/ticket/index.js';
+import { makeTorqueVmSite } from '../test/lib/torqueVmSite.js';
 import { readRecords } from '../src/accounting/store.js';
 import { median } from './lib/stats.js';
 
@@ -30,8 +27,6 @@ if (!Number.isSafeInteger(N) || N < 1 || !Number.isSafeInteger(R16) || R16 < 0 |
   process.stderr.write('usage: torque-vm.ts [--n N>=1] [--rounds16 R>=0] [--accel tcg|auto|kvm] [--max-booting M (0 = cores)]\n');
   process.exit(2);
 }
-const repo = join(import.meta.dirname, '..');
-const cli = join(repo, 'dist', 'cli', 'main.js');
 const JOB_SLEEP_S = 1; // the job's own work: wall time that emulation does not stretch (CPU work under TCG would)
 const BODY = `cd "$PBS_O_WORKDIR"\nsleep ${JOB_SLEEP_S}\necho done\n`;
 
@@ -39,28 +34,16 @@ const round1 = (x: number): number => Number(x.toFixed(1));
 const round3 = (x: number): number => Number(x.toFixed(3));
 
 const img = await buildTestImage();
-const user = await ensureTestUser('wnodbench');
-const dir = await mkdtemp(join(tmpdir(), 'wnod-bench-torque-vm-'));
-const site = await makeVmSite(dir, img, { vm: { accel: values.accel, max_booting: MAX_BOOTING }, policy: { no_ticket: 'bare' }, lrm: { max_requeues: 0 } });
-const cfg = await loadConfig(site.configPath);
-const mom = new PbsMom({ momPriv: site.momPriv, jobStarter: join(site.momPriv, 'wnod-starter'), requeueLimit: 0 });
-await mom.setup();
-await execa(process.execPath, [cli, 'install', 'torque', '--mom-priv', site.momPriv, '--config', site.configPath, '--prefix', repo, '--apply']);
-const workdir = join(dir, 'work');
-await mkdir(workdir);
-await chown(workdir, user.uid, user.gid);
-await chmod(workdir, 0o755);
+// no qdel here: the site's kill_delay (12 s) never comes into play
+const s = await makeTorqueVmSite(img, {
+  tmpPrefix: 'wnod-bench-torque-vm-', userName: 'wnodbench',
+  site: { vm: { accel: values.accel, max_booting: MAX_BOOTING }, policy: { no_ticket: 'bare' }, lrm: { max_requeues: 0 } },
+});
+const { dir, cfg, user, mom, workdir } = s;
 const bareScript = join(dir, 'bare.sh');
 await writeFile(bareScript, `#!/bin/sh\nexport PBS_O_WORKDIR=${workdir}\n${BODY}`, { mode: 0o755 });
 
-function ticket(): string {
-  const image = cfg.images.find((i) => i.id === site.imageId)!;
-  const now = Math.floor(Date.now() / 1000);
-  return signTicket({
-    v: 1, image: image.id, digest: image.digest, account: user.name, dn: '/CN=bench', fqan: '/testvo/Role=NULL/Capability=NULL',
-    vo: 'testvo', cpus: 1, memoryMB: 256, rule: 'testvo', ce: 'ce.wnod.test', iat: now, exp: now + 3600, nonce: newNonce(),
-  }, site.key);
-}
+const ticket = (): string => s.ticket({ dn: '/CN=bench' });
 
 let seq = 0;
 const spec = (withTicket: boolean): JobSpec => ({
@@ -124,6 +107,5 @@ try {
     single, at16,
   }) + '\n');
 } finally {
-  await execa(process.execPath, [cli, 'kill-all', '--state-dir', site.stateDir], { reject: false });
-  await rm(dir, { recursive: true, force: true });
+  await s.close();
 }

@@ -3,7 +3,6 @@
 import t from 'tap';
 import { chown, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { parseFragment, droppedOptions, miniKernelKey, fragmentFile, buildMiniKernel } from '../src/kernel/miniKernel.js';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { qemuArgs, type QemuPlan } from '../src/vm/qemuArgs.js';
@@ -11,17 +10,11 @@ import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
 import { wnod, ensureBuilt } from './lib/cli.js';
 import { reachable } from './lib/reachable.js';
+import { collect } from './lib/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 // one short top-level dir: a socket path under a per-test dir named after the test would pass the 108-byte limit
 const root = reachable(t.testdir({}));
-
-function collect(): Writable & { text(): string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } }) as Writable & { text(): string };
-  w.text = () => Buffer.concat(chunks).toString('utf8');
-  return w;
-}
 
 t.test('the .config verifier names every option Kconfig dropped', async (t) => {
   const frag = parseFragment('# comment\nCONFIG_VIRTIO_FS=y\nCONFIG_NET_9P=y\n# CONFIG_MODULES is not set\nCONFIG_NR_CPUS=4\n');

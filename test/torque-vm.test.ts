@@ -2,158 +2,111 @@
 // drives prologue → starter → epilogue, and every job runs in a real QEMU VM (TCG) of the test image.
 // VMs booted here: 4 (valid job, two qdels, alarm); the refusals boot none.
 import t, { type Test } from 'tap';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, chown, chmod, access } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
-import { tmpdir, release as hostRelease } from 'node:os';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { release as hostRelease } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { PbsMom, ensureTestUser, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, epilogueArgv, type TestUser, type JobSpec } from '../src/testkit/pbsmom.js';
+import { PbsMom, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, epilogueArgv, type JobSpec } from '../src/testkit/pbsmom.js';
 import { buildTestImage, type TestImage } from '../src/testkit/testImage.js';
-import { makeVmSite, type VmSite } from '../src/demo/vmSite.js';
-import { loadConfig } from '../src/config/load.js';
-import { signTicket, newNonce, type TicketClaims } from '../src/ticket/index.js';
 import { readRecords } from '../src/accounting/store.js';
 import { ImageCache } from '../src/images/cache.js';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
 import { torqueVmEngine } from '../src/lrm/torque/vmEngine.js';
-import type { SiteConfig } from '../src/config/types.js';
-import { ensureBuilt } from './lib/cli.js';
-import { reachable } from './lib/reachable.js';
+import { makeTorqueVmSite, type TorqueVmSite } from './lib/torqueVmSite.js';
+import { hypervisorsOf } from './lib/hypervisors.js';
 
-const repo = reachable(join(import.meta.dirname, '..'));
-const cli = join(repo, 'dist', 'cli', 'main.js');
-let dir: string;
+let s: TorqueVmSite;
 let img: TestImage;
-let user: TestUser;
-let site: VmSite;
-let cfg: SiteConfig;
-let mom: PbsMom;
-let workdir: string;
 
 t.before(async () => {
-  await ensureBuilt();
   img = await buildTestImage();
-  user = await ensureTestUser('wnodvm');
-  // outside the repo: the job user must traverse every parent of the state dir and the workdir
-  dir = await mkdtemp(join(tmpdir(), 'wnod-torque-vm-'));
-  site = await makeVmSite(dir, img, { more: [{ id: 'vm_hang', disk: true, cmdline: 'rdinit=/bin/busybox sleep 100000' }] });
-  cfg = await loadConfig(site.configPath);
-  mom = new PbsMom({ momPriv: site.momPriv, jobStarter: join(site.momPriv, 'wnod-starter'), killDelayMs: 12_000, requeueLimit: 0 });
-  await mom.setup();
-  await execa(process.execPath, [cli, 'install', 'torque', '--mom-priv', site.momPriv, '--config', site.configPath, '--prefix', repo, '--apply']);
-  workdir = join(dir, 'work');
-  await mkdir(workdir);
-  await chown(workdir, user.uid, user.gid);
-  await chmod(workdir, 0o755);
+  s = await makeTorqueVmSite(img, { tmpPrefix: 'wnod-torque-vm-', site: { more: [{ id: 'vm_hang', disk: true, cmdline: 'rdinit=/bin/busybox sleep 100000' }] } });
 });
 
-t.teardown(async () => {
-  if (dir) {
-    await execa(process.execPath, [cli, 'kill-all', '--state-dir', site.stateDir], { reject: false });
-    await rm(dir, { recursive: true, force: true });
-  }
-});
-
-function ticket(over: Partial<TicketClaims> = {}): string {
-  const image = cfg.images.find((i) => i.id === (over.image ?? site.imageId))!;
-  const now = Math.floor(Date.now() / 1000);
-  return signTicket({
-    v: 1, image: image.id, digest: image.digest, account: user.name, dn: '/C=XX/O=wnod test/CN=Alice', fqan: '/testvo/Role=NULL/Capability=NULL',
-    vo: 'testvo', cpus: 1, memoryMB: 256, rule: 'testvo', ce: 'ce.wnod.test', iat: now, exp: now + 3600, nonce: newNonce(), ...over,
-  }, site.key);
-}
+t.teardown(async () => { await s?.close(); });
 
 const job = (id: string, header: string, body: string, more: Partial<JobSpec> = {}): JobSpec => ({
-  id, user, workdir, jobClass: 'wnod', queue: 'wnod', script: `#!/bin/bash\n#PBS -q wnod\n${header}\ncd "$PBS_O_WORKDIR"\n${body}`, ...more,
+  id, user: s.user, workdir: s.workdir, jobClass: 'wnod', queue: 'wnod', script: `#!/bin/bash\n#PBS -q wnod\n${header}\ncd "$PBS_O_WORKDIR"\n${body}`, ...more,
 });
 
-/** Every hypervisor process whose command line names this site's state dir. */
-async function hypervisors(): Promise<number[]> {
-  const out: number[] = [];
-  for (const n of await readdir('/proc')) {
-    if (!/^\d+$/.test(n)) continue;
-    const cmd = await readFile(`/proc/${n}/cmdline`, 'utf8').catch(() => '');
-    if (/qemu-system|virtiofsd/.test(cmd) && cmd.includes(`${site.stateDir}/`)) out.push(Number(n));
-  }
-  return out;
-}
+const hypervisors = (): Promise<number[]> => hypervisorsOf(s.site.stateDir);
 
 /** Nothing of any VM is left: no record, no runtime dir, no process, no cache holder. */
 async function assertNoVm(t: Test, what: string): Promise<void> {
-  t.same(await readdir(join(site.stateDir, 'vms')).catch(() => []), [], `${what}: no VM record`);
-  t.same(await readdir(join(site.stateDir, 'run')).catch(() => []), [], `${what}: no runtime dir (overlay, sockets)`);
+  t.same(await readdir(join(s.site.stateDir, 'vms')).catch(() => []), [], `${what}: no VM record`);
+  t.same(await readdir(join(s.site.stateDir, 'run')).catch(() => []), [], `${what}: no runtime dir (overlay, sockets)`);
   t.same(await hypervisors(), [], `${what}: no QEMU or virtiofsd left`);
-  const holders = (await new ImageCache(cfg.cache).list()).flatMap((e) => e.holders);
+  const holders = (await new ImageCache(s.cfg.cache).list()).flatMap((e) => e.holders);
   t.same(holders, [], `${what}: no image-cache holder left`);
 }
 
 let usedTicket = '';
 
 t.test('valid ticket: the job runs in its VM, writes into the workdir as the user, its exit status is the job\'s', async (t) => {
-  usedTicket = ticket();
+  usedTicket = s.ticket();
   const body = [
     'echo "kernel=$(uname -r)"', 'echo "host=$(hostname)"', 'echo "uid=$(id -u)"', 'echo "path=$PATH"',
     'echo "jobid=$PBS_JOBID var=$MY_VAR ld=${LD_PRELOAD:-none}"', 'echo from-the-vm > result.txt', 'exit 7',
   ].join('\n') + '\n';
-  const r = await mom.runJob(job('700.wn1', `# wnod-ticket: ${usedTicket}`, body, { vars: { MY_VAR: 'a b', LD_PRELOAD: '/tmp/evil.so' } }));
+  const r = await s.mom.runJob(job('700.wn1', `# wnod-ticket: ${usedTicket}`, body, { vars: { MY_VAR: 'a b', LD_PRELOAD: '/tmp/evil.so' } }));
   t.equal(r.attempts[0]!.prologue!.exitCode, 0, 'prologue: VM ready');
   t.equal(r.exitStatus, 7, 'the in-VM exit status is the job\'s');
   const kver = img.kernelPackage.replace(/^linux-image-/, '').replace(/=.*$/, '');
   t.match(r.stdout, `kernel=${kver}\n`, 'the guest kernel answered uname -r');
   t.not(kver, hostRelease(), 'and it is not the host kernel');
   t.match(r.stdout, `host=${vmHostname(vmIdForJob('700.wn1'))}\n`, 'the VM\'s own hostname');
-  t.match(r.stdout, `uid=${user.uid}\n`, 'runs as the job user inside');
+  t.match(r.stdout, `uid=${s.user.uid}\n`, 'runs as the job user inside');
   t.match(r.stdout, 'path=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n', 'the guest PATH, not the host\'s');
   t.match(r.stdout, 'jobid=700.wn1 var=a b ld=none\n', 'PBS_* and -v variables pass, LD_* does not');
   t.match(r.stderr, '/bin/bash is not in this image; running the job script with /bin/sh', 'the minimal image has no bash: said so');
-  const st = await stat(join(workdir, 'result.txt'));
-  t.equal(await readFile(join(workdir, 'result.txt'), 'utf8'), 'from-the-vm\n');
-  t.equal(st.uid, user.uid, 'the file is owned by the job user');
+  const st = await stat(join(s.workdir, 'result.txt'));
+  t.equal(await readFile(join(s.workdir, 'result.txt'), 'utf8'), 'from-the-vm\n');
+  t.equal(st.uid, s.user.uid, 'the file is owned by the job user');
   t.equal(st.mode & 0o777, 0o644, 'made with the guest\'s umask (022), not the wrapper\'s');
-  const { records } = await readRecords(cfg.accountingFile);
+  const { records } = await readRecords(s.cfg.accountingFile);
   const rec = records.find((x) => x.jobId === '700.wn1');
-  t.match(rec, { user: user.name, image: site.imageId, vo: 'testvo', exitStatus: 7, mode: 'vm', cpus: 1, memoryMB: 256 });
+  t.match(rec, { user: s.user.name, image: s.site.imageId, vo: 'testvo', exitStatus: 7, mode: 'vm', cpus: 1, memoryMB: 256 });
   t.ok(rec!.bootS > 0, 'boot time accounted');
   t.ok(rec!.vmCpuS > 0, 'the VM\'s CPU time accounted');
   await assertNoVm(t, 'after the epilogue');
   // pbs_mom may run the epilogue again (a retry, an admin): nothing to do, no error, nothing accounted twice
-  const again = await execa(join(site.momPriv, 'epilogue.wnod'),
-    epilogueArgv(job('700.wn1', '', ''), mom.scriptPath(job('700.wn1', '', '')), '6', 0, 'cput=00:00:01,walltime=00:00:02', 7),
-    { cwd: site.momPriv, env: { PATH: '/bin:/usr/bin' }, reject: false });
+  const again = await execa(join(s.site.momPriv, 'epilogue.wnod'),
+    epilogueArgv(job('700.wn1', '', ''), s.mom.scriptPath(job('700.wn1', '', '')), '6', 0, 'cput=00:00:01,walltime=00:00:02', 7),
+    { cwd: s.site.momPriv, env: { PATH: '/bin:/usr/bin' }, reject: false });
   t.equal(again.exitCode, 0, 'second epilogue: exit 0');
-  t.equal((await readRecords(cfg.accountingFile)).records.filter((x) => x.jobId === '700.wn1').length, 1, 'accounted once');
+  t.equal((await readRecords(s.cfg.accountingFile)).records.filter((x) => x.jobId === '700.wn1').length, 1, 'accounted once');
 });
 
 t.test('refused tickets (forged, expired, other user, replayed): exit 1, the reason in the job output, no VM', async (t) => {
-  const good = ticket();
+  const good = s.ticket();
   const forged = good.slice(0, 12) + (good[12] === 'A' ? 'B' : 'A') + good.slice(13);
   const cases: [string, string, RegExp][] = [
     ['710.wn1', forged, /ticket is not valid/],
-    ['711.wn1', ticket({ iat: 1000, exp: 2000 }), /expired/],
-    ['712.wn1', ticket({ account: 'someoneelse' }), /issued to another account/],
+    ['711.wn1', s.ticket({ iat: 1000, exp: 2000 }), /expired/],
+    ['712.wn1', s.ticket({ account: 'someoneelse' }), /issued to another account/],
     ['713.wn1', usedTicket, /already used on this node/],
   ];
   for (const [id, tok, re] of cases) {
-    const r = await mom.runJob(job(id, `# wnod-ticket: ${tok}`, 'echo must-not-run\n'));
+    const r = await s.mom.runJob(job(id, `# wnod-ticket: ${tok}`, 'echo must-not-run\n'));
     t.equal(r.exitStatus, JOB_EXEC_FAIL2, `${id}: aborted`);
     t.match(r.stdout, re, `${id}: reason in the .o file`);
     t.notMatch(r.stdout, /must-not-run/, `${id}: the job did not run`);
     t.notOk(r.attempts[0]!.starter, `${id}: no starter`);
   }
   await assertNoVm(t, 'after the refusals');
-  const log = await readFile(cfg.logFile, 'utf8');
+  const log = await readFile(s.cfg.logFile, 'utf8');
   t.notMatch(log, /"event":"vm-ready".*71[0-3]\.wn1/, 'no VM was ever started for them');
 });
 
 t.test('qdel: TERM reaches the job in the guest, the starter stops the VM before kill_delay, the epilogue cleans up', async (t) => {
   const body = 'trap \'echo got-term > term.txt; exit 3\' TERM\necho started\nsleep 120 &\nwait\necho not-reached\n';
-  const running = mom.runJob(job('720.wn1', `# wnod-ticket: ${ticket()}`, body, { qdelAfterMs: 4000 }));
+  const running = s.mom.runJob(job('720.wn1', `# wnod-ticket: ${s.ticket()}`, body, { qdelAfterMs: 4000 }));
   let done = false;
   void running.then(() => { done = true; });
   // wait for the trap's file, then for the VM to go — while the harness still waits out kill_delay (12 s),
   // i.e. before its SIGKILL and before the epilogue: only the starter can have stopped it
-  const termFile = join(workdir, 'term.txt');
+  const termFile = join(s.workdir, 'term.txt');
   while (!done && !(await stat(termFile).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
   t.equal(await readFile(termFile, 'utf8').catch(() => ''), 'got-term\n', 'the guest job got TERM and ran its trap');
   while (!done && (await hypervisors()).length > 0) await new Promise((r) => setTimeout(r, 100));
@@ -168,7 +121,7 @@ t.test('qdel: TERM reaches the job in the guest, the starter stops the VM before
 
 t.test('qdel of a job that ignores TERM: after stop_grace_s the starter powers its VM off, still inside kill_delay', async (t) => {
   let done = false;
-  const running = mom.runJob(job('721.wn1', `# wnod-ticket: ${ticket()}`, 'trap "" TERM\necho started\nsleep 120\necho not-reached\n', { qdelAfterMs: 4000 }));
+  const running = s.mom.runJob(job('721.wn1', `# wnod-ticket: ${s.ticket()}`, 'trap "" TERM\necho started\nsleep 120\necho not-reached\n', { qdelAfterMs: 4000 }));
   void running.then(() => { done = true; });
   while (!done && (await hypervisors()).length === 0) await new Promise((r) => setTimeout(r, 100));
   while (!done && (await hypervisors()).length > 0) await new Promise((r) => setTimeout(r, 100));
@@ -185,15 +138,15 @@ t.test('qdel of a job that ignores TERM: after stop_grace_s the starter powers i
 
 t.test('prologue killed by $prologalarm while its VM boots: the epilogue still removes VM, overlay and cache holder', async (t) => {
   // vm_hang boots a kernel whose init never starts the agent: the prologue waits for readiness until the alarm
-  const alarmMom = new PbsMom({ ...mom.opts, prologAlarmMs: 16_000, alarmMarginMs: 10_000 });
+  const alarmMom = new PbsMom({ ...s.mom.opts, prologAlarmMs: 16_000, alarmMarginMs: 10_000 });
   let sawVm = false;
   let sawOverlay = false;
   let done = false;
-  const running = alarmMom.runJob(job('730.wn1', `# wnod-ticket: ${ticket({ image: 'vm_hang' })}`, 'echo must-not-run\n'));
+  const running = alarmMom.runJob(job('730.wn1', `# wnod-ticket: ${s.ticket({ image: 'vm_hang' })}`, 'echo must-not-run\n'));
   void running.then(() => { done = true; });
   while (!done) {
     if ((await hypervisors()).length > 0) sawVm = true;
-    const runDir = join(site.stateDir, 'run', vmIdForJob('730.wn1'));
+    const runDir = join(s.site.stateDir, 'run', vmIdForJob('730.wn1'));
     if (await stat(join(runDir, 'disk.qcow2')).then(() => true, () => false)) sawOverlay = true;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -211,7 +164,7 @@ t.test('TM tasks (pbsdsh) of a VM job are refused with a clear message', async (
   let err = '';
   const sink = { write: (s: string) => { err += s; return true; } };
   const vm = torqueVmEngine({ stderr: sink as never, stdout: sink as never });
-  const code = await vm.runJob({ jobId: '740.wn1', user: user.name, group: user.group, cfg, scriptPath: '', argv: ['/bin/hostname'], env: {}, cwd: '/' });
+  const code = await vm.runJob({ jobId: '740.wn1', user: s.user.name, group: s.user.group, cfg: s.cfg, scriptPath: '', argv: ['/bin/hostname'], env: {}, cwd: '/' });
   t.equal(code, 1);
   t.match(err, /parallel tasks \(pbsdsh, TM\) cannot be started in this job's virtual machine/);
 });

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, stat, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
@@ -17,6 +17,7 @@ import { chooseAccel, readVerdict } from '../src/vm/accel.js';
 import type { VmImage, VmSpec } from '../src/vm/driver.js';
 import { wnod, wnodBin, repoRoot, ensureBuilt } from './lib/cli.js';
 import { reachable } from './lib/reachable.js';
+import { collect } from './lib/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const READY_MS = 180_000; // generous: CI runners are slow and shared; the bound itself is tested below
@@ -29,13 +30,6 @@ t.before(async () => {
   await ensureBuilt();
   img = await buildTestImage();
 });
-
-function collect(): Writable & { text(): string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } }) as Writable & { text(): string };
-  w.text = () => Buffer.concat(chunks).toString('utf8');
-  return w;
-}
 
 function spec(id: string, image: VmImage, extra: Partial<VmSpec> = {}): VmSpec {
   return { id, image, cpus: 1, memoryMB: 256, hostname: `t-${id}`, user: NOBODY, env: { PATH: '/bin:/usr/bin' }, network: { mode: 'none' }, ...extra };
@@ -60,6 +54,10 @@ t.test('one VM, three processes: exit code, stdout/stderr, workdir ownership, TE
     state = await driver.start(state);
     state = await driver.waitReady(state, READY_MS);
     t.equal(await driver.status(state), 'ready');
+    // QEMU dropped to the job user (-runas) after connecting to virtiofsd, which stays root (Debian 12's C virtiofsd)
+    const uidOf = async (pid: number) => /^Uid:\t(\d+)\t/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
+    t.equal(await uidOf(state.pids.qemu!.pid), String(NOBODY.uid), 'QEMU runs as the job user');
+    t.equal(await uidOf(state.pids.virtiofsd!.pid), '0', 'virtiofsd runs as root');
 
     const out = collect(); const err = collect();
     const rc = await driver.exec(state, { argv: ['/bin/sh', '-c', 'echo out; echo "to stderr" >&2; id -u; id -g; echo "$FROM_SPEC $FROM_REQ"; pwd; echo data > made-inside; exit 7'],

@@ -4,7 +4,6 @@ import t from 'tap';
 import { chown, cp, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
@@ -12,8 +11,12 @@ import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker 
 import { agentCaps, agentExec, agentSetup, lockAgent, EXIT_LOCKED } from '../src/vm/agent.js';
 import { cpioArchive } from '../src/vm/cpio.js';
 import { listRecords } from '../src/vm/state.js';
+import { QmpClient } from '../src/vm/qmp.js';
+import { isAlive } from '../src/vm/proc.js';
+import { killStragglers } from '../src/lrm/torque/vmEngine.js';
 import type { VmImage, VmSpec, VmState } from '../src/vm/driver.js';
 import { reachable } from './lib/reachable.js';
+import { collect } from './lib/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const QEMU = 'qemu-system-x86_64';
@@ -26,13 +29,6 @@ const tpl = join(stateDir, 'templates');
 t.before(async () => {
   img = await buildTestImage();
 });
-
-function collect(): Writable & { text(): string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } }) as Writable & { text(): string };
-  w.text = () => Buffer.concat(chunks).toString('utf8');
-  return w;
-}
 
 function spec(id: string, extra: Partial<VmSpec> = {}): VmSpec {
   return { id, image: testVmImage(img), cpus: 1, memoryMB: 256, hostname: `h-${id}`, user: NOBODY, env: { PATH: '/bin:/usr/bin', FROM_SPEC: 'spec' },
@@ -219,5 +215,59 @@ t.test('mini kernel: a restored clone mounts the job\'s workdir over 9p (pinned 
   const st = await stat(join(work, 'made-inside'));
   t.same([st.uid, st.gid], [NOBODY.uid, NOBODY.gid], 'the file is the job user\'s on the host');
   t.equal(await readFile(join(work, 'made-inside'), 'utf8'), 'data\n');
+  t.same(await listRecords(stateDir), []);
+});
+
+t.test('a restored clone\'s QEMU runs as the job user: guest root cannot make root files in the 9p workdir', async (t) => {
+  const image = testVmImage(await buildTestImage({ kernel: 'mini' }));
+  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl-mini', { image }), accel: 'tcg' });
+  t.ok(b.status === 'built' || b.status === 'exists', JSON.stringify(b));
+  const work = join(root, 'work-runas');
+  await mkdir(work);
+  await chown(work, NOBODY.uid, NOBODY.gid);
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  let state = await driver.prepare(spec('runas', { image, workdir: { hostPath: work, uid: NOBODY.uid, gid: NOBODY.gid } }));
+  try {
+    state = await driver.start(state);
+    state = await driver.waitReady(state, 120_000);
+    t.equal(state.extra?.boot, 'restore', `restored (${state.extra?.coldReason ?? ''})`);
+    const status = await readFile(`/proc/${state.pids.qemu!.pid}/status`, 'utf8');
+    t.match(status, /^Uid:\t65534\t65534\t65534\t65534$/m, 'QEMU runs as the job user (real, effective, saved, fs)');
+    t.match(status, /^Gid:\t65534\t65534\t65534\t65534$/m, 'and its group');
+    t.match(status, /^Groups:\t65534\s*$/m, 'with no supplementary group of root\'s');
+    t.equal((await readFile(join(state.runDir, 'qemu.pid'), 'utf8')).trim(), String(state.pids.qemu!.pid), 'the pidfile (written before the drop) names it');
+    const qmp = await QmpClient.connect(state.sockets.qmp!, 5000);
+    try {
+      t.match(await qmp.execute('query-status'), { status: 'running' }, 'root still talks QMP to it');
+    } finally {
+      qmp.close();
+    }
+    const own = collect();
+    t.equal(await driver.exec(state, { argv: ['/bin/sh', '-c', `cd ${work} && echo mine > by-user && mkdir sub && echo z > sub/f && chmod 640 by-user`],
+      cwd: '/', env: {}, user: NOBODY, stdout: own, stderr: own }), 0, `the job user\'s own files work (${own.text().trim()})`);
+    const mine = await stat(join(work, 'sub', 'f'));
+    t.same([mine.uid, mine.gid], [NOBODY.uid, NOBODY.gid]);
+    t.equal((await stat(join(work, 'by-user'))).mode & 0o777, 0o640);
+    // before the handover the agent runs commands as any uid: this is guest root, as after a guest kernel exploit
+    const out = collect();
+    const rc = await driver.exec(state, { argv: ['/bin/sh', '-c', `cd ${work} || exit 9; id -u; echo x > by-root; echo "file $?"; ` +
+      `mknod dev c 1 3; echo "mknod $?"; mkdir dir-root; echo "mkdir $?"; chown 0:0 by-user; echo "chown $?"; exit 0`],
+    cwd: '/', env: {}, user: { name: 'root', uid: 0, gid: 0 }, stdout: out, stderr: collect() });
+    t.equal(rc, 0);
+    const lines = out.text().split('\n');
+    t.equal(lines[0], '0', 'the command ran as root in the guest');
+    t.same(lines.slice(1, 5).map((l) => l.replace(/ [1-9]\d*$/, ' failed')), ['file failed', 'mknod failed', 'mkdir failed', 'chown failed'],
+      `guest root's creations and chown fail: ${lines.slice(1, 5).join(', ')}`);
+    for (const f of ['by-root', 'dev', 'dir-root', 'by-user']) {
+      const st = await stat(join(work, f)).catch(() => undefined);
+      t.ok(st === undefined || (st.uid === NOBODY.uid && !st.isCharacterDevice()), `${f}: ${st ? `uid ${st.uid} mode ${st.mode.toString(8)}` : 'not created'} — never root's, never a device`);
+    }
+    t.ok(existsSync(join(work, 'by-user')), 'the user\'s file is still there');
+    // a QEMU the record no longer names (a killed prologue): still found and killed as ours
+    t.same(await killStragglers(state.runDir, NOBODY.uid), [state.pids.qemu!.pid], 'killStragglers finds the user-owned QEMU by its runtime dir');
+    t.notOk(await isAlive(state.pids.qemu), 'and it is gone');
+  } finally {
+    await driver.destroy(state);
+  }
   t.same(await listRecords(stateDir), []);
 });

@@ -17,7 +17,8 @@ const HELP = `usage:
 
 Templates live in DIR/templates (root-only). build saves the template of the spec's image and shape unless one
 exists (single-flight); it takes one of the node's boot slots (vm.max_booting, 0 = the core count) while the
-template VM boots. A guest that cannot be restored safely is remembered as refused, with the reason.`;
+template VM boots. A guest that cannot be restored safely is remembered as refused, with the reason; a build that
+failed for a passing cause (the VM died, its agent did not answer) is retried after a back-off (10 min, doubling).`;
 
 /** Read and sanity-check a spec file written by the engine (root-only, in the templates dir). */
 async function readSpec(path: string): Promise<VmSpec> {
@@ -53,8 +54,8 @@ async function buildCmd(argv: string[]): Promise<number> {
     log: (s) => process.stderr.write(`${new Date().toISOString()} wnod snapshot: ${s}\n`),
   });
   await rm(values.spec, { force: true });
-  process.stdout.write(values.json ? JSON.stringify(r) + '\n' : `${r.status} ${r.key}${r.status === 'refused' ? `: ${r.reason}` : ''}\n`);
-  return r.status === 'refused' ? 1 : 0;
+  process.stdout.write(values.json ? JSON.stringify(r) + '\n' : `${r.status} ${r.key}${r.status === 'refused' || r.status === 'failed' ? `: ${r.reason}` : ''}\n`);
+  return r.status === 'refused' || r.status === 'failed' ? 1 : 0;
 }
 
 async function listCmd(argv: string[]): Promise<number> {
@@ -63,7 +64,7 @@ async function listCmd(argv: string[]): Promise<number> {
   const dir = join(values['state-dir'], 'templates');
   const keys = new Set<string>();
   for (const n of await readdir(dir).catch(() => [] as string[])) {
-    const m = /^([0-9a-f]{32})(\.refused\.json)?$/.exec(n);
+    const m = /^([0-9a-f]{32})(\.refused\.json|\.failed\.json)?$/.exec(n);
     if (m) keys.add(m[1]!);
   }
   const rows = [];

@@ -124,7 +124,7 @@ async function runCmd(argv: string[]): Promise<number> {
       const { buildTemplate } = await import('../vm/snapshot.js');
       const b = await buildTemplate({ dir: join(stateDir, 'templates'), qemu: 'qemu-system-x86_64', spec: missingTemplate, accel: missingTemplate.accel ?? 'tcg',
         log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
-      if (b.status === 'refused') process.stderr.write(`wnod vm: no snapshot template: ${b.reason}\n`);
+      if (b.status === 'refused' || b.status === 'failed') process.stderr.write(`wnod vm: no snapshot template: ${b.reason}\n`);
     }
     if (process.env.WNOD_TIMINGS) process.stderr.write(`wnod vm: timings ${JSON.stringify(r.timings)}\n`);
     return r.exitCode;

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../util/run.js';
 import { withLock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
+import { assertTrustedPath } from '../util/trustedPath.js';
 import { aptCandidate, aptDownload } from '../testkit/testImage.js';
 
 export class KernelBuildError extends WnodError {
@@ -99,7 +100,8 @@ async function build(cacheDir: string, key: string, sourceVersion: string, compi
     const tarball = (await readdir(join(x, 'usr/src'))).find((f) => /^linux-source-[0-9.]+\.tar\.xz$/.test(f));
     if (!tarball) throw new KernelBuildError(`${SOURCE_PACKAGE}=${sourceVersion}: no usr/src/linux-source-*.tar.xz in the package`);
     log(`unpacking ${tarball}`);
-    await run('tar', ['-xf', join(x, 'usr/src', tarball), '-C', work], { timeoutMs: 600_000 });
+    // root: the tarball's owners and modes must not reach the tree (a file of some uid, or world-writable)
+    await run('tar', ['-xf', join(x, 'usr/src', tarball), '-C', work, '--no-same-owner', '--no-same-permissions'], { timeoutMs: 600_000 });
     await rm(x, { recursive: true });
     const src = join(work, tarball.replace(/\.tar\.xz$/, ''));
     const env = { ...BUILD_ENV };
@@ -138,6 +140,8 @@ export async function buildMiniKernel(opts: { cacheDir?: string; log?: (s: strin
   const cacheDir = opts.cacheDir ?? DEFAULT_KERNEL_CACHE;
   const log = opts.log ?? (() => {});
   await mkdir(cacheDir, { recursive: true, mode: 0o755 });
+  // the build runs as root and the result is booted by root: nobody else may plant or swap anything in the cache
+  await assertTrustedPath(cacheDir, 'kernel cache directory');
   const fragmentPath = fragmentFile();
   const fragmentText = await readFile(fragmentPath, 'utf8');
   const fragment = parseFragment(fragmentText, fragmentPath);

@@ -1,7 +1,7 @@
 /** The worker-node side of a lease pilot: the prologue forwards a loopback port to the VM's ssh port and leaves
- * the address in the VM's runtime dir (root-owned, readable), where the job starter — running as the user —
- * picks it up and hands it to the pilot in its environment. */
-import { readFile } from 'node:fs/promises';
+ * the address in the VM's runtime dir (root-owned, readable by the job's group), where the job starter — running as
+ * the user — picks it up and hands it to the pilot in its environment. */
+import { chown, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SiteConfig } from '../config/types.js';
 import type { PortForward } from '../vm/driver.js';
@@ -19,9 +19,13 @@ export async function leaseForward(cfg: SiteConfig): Promise<{ forward: PortForw
   return { forward: { hostAddr: cfg.lease.hostAddress, hostPort: port, guestPort: cfg.lease.guestPort }, lock };
 }
 
-/** Record (root, in the VM's runtime dir) where the lease's ssh answers. */
-export async function writeLeaseInfo(stateDir: string, vmId: string, leaseId: string, f: PortForward): Promise<void> {
-  await writeFileAtomic(join(runDirOf(stateDir, vmId), INFO), JSON.stringify({ id: leaseId, address: `${f.hostAddr}:${f.hostPort}`, guestPort: f.guestPort }) + '\n', 0o644);
+/** Record (root, in the VM's runtime dir) where the lease's ssh answers: 0640 root:<job gid>, so that the job's
+ * starter (the user, in that group) reads it and other users of the node do not. */
+export async function writeLeaseInfo(stateDir: string, vmId: string, leaseId: string, f: PortForward, gid: number): Promise<void> {
+  const path = join(runDirOf(stateDir, vmId), INFO);
+  await writeFileAtomic(path, JSON.stringify({ id: leaseId, address: `${f.hostAddr}:${f.hostPort}`, guestPort: f.guestPort }) + '\n', 0o640);
+  // after the rename: until then the file is root-only (the starter runs only after the prologue returned)
+  await chown(path, 0, gid);
 }
 
 /** The pilot's extra environment (starter): empty for a VM that is not a lease's. */

@@ -9,7 +9,7 @@ import { dirname, join, posix } from 'node:path';
 import { run } from '../util/run.js';
 import { withLock } from '../util/lock.js';
 import { cpioArchive, type CpioEntry } from '../vm/cpio.js';
-import { buildTestImage, DEFAULT_TEST_IMAGE_CACHE, TestImageError, parsePolicyCandidate, type TestImage } from './testImage.js';
+import { buildTestImage, DEFAULT_TEST_IMAGE_CACHE, TestImageError, parsePolicyCandidate, type TestImage, type TestKernel } from './testImage.js';
 
 /** Bump when the layout of the added archive changes. */
 const SSH_BUILDER_VERSION = 2;
@@ -58,10 +58,10 @@ async function candidates(pkgs: string[]): Promise<Array<[string, string]>> {
 }
 
 /** Build (once) and return the ssh test image. */
-export async function buildSshTestImage(opts: { cacheDir?: string; log?: (s: string) => void } = {}): Promise<SshTestImage> {
+export async function buildSshTestImage(opts: { cacheDir?: string; log?: (s: string) => void; kernel?: TestKernel } = {}): Promise<SshTestImage> {
   const cacheDir = opts.cacheDir ?? DEFAULT_TEST_IMAGE_CACHE;
   const log = opts.log ?? (() => {});
-  const base = await buildTestImage({ cacheDir, log });
+  const base = await buildTestImage({ cacheDir, log, ...(opts.kernel ? { kernel: opts.kernel } : {}) });
   const pkgs = await candidates(await dependencyClosure(SERVER_PKG));
   const key = createHash('sha256').update(JSON.stringify({ v: SSH_BUILDER_VERSION, base: base.key, pkgs })).digest('hex').slice(0, 20);
   const dir = join(cacheDir, `ssh-${key}`);

@@ -4,14 +4,14 @@
  * Costs measured here (DESIGN A5): about +2 s per job over direct QEMU, q35 only (libvirt rejects microvm). The VM
  * lives outside the job's session: Torque neither kills nor accounts it, so the epilogue must call `destroy`.
  * The guest side is unchanged: the same agent over three named virtio-serial ports, the same context cpio. */
-import { mkdir, readFile, writeFile, rm, chown, chmod, unlink, copyFile, appendFile, open, lstat } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rm, unlink, copyFile, appendFile, open, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
 import { checkServedRoot, pinWorkdir, virtiofsdPidsFor } from './workdirShare.js';
 import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
-import { checkVmId, readRecord, recordDir, recordPath, removeRecord, runDirOf, stamp, writeRecord } from './state.js';
+import { checkVmId, handOverAgent, readRecord, recordDir, recordPath, removeRecord, runDirOf, stamp, writeRecord } from './state.js';
 import { createOverlay } from '../images/overlay.js';
 import { contextCpio, type GuestContext } from './context.js';
 import { AGENT_PORTS, DEFAULT_USER_MAC, WORKDIR_TAG, kernelCmdline, tscKhzFromCpuinfo } from './qemuArgs.js';
@@ -224,11 +224,7 @@ export class LibvirtDriver implements VmDriver {
   async grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> {
     // one-way: the agent then runs nothing as another uid/gid (generous bound: callers may hand over before ready)
     await lockAgent(state.sockets.control, uid, gid, 180_000);
-    await chown(join(state.runDir, 'agent'), uid, gid);
-    for (const k of ['control', 'stdout', 'stderr'] as const) {
-      await chown(state.sockets[k], uid, gid);
-      await chmod(state.sockets[k], 0o600);
-    }
+    await handOverAgent(state.sockets, join(state.runDir, 'agent'), uid, gid);
     state.handedOver = true;
     await writeRecord(this.opts.stateDir, state);
   }

@@ -3,7 +3,7 @@
  * dir, and everything needed to find the VM again is in its state record. */
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { chmod, chown, copyFile, appendFile, lstat, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, appendFile, lstat, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
@@ -12,10 +12,10 @@ import { withLock } from '../util/lock.js';
 import { createOverlay } from '../images/overlay.js';
 import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
 import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
-import { checkVmId, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
+import { checkVmId, handOverAgent, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, type GuestContext } from './context.js';
-import { kernelCmdline, qemuArgs, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { agentExec, lockAgent, requestPoweroff } from './agent.js';
 import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
@@ -190,6 +190,7 @@ export class QemuDriver implements VmDriver {
       contextBlob: kernel ? undefined : join(state.runDir, 'context.cpio'),
       sockets: { ...state.sockets, qmp: state.sockets.qmp!, virtiofs: s.workdir ? state.sockets.virtiofs : undefined },
       console: join(state.runDir, 'console.log'), pidfile: join(state.runDir, 'qemu.pid'), network: s.network,
+      runAs: runAsFor(s.user),
     };
   }
 
@@ -349,16 +350,7 @@ export class QemuDriver implements VmDriver {
   async grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> {
     // first the one-way lock: with the sockets, the user could otherwise ask the agent for uid 0
     await lockAgent(state.sockets.control, uid, gid, 30_000); // the agent answered PING just before
-    const dir = join(state.runDir, 'agent');
-    await chown(dir, uid, gid);
-    // the exec lock must be openable by the job user too (root may have created it already)
-    const lock = join(dir, 'exec.lock');
-    await writeFile(lock, '', { flag: 'a', mode: 0o600 });
-    await chown(lock, uid, gid);
-    for (const k of ['control', 'stdout', 'stderr'] as const) {
-      await chown(state.sockets[k], uid, gid);
-      await chmod(state.sockets[k], 0o600);
-    }
+    await handOverAgent(state.sockets, join(state.runDir, 'agent'), uid, gid);
     state.handedOver = true;
     await writeRecord(this.stateDir, state);
   }

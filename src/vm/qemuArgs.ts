@@ -31,6 +31,14 @@ export interface QemuPlan {
   console: string;    // serial console log file
   pidfile: string;
   network: NetworkSpec & { tap?: string };
+  /** drop to this job user (`-runas uid:gid`) once every file, fd and socket is open: a guest escape through 9p
+   * or QEMU then has the job user's rights, not root's. Numeric: no second name lookup, no supplementary groups */
+  runAs?: { uid: number; gid: number };
+}
+
+/** Whom a job VM's QEMU runs as: the job user, or root (no -runas) for root's own VMs. Pure. */
+export function runAsFor(user: { uid: number; gid: number }): QemuPlan['runAs'] {
+  return user.uid === 0 ? undefined : { uid: user.uid, gid: user.gid };
 }
 
 /** The guest kernel command line: the A5 fast-boot options (tsc_early_khz is mandatory under TCG), then extra. */
@@ -124,6 +132,12 @@ export function qemuArgs(p: QemuPlan): string[] {
   }
   a.push('-qmp', `unix:${q(p.sockets.qmp)},server=on,wait=off`);
   if (p.incoming) a.push('-incoming', p.incoming);
+  if (p.runAs) {
+    const { uid, gid } = p.runAs;
+    const id = (n: number) => Number.isInteger(n) && n >= 0 && n < 0xffffffff;
+    if (!id(uid) || uid === 0 || !id(gid)) throw new Error(`invalid -runas ids ${JSON.stringify(p.runAs)} (root or not a uid/gid)`);
+    a.push('-runas', `${uid}:${gid}`);
+  }
   a.push('-pidfile', p.pidfile, '-daemonize');
   return a;
 }

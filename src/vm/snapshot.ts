@@ -6,11 +6,13 @@
  *
  *   <dir>/<key>/{snapshot,initrd.img,meta.json}   a ready template (the directory appears by one rename)
  *   <dir>/<key>.refused.json                      negative cache: this key's guest cannot be restored, and why
+ *   <dir>/<key>.failed.json                       back-off after a transient build failure (VM died, no answer)
  *   <dir>/<key>.lock                              single-flight build lock
  *
  * The key is a sha256 over everything that must match between the saving and the restoring QEMU: image digest and
  * file identities, QEMU binary identity and version, the full argument list with per-VM paths masked (machine,
- * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template. */
+ * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template; the Torque
+ * engine asks for templates of each image's default shape only, and at most MAX_TEMPLATES_PER_IMAGE are kept. */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -23,7 +25,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, LockTimeoutError } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import type { VmSpec } from './driver.js';
-import { kernelCmdline, qemuArgs, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { cpioArchive } from './cpio.js';
 import { renderContext, type GuestContext } from './context.js';
 import { agentCaps, agentSetup, ping } from './agent.js';
@@ -34,6 +36,10 @@ import { isAlive, procRef, terminate, type ProcRef } from './proc.js';
 export const TEMPLATE_FORMAT = 1;
 /** What a guest must offer for its template to be saved at all. */
 export const REQUIRED_CAPS = ['setup', 'lock', 'reseed'] as const;
+/** Templates kept per image id (default shape × network none/user); older ones are pruned after each build. */
+export const MAX_TEMPLATES_PER_IMAGE = 2;
+/** First back-off after a transient build failure; doubles per consecutive failure up to a day. */
+export const BUILD_BACKOFF_MS = 600_000;
 
 export interface SnapshotOptions {
   /** root-only templates directory, e.g. <vm.stateDir>/templates */
@@ -67,7 +73,17 @@ export interface TemplateMeta {
   qemuVersion: string;
 }
 
-export type TemplateLookup = { status: 'ready'; dir: string; meta: TemplateMeta } | { status: 'refused'; reason: string } | { status: 'missing' };
+export type TemplateLookup = { status: 'ready'; dir: string; meta: TemplateMeta } | { status: 'refused'; reason: string; retryAt?: string } | { status: 'missing' };
+
+/** Why a job of this shape gets no template (undefined = it may): templates are built for the image's default shape
+ * only, so that per-job cpus/memory choices cannot make the node build (and keep) unbounded templates. Pure. */
+export function shapeBlocker(job: { cpus: number; memoryMB: number }, defaults: { cpus: number; memoryMB: number }): string | undefined {
+  if (job.cpus === defaults.cpus && job.memoryMB === defaults.memoryMB) return undefined;
+  return `no snapshot template for a non-default shape (${job.cpus} cpu, ${job.memoryMB} MB; templates are built for ${defaults.cpus} cpu, ${defaults.memoryMB} MB)`;
+}
+
+/** How long to wait before building again after `failures` consecutive transient failures. Pure. */
+export const backoffMs = (failures: number): number => Math.min(BUILD_BACKOFF_MS * 2 ** Math.max(0, failures - 1), 86_400_000);
 
 /** Why this spec cannot be restored from a snapshot at all (undefined = it can). Pure. */
 export function restoreBlocker(spec: VmSpec): string | undefined {
@@ -171,6 +187,14 @@ export async function lookupTemplate(dir: string, key: string): Promise<Template
   if (meta && meta.format === TEMPLATE_FORMAT && meta.key === key) return { status: 'ready', dir: tdir, meta };
   const refused = await readFile(join(dir, `${key}.refused.json`), 'utf8').then((t) => JSON.parse(t) as { reason?: string }, () => undefined);
   if (refused) return { status: 'refused', reason: String(refused.reason ?? 'unknown') };
+  const failed = await readFailure(dir, key);
+  if (failed) {
+    const retry = Date.parse(failed.at) + backoffMs(failed.failures);
+    if (Date.now() < retry) {
+      const retryAt = new Date(retry).toISOString();
+      return { status: 'refused', reason: `the last build failed (${failed.failures}x in a row: ${failed.reason}); next try after ${retryAt}`, retryAt };
+    }
+  }
   return { status: 'missing' };
 }
 
@@ -258,6 +282,8 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
       await mkdir(ninep, { mode: 0o700 });
     }
     const plan = snapshotPlan({ spec: s, accel: r.accel, khz: r.khz, runDir: r.runDir, initrd: join(r.template.dir, 'initrd.img'), ninep, incoming: 'fd:3' });
+    // the clone drops to the job user after opening everything (not part of the key: the template stays root)
+    plan.runAs = runAsFor(s.user);
     const fds = [snap.fd, ...(pinned ? [pinned.fh.fd] : [])];
     const ref = await startQemu(r.qemu, qemuArgs(plan), fds, plan.pidfile, Math.max(1000, deadline - Date.now()));
     await r.onPid(ref);
@@ -299,7 +325,34 @@ export interface BuildInput {
 }
 
 export type BuildResult = { status: 'built'; key: string; seconds: number; bytes: number } | { status: 'exists' | 'busy'; key: string } |
-  { status: 'refused'; key: string; reason: string };
+  { status: 'refused'; key: string; reason: string } | { status: 'failed'; key: string; reason: string; retryAt: string };
+
+/** What a template boot that did not get to a usable agent means. Only a guest lacking a capability is refused for
+ * good; a VM that stopped or did not answer (memory pressure, a slow host) is transient: retried after a back-off.
+ * undefined = the boot is usable. Pure. */
+export function bootVerdict(o: { up: boolean; alive: boolean; console: string; timeoutMs: number; lacking: readonly string[] }):
+  { kind: 'refuse' | 'transient'; reason: string } | undefined {
+  if (!o.up && !o.alive) return { kind: 'transient', reason: `the template VM stopped before its agent answered: ${o.console}` };
+  if (!o.up) return { kind: 'transient', reason: `the template VM's agent did not answer within ${o.timeoutMs} ms` };
+  if (o.lacking.length) return { kind: 'refuse', reason: `the guest cannot be restored safely: its agent lacks ${o.lacking.join(', ')}` };
+  return undefined;
+}
+
+interface Failure { reason: string; at: string; failures: number }
+
+async function readFailure(dir: string, key: string): Promise<Failure | undefined> {
+  const f = await readFile(join(dir, `${key}.failed.json`), 'utf8').then((t) => JSON.parse(t) as Partial<Failure>, () => undefined);
+  if (!f || typeof f.at !== 'string' || !Number.isInteger(f.failures) || Number.isNaN(Date.parse(f.at))) return undefined;
+  return { reason: String(f.reason ?? 'unknown'), at: f.at, failures: Math.max(1, f.failures!) };
+}
+
+/** Remember a transient failure (counting consecutive ones) so that a burst of cold jobs does not rebuild in a loop. */
+async function noteFailure(dir: string, key: string, reason: string): Promise<BuildResult> {
+  const failures = ((await readFailure(dir, key))?.failures ?? 0) + 1;
+  const at = new Date();
+  await writeFileAtomic(join(dir, `${key}.failed.json`), JSON.stringify({ reason, at: at.toISOString(), failures }) + '\n', 0o600);
+  return { status: 'failed', key, reason, retryAt: new Date(at.getTime() + backoffMs(failures)).toISOString() };
+}
 
 /** The template context: no user, no workdir; the init loads every module (no WNOD_FEATURES). */
 function templateCpio(): Buffer {
@@ -336,7 +389,8 @@ function receiveStream(sock: string, file: string): { server: Server; done: Prom
 }
 
 /** Build the template for this spec's image and shape, single-flight. Never throws for a guest that cannot be
- * restored: that is remembered (refused) so that later jobs cold boot without trying again. */
+ * restored: that is remembered (refused) so that later jobs cold boot without trying again; a transient failure
+ * (status failed, or a throw) backs off (see backoffMs) instead. */
 export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
   const t0 = performance.now();
   const log = b.log ?? (() => {});
@@ -373,14 +427,11 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     const deadline = Date.now() + (b.readyTimeoutMs ?? 120_000);
     let up = false;
     while (!up && Date.now() < deadline && (await isAlive(ref))) up = await ping(plan.sockets.control, 1000);
-    if (!up) {
-      const con = (await readFile(plan.console, 'utf8').catch(() => '')).trim().split('\n').slice(-2).join(' / ');
-      if (!(await isAlive(ref))) return await refuse(b.dir, key, `the template VM stopped before its agent answered: ${con}`);
-      throw new RestoreError(`the template VM's agent did not answer within ${b.readyTimeoutMs ?? 120_000} ms`);
-    }
-    const caps = await agentCaps(plan.sockets.control, 5000).catch(() => [] as string[]);
-    const lacking = REQUIRED_CAPS.filter((c) => !caps.includes(c));
-    if (lacking.length) return await refuse(b.dir, key, `the guest cannot be restored safely: its agent lacks ${lacking.join(', ')}`);
+    const caps = up ? await agentCaps(plan.sockets.control, 5000).catch(() => [] as string[]) : [];
+    const verdict = bootVerdict({ up, alive: await isAlive(ref), timeoutMs: b.readyTimeoutMs ?? 120_000, lacking: up ? REQUIRED_CAPS.filter((c) => !caps.includes(c)) : [],
+      console: up ? '' : (await readFile(plan.console, 'utf8').catch(() => '')).trim().split('\n').slice(-2).join(' / ') });
+    if (verdict?.kind === 'refuse') return await refuse(b.dir, key, verdict.reason);
+    if (verdict) return await noteFailure(b.dir, key, verdict.reason);
     await releaseSlot?.();
     releaseSlot = undefined;
     // live migration of the idle guest into a file (no `stop` first: measured in DESIGN A5)
@@ -413,9 +464,13 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     };
     await writeFileAtomic(join(bdir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n', 0o600);
     await rename(bdir, templateDir(b.dir, key));
+    await rm(join(b.dir, `${key}.failed.json`), { force: true });
     await pruneStale(b.dir, meta);
     log(`snapshot template ${key} saved: ${(bytes / 1e6).toFixed(1)} MB in ${meta.buildS.toFixed(1)} s`);
     return { status: 'built', key, seconds: meta.buildS, bytes };
+  } catch (err) {
+    await noteFailure(b.dir, key, (err as Error).message).catch(() => {}); // back off from this one too
+    throw err;
   } finally {
     await releaseSlot?.().catch(() => {});
     if (ref) await terminate(ref, 0);
@@ -437,13 +492,21 @@ async function clearStaleBuilds(dir: string, key: string): Promise<void> {
   }
 }
 
-/** Remove other templates of the same image id and shape (an older image, kernel or QEMU): never used again. */
+/** Keys of templates to remove after `fresh` was saved: others of the same image id and shape (an older image,
+ * kernel or QEMU: never used again), and those of the image id beyond the newest `max` (fresh counts). Pure. */
+export function templatesToPrune(others: TemplateMeta[], fresh: TemplateMeta, max = MAX_TEMPLATES_PER_IMAGE): string[] {
+  const same = others.filter((m) => m.key !== fresh.key && m.imageId === fresh.imageId);
+  const stale = same.filter((m) => m.cpus === fresh.cpus && m.memoryMB === fresh.memoryMB && m.network === fresh.network && m.accel === fresh.accel);
+  const rest = same.filter((m) => !stale.includes(m)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  return [...stale, ...rest.slice(Math.max(0, max - 1))].map((m) => m.key);
+}
+
 async function pruneStale(dir: string, fresh: TemplateMeta): Promise<void> {
+  const metas: TemplateMeta[] = [];
   for (const n of await readdir(dir).catch(() => [] as string[])) {
     if (!KEY.test(n) || n === fresh.key) continue;
     const m = await readFile(join(dir, n, 'meta.json'), 'utf8').then((t) => JSON.parse(t) as TemplateMeta, () => undefined);
-    if (m && m.imageId === fresh.imageId && m.cpus === fresh.cpus && m.memoryMB === fresh.memoryMB && m.network === fresh.network && m.accel === fresh.accel) {
-      await rm(join(dir, n), { recursive: true, force: true });
-    }
+    if (m && m.key === n && typeof m.imageId === 'string' && typeof m.createdAt === 'string') metas.push(m);
   }
+  for (const k of templatesToPrune(metas, fresh)) await rm(templateDir(dir, k), { recursive: true, force: true });
 }

@@ -2,10 +2,12 @@
  *
  *   <stateDir>/vms/<id>.json        the VmState record (root 0600)
  *   <stateDir>/run/<id>/            runtime files: pidfile, QMP socket, console log, initrd, overlay (root, 0711)
- *   <stateDir>/run/<id>/agent/      the agent sockets (chowned to the job user by grantAgentAccess)
+ *   <stateDir>/run/<id>/agent/      the agent sockets and exec.lock (the files handed to the job user by
+ *                                   handOverAgent; the directory itself stays root's)
  *   <stateDir>/accel.json           the cached KVM/TCG verdict
  */
-import { readFile, readdir, unlink, mkdir } from 'node:fs/promises';
+import { readFile, readdir, unlink, mkdir, open, lchown, chmod, lstat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { VmSpecError, VmStateError } from './errors.js';
@@ -112,4 +114,25 @@ export async function removeRecord(stateDir: string, id: string): Promise<void> 
   await unlink(recordPath(stateDir, id)).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
   });
+}
+
+/** Give the job user its VM's agent sockets and exec lock — and nothing else. The agent directory stays root's
+ * (0711): a user who owned it could swap a file for a symlink while root chowns by path (root would hand over
+ * /etc/shadow), or plant a symlinked subdirectory for the epilogue's recursive delete to follow. */
+export async function handOverAgent(sockets: { control: string; stdout: string; stderr: string }, agentDir: string, uid: number, gid: number): Promise<void> {
+  const st = await lstat(agentDir);
+  if (!st.isDirectory() || st.uid !== 0) throw new VmStateError(`${agentDir} is not a root-owned directory; refusing to hand it over`);
+  await chmod(agentDir, 0o711);
+  const fh = await open(join(agentDir, 'exec.lock'), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  try {
+    await fh.chown(uid, gid);
+    await fh.chmod(0o600);
+  } finally {
+    await fh.close();
+  }
+  for (const path of [sockets.control, sockets.stdout, sockets.stderr]) {
+    if (!(await lstat(path)).isSocket()) throw new VmStateError(`${path} is not the agent's socket`);
+    await lchown(path, uid, gid);
+    await chmod(path, 0o600);
+  }
 }

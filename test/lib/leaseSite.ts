@@ -1,7 +1,7 @@
 // A lease test site: the ssh test image, a fake Torque server (its qsub/qdel/qstat in lrm.bin_dir) running pilots
 // through the pbs_mom harness with the installed hooks, a lease user with an ssh key pair, and `wnod lease` run as
 // that user (env -u NODE_OPTIONS: a clean environment). Shared by the lease tests and bench/lease.ts.
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -11,6 +11,7 @@ import { FakeLrm } from '../../src/testkit/fakeLrm.js';
 import { makeVmSite, type VmSite } from '../../src/demo/vmSite.js';
 import { ensureBuilt } from './cli.js';
 import { reachable } from './reachable.js';
+import { hypervisorsOf } from './hypervisors.js';
 
 export interface LeaseSite {
   dir: string;
@@ -33,11 +34,12 @@ export interface LeaseSite {
   close(): Promise<void>;
 }
 
-export async function makeLeaseSite(opts: { userName?: string; killDelayMs?: number; rules?: (group: string) => Record<string, unknown>[]; vomsdir?: string; certdir?: string } = {}): Promise<LeaseSite> {
+/** Lease VMs boot wnod's minimal kernel unless `kernel: 'debian'` (leases cannot use warm snapshots: port forwards). */
+export async function makeLeaseSite(opts: { kernel?: 'debian' | 'mini'; userName?: string; killDelayMs?: number; rules?: (group: string) => Record<string, unknown>[]; vomsdir?: string; certdir?: string } = {}): Promise<LeaseSite> {
   await ensureBuilt();
   const repo = reachable(join(import.meta.dirname, '..', '..'));
   const cli = join(repo, 'dist', 'cli', 'main.js');
-  const img = await buildSshTestImage();
+  const img = await buildSshTestImage({ kernel: opts.kernel ?? 'mini' });
   const user = await ensureTestUser(opts.userName ?? 'wnodlease');
   const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-'));
   await chmod(dir, 0o755);
@@ -74,15 +76,7 @@ export async function makeLeaseSite(opts: { userName?: string; killDelayMs?: num
       return asUser('ssh', ['-i', key, '-p', port, '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
         '-o', 'ConnectTimeout=20', `${user.name}@${host}`, cmd], 60_000);
     },
-    hypervisors: async () => {
-      const out: number[] = [];
-      for (const n of await readdir('/proc')) {
-        if (!/^\d+$/.test(n)) continue;
-        const c = await readFile(`/proc/${n}/cmdline`, 'utf8').catch(() => '');
-        if (/qemu-system|virtiofsd/.test(c) && c.includes(`${site.stateDir}/`)) out.push(Number(n));
-      }
-      return out;
-    },
+    hypervisors: () => hypervisorsOf(site.stateDir),
     close: async () => {
       await lrm.stop();
       await execa(process.execPath, [cli, 'kill-all', '--state-dir', site.stateDir], { reject: false });

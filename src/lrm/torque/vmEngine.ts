@@ -4,8 +4,8 @@
  *   starter (user)    run the job script in that VM through the agent sockets, forward SIGTERM, stop it after a grace;
  *   epilogue (root)   destroy whatever exists of it (never created, half created, running), release the cache.
  * The VM is found from the job id alone (vmIdForJob): the starter cannot read root's records. */
-import { lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { appendFile, lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, join } from 'node:path';
@@ -32,6 +32,8 @@ import { readJobScript } from './jobscript.js';
 import { Refusal, TransientFault, userLine } from './outcome.js';
 import { guestCwd, guestJobArgv, guestJobEnv, GUEST_PATH } from './guestJob.js';
 import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
+import { restoreBlocker, shapeBlocker } from '../../vm/snapshot.js';
+import { assertTrustedPath } from '../../util/trustedPath.js';
 
 /** A driver that can hand its VM's agent sockets to the job user (both drivers do; not part of VmDriver). */
 type HandingDriver = VmDriver & { grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> };
@@ -73,10 +75,11 @@ class TorqueVm implements TorqueVmEngine {
     } catch (err) {
       throw new TransientFault('image-staging', `staging image ${job.image.id}: ${describe(err)}`);
     }
-    const driver = await driverFor(cfg);
     let state: VmState | undefined;
     let slot: Lock | undefined;
     let port: Awaited<ReturnType<typeof leaseForward>> | undefined;
+    let driver: HandingDriver | undefined;
+    let noTemplate: string | undefined;
     try {
       // a lease pilot: user-mode network (restrict=on) whatever vm.network says, ssh forwarded from a free port
       if (job.lease) {
@@ -94,11 +97,15 @@ class TorqueVm implements TorqueVmEngine {
         env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
         network: port ? { mode: 'user', forwards: [port.forward] } : { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) },
       };
+      // templates for the image's default shape only: a job's own cpus/memory must not make the node build more
+      noTemplate = cfg.vm.snapshots && !restoreBlocker(spec)
+        ? shapeBlocker(job, { cpus: job.image.cpus.default, memoryMB: job.image.memoryMB.default }) : undefined;
+      driver = await driverFor(cfg, { snapshots: !noTemplate });
       state = await driver.prepare(spec);
       slot = await takeBootSlot(cfg.vm.stateDir, cfg.vm.maxBooting, deadline);
       await driver.start(state);
       if (port && job.lease) {
-        await writeLeaseInfo(cfg.vm.stateDir, vmId, job.lease.id, port.forward);
+        await writeLeaseInfo(cfg.vm.stateDir, vmId, job.lease.id, port.forward, user.gid);
         await port.lock.release(); // QEMU listens on it now
       }
       await driver.waitReady(state, Math.min(cfg.vm.readyTimeoutS * 1000, remaining(deadline)));
@@ -108,12 +115,13 @@ class TorqueVm implements TorqueVmEngine {
     } catch (err) {
       await slot?.release().catch(() => {});
       await port?.lock.release().catch(() => {});
-      if (state) await driver.destroy(state).catch(() => {});
-      await killStragglers(runDirOf(cfg.vm.stateDir, vmId));
+      if (state) await driver?.destroy(state).catch(() => {});
+      await killStragglers(runDirOf(cfg.vm.stateDir, vmId), user.uid);
       await cache.release(cached.digest, vmId).catch(() => {});
       throw classify(err, job.image.id);
     }
-    const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) } : undefined;
+    const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) }
+      : noTemplate ? { mode: 'cold', coldReason: noTemplate } : undefined;
     return { vmId, bootS: (performance.now() - t0) / 1000, ...(boot ? { boot } : {}) };
   }
 
@@ -201,7 +209,7 @@ class TorqueVm implements TorqueVmEngine {
     }
     // a prologue killed by $prologalarm between QEMU's daemonising and the record update leaves a QEMU the record
     // does not name: find it by its runtime dir
-    await killStragglers(runDirOf(stateDir, vmId));
+    await killStragglers(runDirOf(stateDir, vmId), state?.spec.user.uid);
     await rm(runDirOf(stateDir, vmId), { recursive: true, force: true });
     const digests = new Set<string>();
     if (state?.spec.image.digest) digests.add(state.spec.image.digest);
@@ -223,42 +231,53 @@ async function execInJobVm(stateDir: string, id: string, req: AgentExec): Promis
 
 const remaining = (deadline: number): number => Math.max(1, deadline - Date.now());
 
-async function driverFor(cfg: SiteConfig): Promise<HandingDriver> {
+async function driverFor(cfg: SiteConfig, o: { snapshots: boolean }): Promise<HandingDriver> {
   if (cfg.vm.driver === 'libvirt') return (await import('../../vm/libvirtDriver.js')).libvirtDriverFromConfig(cfg.vm);
   const { stateDir, maxBooting } = cfg.vm;
-  return new QemuDriver({ stateDir, accel: cfg.vm.accel, ...(cfg.vm.snapshots ? {
+  return new QemuDriver({ stateDir, accel: cfg.vm.accel, ...(cfg.vm.snapshots && o.snapshots ? {
     snapshots: { dir: join(stateDir, 'templates'), onMissing: (spec: VmSpec, key: string) => { void requestTemplate(stateDir, maxBooting, spec, key); } },
   } : {}) });
 }
 
-/** The `wnod` CLI beside this module: dist/cli/main.js seen from dist/hot/hook.cjs or dist/lrm/torque/. */
-function wnodCli(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++, d = dirname(d)) {
-    for (const c of [join(d, 'cli', 'main.js'), join(d, 'dist', 'cli', 'main.js')]) if (existsSync(c)) return c;
-  }
-  throw new Error('cannot find the wnod CLI (dist/cli/main.js)');
+/** Where the build puts the `wnod` CLI relative to this module — dist/hot/hook.cjs or dist/lrm/torque/vmEngine.js →
+ * dist/cli/main.js — and nowhere else (undefined for any other location). Pure. */
+export function pinnedCli(modulePath: string): string | undefined {
+  const d = dirname(modulePath);
+  if (basename(modulePath) === 'hook.cjs' && basename(d) === 'hot') return join(dirname(d), 'cli', 'main.js');
+  if (basename(modulePath) === 'vmEngine.js' && basename(d) === 'torque' && basename(dirname(d)) === 'lrm') return join(dirname(dirname(d)), 'cli', 'main.js');
+  return undefined;
+}
+
+/** The `wnod` CLI a root hook may run: the pinned path, owned by root and writable by nobody else (nor its dirs). */
+export async function wnodCli(modulePath = fileURLToPath(import.meta.url)): Promise<string> {
+  const cli = pinnedCli(modulePath);
+  if (!cli) throw new Error(`no wnod CLI is pinned for a hook running from ${modulePath}`);
+  await assertTrustedPath(cli, 'the wnod CLI a root hook runs');
+  return cli;
 }
 
 /** A job cold booted for want of a template: build it in a detached `wnod snapshot build` (single-flight, in a
  * boot slot), never in the job's own path. Best effort: a failure only means the next job cold boots too. */
 async function requestTemplate(stateDir: string, maxBooting: number, spec: VmSpec, key: string): Promise<void> {
+  const dir = join(stateDir, 'templates');
   try {
-    const dir = join(stateDir, 'templates');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const req = join(dir, `${key}.request.json`);
     // a burst of cold jobs of one shape asks once (the builder deletes the request when done)
     const asked = await stat(req).then((s) => Date.now() - s.mtimeMs < 600_000, () => false);
     if (asked) return;
+    const cli = await wnodCli();
     await writeFileAtomic(req, JSON.stringify(spec) + '\n', 0o600);
     const log = openSync(join(dir, 'build.log'), 'a', 0o600);
     try {
-      spawn(process.execPath, [wnodCli(), 'snapshot', 'build', '--state-dir', stateDir, '--spec', req, '--max-booting', String(maxBooting)],
+      spawn(process.execPath, [cli, 'snapshot', 'build', '--state-dir', stateDir, '--spec', req, '--max-booting', String(maxBooting)],
         { detached: true, stdio: ['ignore', log, log] }).unref();
     } finally {
       closeSync(log);
     }
-  } catch { /* see above */ }
+  } catch (err) {
+    await appendFile(join(dir, 'build.log'), `${new Date().toISOString()} wnod hook: no template build for ${key}: ${describe(err)}\n`, { mode: 0o600 }).catch(() => {});
+  }
 }
 
 async function driverForRecord(state: VmState, cfg: SiteConfig): Promise<VmDriver> {
@@ -331,8 +350,28 @@ async function cpuSeconds(ref: ProcRef | undefined): Promise<number | undefined>
   return Number.isFinite(ticks) ? ticks / CLK_TCK : undefined;
 }
 
-/** SIGKILL root's hypervisor processes (QEMU, virtiofsd) whose command line names a file in `runDir`. */
-export async function killStragglers(runDir: string): Promise<number[]> {
+/** The uid a process runs as if its real, effective, saved and fs uids agree (from /proc/<pid>/status), else
+ * undefined. Not stat(/proc/<pid>).uid: after QEMU's setuid (-runas) the process is non-dumpable and its /proc
+ * entries are root's. Pure. */
+export function statusUid(status: string): number | undefined {
+  const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$/m.exec(status);
+  if (!m || new Set(m.slice(1)).size !== 1) return undefined;
+  return Number(m[1]);
+}
+
+/** Whose hypervisor processes killStragglers may kill: root's, and a QEMU that dropped to the uid its own
+ * `-runas UID:GID` names — which must be the VM's job user when known. A user who forges such a process only gets
+ * their own process killed. Pure. */
+export function stragglerOwnerOk(uid: number | undefined, argv: string[], jobUid: number | undefined): boolean {
+  if (uid === 0) return true;
+  if (uid === undefined || (jobUid !== undefined && uid !== jobUid)) return false;
+  const i = argv.indexOf('-runas');
+  return i >= 0 && new RegExp(`^${uid}:\\d+$`).test(argv[i + 1] ?? '');
+}
+
+/** SIGKILL our hypervisor processes (QEMU, virtiofsd) whose command line names a file in `runDir`: root's, or a
+ * QEMU running as the job user (-runas; `jobUid` when the record still says who that is). */
+export async function killStragglers(runDir: string, jobUid?: number): Promise<number[]> {
   const killed: number[] = [];
   const needle = `${runDir}/`;
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
@@ -341,10 +380,10 @@ export async function killStragglers(runDir: string): Promise<number[]> {
     if (pid === process.pid) continue;
     const exe = await readlink(`/proc/${name}/exe`).catch(() => '');
     if (!HYPERVISOR_EXES.test(basename(exe.replace(/ \(deleted\)$/, '')))) continue;
-    const st = await stat(`/proc/${name}`).catch(() => undefined);
-    if (!st || st.uid !== 0) continue;
-    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (!cmdline.split('\0').some((arg) => arg.includes(needle))) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (!argv.some((arg) => arg.includes(needle))) continue;
+    const uid = statusUid(await readFile(`/proc/${name}/status`, 'utf8').catch(() => ''));
+    if (!stragglerOwnerOk(uid, argv, jobUid)) continue;
     try {
       process.kill(pid, 'SIGKILL');
       killed.push(pid);
