@@ -7,10 +7,10 @@ import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
-import { runOnce, type RunOnceResult } from '../src/vm/session.js';
+import type { RunOnceResult } from '../src/vm/session.js';
+import { trueJob } from './lib/vmJob.js';
 import { buildTemplate } from '../src/vm/snapshot.js';
 import type { UnixUser, VmSpec } from '../src/vm/driver.js';
 import { median } from './lib/stats.js';
@@ -20,7 +20,6 @@ const runs = Math.max(5, Number(values.runs));
 const ROOT: UnixUser = { name: 'root', uid: 0, gid: 0 };
 const NOBODY: UnixUser = { name: 'nobody', uid: 65534, gid: 65534 };
 
-const sink = () => new Writable({ write(_c, _e, cb) { cb(); } });
 const img = await buildTestImage({ kernel: 'mini' });
 const stateDir = await mkdtemp(join(tmpdir(), 'wnod-bench-runas-'));
 const templates = join(stateDir, 'templates');
@@ -34,13 +33,7 @@ const spec = (image: TestImage, user: UnixUser): VmSpec => {
 };
 
 async function job(driver: QemuDriver, user: UnixUser, want: 'restore' | 'cold'): Promise<RunOnceResult> {
-  const s = spec(img, user);
-  let boot: string | undefined;
-  const r = await runOnce(driver, s, { argv: ['/bin/true'], stdout: sink(), stderr: sink(), readyTimeoutMs: 300_000,
-    onStep: (step, st) => { if (step === 'ready') boot = st.extra?.boot ?? 'cold'; } });
-  if (r.exitCode !== 0) throw new Error(`job ${s.id}: exit ${r.exitCode}`);
-  if (boot !== want) throw new Error(`job ${s.id}: wanted ${want}, got ${boot}`);
-  return r;
+  return trueJob(driver, spec(img, user), want);
 }
 
 const built = await buildTemplate({ dir: templates, qemu: 'qemu-system-x86_64', spec: spec(img, ROOT), accel: 'tcg' });

@@ -7,10 +7,10 @@ import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
-import { runOnce, type RunOnceResult } from '../src/vm/session.js';
+import type { RunOnceResult } from '../src/vm/session.js';
+import { trueJob } from './lib/vmJob.js';
 import { buildTemplate } from '../src/vm/snapshot.js';
 import type { VmSpec } from '../src/vm/driver.js';
 import { median } from './lib/stats.js';
@@ -24,7 +24,6 @@ const kernel = values.kernel === 'debian' ? 'debian' : 'mini';
 const memoryMB = Number(values.memory);
 const parallel = Math.max(1, Number(values.parallel));
 
-const sink = () => new Writable({ write(_c, _e, cb) { cb(); } });
 const debianImg = await buildTestImage();
 const warmImg = kernel === 'mini' ? await buildTestImage({ kernel: 'mini' }) : debianImg;
 const stateDir = await mkdtemp(join(tmpdir(), 'wnod-bench-snap-'));
@@ -39,13 +38,7 @@ const spec = (img: TestImage): VmSpec => {
 };
 
 async function job(driver: QemuDriver, img: TestImage, want: 'restore' | 'cold'): Promise<RunOnceResult> {
-  const s = spec(img);
-  let boot: string | undefined;
-  const r = await runOnce(driver, s, { argv: ['/bin/true'], stdout: sink(), stderr: sink(), readyTimeoutMs: 300_000,
-    onStep: (step, st) => { if (step === 'ready') boot = st.extra?.boot ?? 'cold'; } });
-  if (r.exitCode !== 0) throw new Error(`job ${s.id}: exit ${r.exitCode}`);
-  if (boot !== want) throw new Error(`job ${s.id}: wanted ${want}, got ${boot}`);
-  return r;
+  return trueJob(driver, spec(img), want);
 }
 
 const t0 = performance.now();
