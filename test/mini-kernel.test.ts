@@ -3,18 +3,22 @@
 import t from 'tap';
 import { chown, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { parseFragment, droppedOptions, miniKernelKey, fragmentFile, buildMiniKernel } from '../src/kernel/miniKernel.js';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { qemuArgs, type QemuPlan } from '../src/vm/qemuArgs.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
 import { wnod, ensureBuilt } from './lib/cli.js';
-import { reachable } from './lib/reachable.js';
 import { collect } from './lib/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 // one short top-level dir: a socket path under a per-test dir named after the test would pass the 108-byte limit
-const root = reachable(t.testdir({}));
+// a short path of its own (not tap's fixture dir under the repo): QEMU's Unix sockets live below it, < 108 bytes
+const root = mkdtempSync(join(tmpdir(), 'wnod-mini-'));
+chmodSync(root, 0o755); // the job user (nobody) reaches its workdir below
+t.teardown(() => rmSync(root, { recursive: true, force: true }));
 
 t.test('the .config verifier names every option Kconfig dropped', async (t) => {
   const frag = parseFragment('# comment\nCONFIG_VIRTIO_FS=y\nCONFIG_NET_9P=y\n# CONFIG_MODULES is not set\nCONFIG_NR_CPUS=4\n');

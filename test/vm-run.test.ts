@@ -2,9 +2,10 @@
 // crashes. Every VM here boots the Debian cloud kernel; the suite boots about a dozen.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { chown, mkdir, readFile, stat, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
@@ -23,7 +24,10 @@ const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const READY_MS = 180_000; // generous: CI runners are slow and shared; the bound itself is tested below
 
 let img: TestImage;
-const root = reachable(t.testdir({}));
+// a short path of its own (not tap's fixture dir under the repo): QEMU's Unix sockets live below it, < 108 bytes
+const root = mkdtempSync(join(tmpdir(), 'wnod-vmtest-'));
+chmodSync(root, 0o755); // the job user (nobody) reaches its workdir below
+t.teardown(() => rmSync(root, { recursive: true, force: true }));
 const stateDir = join(root, 'state');
 
 t.before(async () => {

@@ -2,7 +2,8 @@
 // entropy, clock and user, the fallbacks to a cold boot (stale, corrupted, refused), and the agent's one-way LOCK.
 import t from 'tap';
 import { chown, cp, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
@@ -15,14 +16,16 @@ import { QmpClient } from '../src/vm/qmp.js';
 import { isAlive } from '../src/vm/proc.js';
 import { killStragglers } from '../src/lrm/torque/vmEngine.js';
 import type { VmImage, VmSpec, VmState } from '../src/vm/driver.js';
-import { reachable } from './lib/reachable.js';
 import { collect } from './lib/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const QEMU = 'qemu-system-x86_64';
 
 let img: TestImage;
-const root = reachable(t.testdir({}));
+// a short path of its own (not tap's fixture dir under the repo): QEMU's Unix sockets live below it, < 108 bytes
+const root = mkdtempSync(join(tmpdir(), 'wnod-snap-'));
+chmodSync(root, 0o755); // the job user (nobody) reaches its workdir below
+t.teardown(() => rmSync(root, { recursive: true, force: true }));
 const stateDir = join(root, 'st');
 const tpl = join(stateDir, 'templates');
 

@@ -85,6 +85,10 @@ export class QemuDriver implements VmDriver {
   /** Create the record first (so gc can always find what follows), then the runtime dir, context and overlay. */
   async prepare(spec: VmSpec): Promise<VmState> {
     checkSpec(spec);
+    // sun_path holds 107 bytes: say so now, rather than as QEMU's error at start
+    for (const p of Object.values(vmSockets(this.stateDir, spec.id))) {
+      if (Buffer.byteLength(p) > 107) throw new VmSpecError(`the state dir ${this.stateDir} is too long for the VM's Unix sockets (${p} is ${Buffer.byteLength(p)} bytes, at most 107): use a shorter vm.state_dir`);
+    }
     if (await readRecord(this.stateDir, spec.id)) throw new VmSpecError(`a VM with id ${spec.id} exists already (${recordPath(this.stateDir, spec.id)})`);
     if (spec.workdir) {
       const st = await lstat(spec.workdir.hostPath).catch(() => undefined);

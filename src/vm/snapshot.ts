@@ -411,7 +411,7 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
   let bdir = '';
   try {
     await clearStaleBuilds(b.dir, key);
-    bdir = await mkdtemp(join(b.dir, `.b${key.slice(0, 12)}`)); // short: socket paths inside must stay < 108 bytes
+    bdir = await mkdtemp(join(b.dir, '.b')); // short: QEMU's socket paths inside must stay < 108 bytes
     const found = await lookupTemplate(b.dir, key);
     if (found.status === 'ready') return { status: 'exists', key };
     if (found.status === 'refused') return { status: 'refused', key, reason: found.reason };
