@@ -1,10 +1,11 @@
 /** The end-to-end demo (`bash scripts/demo.sh` → `node dist/demo/demo.js`): on embedded defaults, in a temp dir,
  * a grid job goes CE → worker node: a real VOMS proxy, the submit filter run by BLAH's shim exactly as BLAH runs
  * it, the qsub wrapper, `wnod install torque`, then prologue → job starter → epilogue driven by the pbs_mom
- * harness, the job inside a fresh VM of the test image, and the accounting record. Also one refusal.
+ * harness, the job inside a fresh VM of the test image, and the accounting record. Also one refusal, and a lease
+ * (create as the demo user through a fake Torque server → ssh into its VM → delete).
  * Exit 0 on success; non-zero with the failing step named. It cleans up its VMs and temp dirs. */
 import { parseArgs } from 'node:util';
-import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,11 @@ import { parseDocument } from 'yaml';
 import { buildTestImage } from '../testkit/testImage.js';
 import { makeTestPki, makeProxy } from '../testkit/pki.js';
 import { PbsMom, ensureTestUser, type JobSpec, type TestUser } from '../testkit/pbsmom.js';
+import { buildSshTestImage } from '../testkit/sshImage.js';
+import { makeLeaseSite, type LeaseSite } from '../testkit/leaseSite.js';
 import { makeVmSite } from './vmSite.js';
+import { vmHostname } from '../vm/qemu.js';
+import { vmIdForJob } from '../vm/state.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(repo, 'dist', 'cli', 'main.js');
@@ -80,8 +85,13 @@ async function main(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'wnod-demo-'));
   await chmod(dir, 0o755);
   let stateDir: string | undefined;
+  let leaseSite: LeaseSite | undefined;
   try {
     step('Test image: Debian cloud kernel + busybox + the wnod guest agent (built once, then reused)');
+    // the lease step's ssh image: resolving its packages takes apt-cache ~25 times, so it overlaps the job's steps
+    const sshLog: string[] = [];
+    const sshImgP = buildSshTestImage({ log: (s) => sshLog.push(s) });
+    sshImgP.catch(() => {}); // awaited in the lease step
     const img = await buildTestImage({ log: (s) => out(`    ${s}`) });
     out(`    kernel ${img.kernel}\n    initrd ${img.initrd}\n    (${img.kernelPackage}, busybox ${img.busyboxVersion})`);
 
@@ -190,9 +200,42 @@ async function main(): Promise<number> {
     out(indent(rr.stdout));
     check(rr.outcome === 'aborted', 'the prologue did not refuse the denied job');
 
+    step('A lease (the workspace pilot): wnod lease create as the demo user → ssh into the VM → wnod lease delete');
+    const sshImg = await sshImgP.finally(() => sshLog.forEach((l) => out(`    ${l}`)));
+    // kill_delay 3 s: the pilot ends within a second of qdel's SIGTERM, and the harness waits out kill_delay
+    leaseSite = await makeLeaseSite({ dir: join(dir, 'lease'), repo, img: sshImg, userName: DEMO_USER, killDelayMs: 3000, vm: { accel: values.accel } });
+    const ls = leaseSite;
+    out(`    ssh test image (${sshImg.sshPackages[0]}); the site lets group ${ls.user.group} lease vm_test (policy.no_ticket: group-default)`);
+    const t1 = performance.now();
+    const lc = await ls.lease(['create', '--image', ls.site.imageId, '--ssh-key', ls.pubKey, '--hours', '1', '--json']);
+    check(lc.exitCode === 0, `wnod lease create exited ${lc.exitCode}: ${lc.stderr.trim()}`);
+    const lease = JSON.parse(lc.stdout) as { id: string; state: string; jobId?: string; address?: string; hostKey?: string };
+    out(`    $ wnod lease create --image ${ls.site.imageId} --ssh-key ${ls.pubKey} --json   (as ${ls.user.name}, ${((performance.now() - t1) / 1000).toFixed(1)} s)`);
+    out(`    lease ${lease.id}: ${lease.state}, pilot job ${lease.jobId}, ssh at ${lease.address}, host key ${lease.hostKey?.slice(0, 40)}…`);
+    check(lease.state === 'ready' && /^127\.0\.0\.1:\d+$/.test(lease.address ?? '') && /^ssh-ed25519 /.test(lease.hostKey ?? ''), 'the lease is not ready with an address and a host key');
+    const port = /:(\d+)$/.exec(lease.address!)![1]!;
+    const sh = await ls.ssh(lease.address!, lease.hostKey!, 'hostname');
+    out(`    $ ssh -p ${port} ${ls.user.name}@127.0.0.1 hostname   (host key pinned) → ${sh.stdout.trim() || `exit ${sh.exitCode}`}`);
+    check(sh.exitCode === 0 && sh.stdout.trim() === vmHostname(vmIdForJob(lease.jobId!)), `ssh did not answer from inside the lease's VM: ${sh.stderr.trim()}`);
+    const ld = await ls.lease(['delete', lease.id, '--json']);
+    check(ld.exitCode === 0, `wnod lease delete exited ${ld.exitCode}: ${ld.stderr.trim()}`);
+    const gone = JSON.parse(ld.stdout) as { state: string };
+    await ls.lrm.wait(lease.jobId!);
+    const vmsLeft = await readdir(join(ls.site.stateDir, 'vms')).catch(() => [] as string[]);
+    out(`    $ wnod lease delete ${lease.id} → ${gone.state}; VMs left: ${vmsLeft.length ? vmsLeft.join(', ') : 'none'}`);
+    check(gone.state === 'released' && vmsLeft.length === 0, `the lease ended ${gone.state} with VMs left: ${vmsLeft.join(', ')}`);
+
     out('\nwnod demo: OK');
     return 0;
   } finally {
+    if (leaseSite) {
+      const ls = leaseSite;
+      if (values.keep) {
+        await ls.lrm.stop();
+        await execa(process.execPath, [cli, 'kill-all', '--state-dir', ls.site.stateDir], { reject: false });
+      } else await ls.close();
+      await rm(ls.registry, { recursive: true, force: true });
+    }
     if (stateDir) await execa(process.execPath, [cli, 'kill-all', '--state-dir', stateDir], { reject: false });
     if (values.keep) out(`(kept ${dir})`);
     else await rm(dir, { recursive: true, force: true });

@@ -1,86 +1,26 @@
-// A lease test site: the ssh test image, a fake Torque server (its qsub/qdel/qstat in lrm.bin_dir) running pilots
-// through the pbs_mom harness with the installed hooks, a lease user with an ssh key pair, and `wnod lease` run as
-// that user (env -u NODE_OPTIONS: a clean environment). Shared by the lease tests and bench/lease.ts.
-import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+// A lease test site: src/testkit/leaseSite.ts (shared with the demo) on the ssh test image, in a fresh temp dir,
+// with the repo reached through a path the lease user can traverse. Shared by the lease tests and bench/lease.ts.
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { PbsMom, ensureTestUser, type TestUser } from '../../src/testkit/pbsmom.js';
 import { buildSshTestImage } from '../../src/testkit/sshImage.js';
-import { FakeLrm } from '../../src/testkit/fakeLrm.js';
-import { makeVmSite, type VmSite } from '../../src/demo/vmSite.js';
+import { makeLeaseSite as makeSite, type LeaseSite as BaseLeaseSite } from '../../src/testkit/leaseSite.js';
 import { ensureBuilt } from './cli.js';
 import { reachable } from './reachable.js';
 import { hypervisorsOf } from './hypervisors.js';
 
-export interface LeaseSite {
-  dir: string;
-  site: VmSite;
-  user: TestUser;
-  lrm: FakeLrm;
-  mom: PbsMom;
-  key: string;       // the user's private key
-  pubKey: string;    // and its public key
-  registry: string;  // the user's lease registry
-  cli: string;
-  /** `wnod lease ARGS…` as the lease user */
-  lease(args: string[], timeoutMs?: number): Promise<{ exitCode: number; stdout: string; stderr: string }>;
-  /** `ssh … user@host CMD` as the lease user, the host key pinned to `hostKey` */
-  ssh(address: string, hostKey: string, cmd: string): Promise<{ exitCode: number; stdout: string; stderr: string }>;
-  /** run a program as the lease user (clean environment) */
-  asUser(file: string, args: string[], timeoutMs?: number, cwd?: string): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+export interface LeaseSite extends BaseLeaseSite {
   /** hypervisor processes of this site's state dir */
   hypervisors(): Promise<number[]>;
-  close(): Promise<void>;
 }
 
 /** Lease VMs boot wnod's minimal kernel unless `kernel: 'debian'` (leases cannot use warm snapshots: port forwards). */
 export async function makeLeaseSite(opts: { kernel?: 'debian' | 'mini'; userName?: string; killDelayMs?: number; rules?: (group: string) => Record<string, unknown>[]; vomsdir?: string; certdir?: string } = {}): Promise<LeaseSite> {
   await ensureBuilt();
   const repo = reachable(join(import.meta.dirname, '..', '..'));
-  const cli = join(repo, 'dist', 'cli', 'main.js');
   const img = await buildSshTestImage({ kernel: opts.kernel ?? 'mini' });
-  const user = await ensureTestUser(opts.userName ?? 'wnodlease');
   const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-'));
-  await chmod(dir, 0o755);
-  const lrmDir = join(dir, 'lrm');
-  const site = await makeVmSite(dir, img, {
-    more: [{ id: 'vm_other' }],
-    // the user's group may lease vm_test only; no ticket key for users: the node's group-default decides
-    rules: opts.rules?.(user.group) ?? [{ name: 'leasers', group: user.group, images: ['vm_test'], default: 'vm_test' }],
-    ...(opts.vomsdir ? { vomsdir: opts.vomsdir } : {}), ...(opts.certdir ? { certdir: opts.certdir } : {}),
-    policy: { no_ticket: 'group-default' },
-    lrm: { bin_dir: join(lrmDir, 'bin') },
-  });
-  const mom = new PbsMom({ momPriv: site.momPriv, jobStarter: join(site.momPriv, 'wnod-starter'), killDelayMs: opts.killDelayMs ?? 12_000, requeueLimit: 0, checkPollMs: 12_000 });
-  await mom.setup();
-  await execa(process.execPath, [cli, 'install', 'torque', '--mom-priv', site.momPriv, '--config', site.configPath, '--prefix', repo, '--apply']);
-  const lrm = new FakeLrm({ dir: lrmDir, mom });
-  await lrm.start();
-  const keys = join(dir, 'keys');
-  await mkdir(keys, { mode: 0o700 });
-  await chown(keys, user.uid, user.gid);
-  const asUser = (file: string, args: string[], timeoutMs = 120_000, cwd = '/') => execa('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', 'env', '-u', 'NODE_OPTIONS', file, ...args], {
-    reject: false, timeout: timeoutMs, extendEnv: false, env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, LANG: 'C.UTF-8', USER: user.name }, cwd,
-  }).then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }));
-  const key = join(keys, 'id_ed25519');
-  await asUser('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lease-test', '-f', key]);
-  const registry = join(user.home, '.wnod', 'leases');
-  return {
-    dir, site, user, lrm, mom, key, pubKey: `${key}.pub`, registry, cli, asUser,
-    lease: (args, timeoutMs = 600_000) => asUser(process.execPath, [cli, 'lease', ...args, ...(args.includes('--config') ? [] : ['--config', site.configPath])], timeoutMs),
-    ssh: async (address, hostKey, cmd) => {
-      const [host, port] = [address.replace(/:\d+$/, ''), /:(\d+)$/.exec(address)![1]!];
-      const known = join(keys, `known_hosts.${port}`);
-      await asUser('/bin/sh', ['-c', 'printf "%s\\n" "$1" > "$2"', 'sh', `[${host}]:${port} ${hostKey}`, known]);
-      return asUser('ssh', ['-i', key, '-p', port, '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
-        '-o', 'ConnectTimeout=20', `${user.name}@${host}`, cmd], 60_000);
-    },
-    hypervisors: () => hypervisorsOf(site.stateDir),
-    close: async () => {
-      await lrm.stop();
-      await execa(process.execPath, [cli, 'kill-all', '--state-dir', site.stateDir], { reject: false });
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  const { kernel: _kernel, ...rest } = opts;
+  const s = await makeSite({ ...rest, dir, repo, img });
+  return { ...s, hypervisors: () => hypervisorsOf(s.site.stateDir) };
 }
