@@ -17,10 +17,12 @@ import { PbsMom, ensureTestUser, type JobSpec, type TestUser } from '../testkit/
 import { buildSshTestImage } from '../testkit/sshImage.js';
 import { makeLeaseSite, type LeaseSite } from '../testkit/leaseSite.js';
 import { makeVmSite } from './vmSite.js';
+import { reachableRepo } from '../testkit/reachable.js';
 import { vmHostname } from '../vm/qemu.js';
 import { vmIdForJob } from '../vm/state.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+// BLAH's pool account and the job user run the repo's shims and bundles: a clone in /root (0700) is bind-mounted
+const repo = reachableRepo(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'));
 const cli = join(repo, 'dist', 'cli', 'main.js');
 const DEMO_USER = 'wnoddemo';
 
