@@ -1,6 +1,5 @@
 // `wnod kernel build`: build (or find in the cache) the minimal guest kernel and print where it is.
-import { parseCommandLine } from './args.js';
-import { UsageError } from '../util/errors.js';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { buildMiniKernel, DEFAULT_KERNEL_CACHE } from '../kernel/miniKernel.js';
 
 export const summary = 'build the minimal guest kernel from linux-source-6.1 (cached) and print where it is';
@@ -13,9 +12,10 @@ fragment, source version and compiler (cache: ${DEFAULT_KERNEL_CACHE}/<key>/). P
 --json {key, vmlinux, sourceVersion, config, built}.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP + '\n'); return 0; }
-  if (sub !== 'build') throw new UsageError(`unknown 'kernel' subcommand '${sub ?? ''}'\n${HELP}`);
+  return runSubcommand('kernel', argv, { build }, HELP);
+}
+
+async function build(rest: string[]): Promise<number> {
   const { values } = parseCommandLine({ args: rest, strict: true, options: {
     'cache-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }, HELP);
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }

@@ -1,6 +1,6 @@
 // `wnod snapshot build|list`: warm-snapshot templates (src/vm/snapshot.ts). `build --spec` is what a prologue
 // starts, detached, when a job cold booted for want of a template; it waits for a boot slot like a prologue does.
-import { parseArgs } from 'node:util';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../util/errors.js';
@@ -37,9 +37,9 @@ async function readSpec(path: string): Promise<VmSpec> {
 }
 
 async function buildCmd(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: {
+  const { values } = parseCommandLine({ args: argv, strict: true, options: {
     'state-dir': { type: 'string' }, spec: { type: 'string' }, 'max-booting': { type: 'string' }, json: { type: 'boolean' },
-  } });
+  } }, HELP);
   if (!values['state-dir'] || !values.spec) throw new UsageError(`--state-dir and --spec are required\n${HELP}`);
   const maxBooting = Number(values['max-booting'] ?? '0');
   if (!Number.isInteger(maxBooting) || maxBooting < 0) throw new UsageError(`--max-booting must be a whole number, got '${values['max-booting']}'`);
@@ -59,7 +59,7 @@ async function buildCmd(argv: string[]): Promise<number> {
 }
 
 async function listCmd(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } });
+  const { values } = parseCommandLine({ args: argv, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } }, HELP);
   if (!values['state-dir']) throw new UsageError(`--state-dir is required\n${HELP}`);
   const dir = join(values['state-dir'], 'templates');
   const keys = new Set<string>();
@@ -82,9 +82,5 @@ async function listCmd(argv: string[]): Promise<number> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === 'build') return buildCmd(rest);
-  if (sub === 'list') return listCmd(rest);
-  if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP + '\n'); return 0; }
-  throw new UsageError(`unknown 'snapshot' subcommand '${sub ?? ''}'\n${HELP}`);
+  return runSubcommand('snapshot', argv, { build: buildCmd, list: listCmd }, HELP);
 }

@@ -1,5 +1,5 @@
 // `wnod vm run …` (one command in a fresh VM) and `wnod vm build-test-image`.
-import { parseArgs } from 'node:util';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { realpath } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -42,7 +42,7 @@ function intOpt(v: string | undefined, name: string, min: number, max: number): 
 }
 
 async function runCmd(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine({
     args: argv, allowPositionals: true, strict: true,
     options: {
       config: { type: 'string' }, image: { type: 'string' }, 'test-image': { type: 'boolean' }, disk: { type: 'boolean' },
@@ -51,7 +51,7 @@ async function runCmd(argv: string[]): Promise<number> {
       snapshot: { type: 'boolean' },
       kernel: { type: 'string' },
     },
-  });
+  }, HELP);
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
   const testImage = values['test-image'] === true;
   if (testImage === (values.config !== undefined)) throw new UsageError('give either --config FILE --image ID, or --test-image');
@@ -139,16 +139,12 @@ async function runCmd(argv: string[]): Promise<number> {
 }
 
 async function buildCmd(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { 'cache-dir': { type: 'string' }, json: { type: 'boolean' }, kernel: { type: 'string' } } });
+  const { values } = parseCommandLine({ args: argv, strict: true, options: { 'cache-dir': { type: 'string' }, json: { type: 'boolean' }, kernel: { type: 'string' } } }, HELP);
   const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, kernel: kernelOpt(values.kernel), log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
   process.stdout.write(values.json ? JSON.stringify(t, null, 2) + '\n' : `${t.dir}\n`);
   return 0;
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === 'run') return runCmd(rest);
-  if (sub === 'build-test-image') return buildCmd(rest);
-  if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP + '\n'); return 0; }
-  throw new UsageError(`unknown 'vm' subcommand '${sub ?? ''}'\n${HELP}`);
+  return runSubcommand('vm', argv, { run: runCmd, 'build-test-image': buildCmd }, HELP);
 }
