@@ -7,7 +7,7 @@ import { run as runCmd } from '../util/run.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
 import type { Identity } from '../policy/decide.js';
-import { TorqueAdapter } from '../lrm/torque/adapter.js';
+import { lrmAdapterFor } from '../lrm/adapters.js';
 import type { LrmAdapter } from '../lrm/adapter.js';
 import { listLeases, readLease, registryDir, type Lease } from '../lease/registry.js';
 import { LeaseDenied, createLease, deleteLease, parsePublicKeys, reconcile, waitFor, type Requester } from '../lease/service.js';
@@ -112,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   const hours = num(values.hours, 'hours', 0.0001, 8760, true);
 
   const cfg = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
-  const lrm: LrmAdapter = new TorqueAdapter({ binDir: cfg.lrm.binDir });
+  const lrm: LrmAdapter = lrmAdapterFor(cfg);
   const root = registryDir(userInfo().homedir, cfg.lease.dir);
   try {
     switch (sub) {
