@@ -105,3 +105,43 @@ t.test('squeue states (squeue -h --me -t all -o %i|%T as printed by 22.05)', asy
   t.throws(() => parseSqueueStates('7|WEIRD_STATE\n', '7'), SlurmLrmError);
   t.throws(() => parseSqueueStates('JOBID STATE\n', '7'), SlurmLrmError);
 });
+
+t.test('hook environment: slurmd\'s variables parsed strictly', async (t) => {
+  const { parseHookEnv, parseEpilogEnv, parseCpusPerNode, parseSlurmMemoryMB, waitStatusToExit, SlurmEnvError } = await import('../src/lrm/slurm/env.js');
+  // as dumped from a real Prolog (22.05, PrologFlags=Alloc)
+  const env = {
+    SLURMD_NODENAME: 'n1', SLURM_JOB_COMMENT: 'wnod-ticket:abc', SLURM_JOB_CPUS_PER_NODE: '2', SLURM_JOB_GID: '1002', SLURM_JOB_ID: '1',
+    SLURM_JOB_PARTITION: 'wnod', SLURM_JOB_UID: '1002', SLURM_JOB_USER: 'wsljob', SLURM_JOB_WORK_DIR: '/home/wsljob',
+  };
+  t.same(parseHookEnv(env), { jobId: '1', user: 'wsljob', uid: 1002, gid: 1002, partition: 'wnod', comment: 'wnod-ticket:abc', cpus: 2, workdir: '/home/wsljob', node: 'n1' });
+  t.throws(() => parseHookEnv({ ...env, SLURM_JOB_ID: '1;rm' }), SlurmJobIdError);
+  t.throws(() => parseHookEnv({ ...env, SLURM_JOB_USER: '../root' }), SlurmEnvError);
+  t.throws(() => parseHookEnv({ ...env, SLURM_JOB_UID: '-1' }), SlurmEnvError);
+  t.equal(parseHookEnv({ ...env, SLURM_JOB_WORK_DIR: 'relative' }).workdir, undefined);
+  t.equal(parseCpusPerNode('2(x3)'), 2);
+  t.equal(parseCpusPerNode('4,2(x2)'), 4);
+  t.equal(parseCpusPerNode('x'), undefined);
+  t.equal(parseSlurmMemoryMB('300M\n'), 300);
+  t.equal(parseSlurmMemoryMB('2G'), 2048);
+  t.equal(parseSlurmMemoryMB('4000'), 4000);
+  t.equal(parseSlurmMemoryMB('0'), undefined);
+  t.equal(parseSlurmMemoryMB('lots'), undefined);
+  t.equal(waitStatusToExit(768), 3);
+  t.equal(waitStatusToExit(9), 137);
+  t.equal(parseEpilogEnv({ ...env, SLURM_JOB_EXIT_CODE: '1792' }).exitCode, 7);
+  t.equal(parseEpilogEnv(env).exitCode, undefined);
+});
+
+t.test('marks and run reports (pure)', async (t) => {
+  const { renderMark, parseMark, parseReport, renderReport, SlurmMarkError } = await import('../src/lrm/slurm/marks.js');
+  t.equal(renderMark({ kind: 'vm' }), 'vm\n');
+  t.equal(renderMark({ kind: 'refuse', reason: 'no\nticket\x1b[31m' }), 'refuse\nno ticket [31m\n');
+  t.same(parseMark('refuse\nno ticket\n'), { kind: 'refuse', reason: 'no ticket' });
+  t.same(parseMark('vm\n'), { kind: 'vm' });
+  t.throws(() => parseMark('bare\n'), SlurmMarkError);
+  const r = { exit: 3, startedAt: 1000, endedAt: 2500 };
+  t.same(parseReport(renderReport(r)), r);
+  for (const bad of ['', '{}', '{"exit":256,"startedAt":1,"endedAt":2}', '{"exit":1,"startedAt":3,"endedAt":2}', '{"exit":1,"startedAt":1,"endedAt":2,"x":1}', '{"exit":"0","startedAt":1,"endedAt":2}']) {
+    t.equal(parseReport(bad), undefined, bad);
+  }
+});

@@ -3,6 +3,7 @@
 import { dirname, join } from 'node:path';
 import type { SiteConfig } from '../../config/types.js';
 import { WnodError } from '../../util/errors.js';
+import { slurmStateDir } from './marks.js';
 
 export class SlurmInstallError extends WnodError {
   constructor(message: string) {
@@ -38,14 +39,9 @@ export function slurmLayout(cfg: Pick<SiteConfig, 'lrm' | 'vm'>, slurmConf: stri
     epilog: join(hookDir, 'epilog'),
     runner: join(hookDir, 'runner'),
     plugin: join(hookDir, 'wnod_spank.so'),
-    marks: checkInstallPath(slurmMarksDir(cfg.vm.stateDir), 'vm.state_dir'),
+    marks: checkInstallPath(slurmStateDir(cfg.vm.stateDir), 'vm.state_dir'),
     plugstack: join(dirname(checkInstallPath(slurmConf, '--slurm-conf')), 'plugstack.conf'),
   };
-}
-
-/** The Prolog's marks directory (`<vm.state_dir>/slurm`). */
-export function slurmMarksDir(stateDir: string): string {
-  return join(stateDir, 'slurm');
 }
 
 export type SlurmShim = 'prolog' | 'epilog' | 'runner';
