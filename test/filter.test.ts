@@ -5,9 +5,9 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { runFilter } from '../src/filter/filter.js';
-import { makeTestSite } from '../src/testkit/site.js';
+import { makeTestSite } from './kit/site.js';
 import { verifyTicket, findTicketLine } from '../src/ticket/index.js';
-import { matchGolden } from './lib/golden.js';
+import { matchGolden } from './kit/golden.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const goldens = join(root, 'test/golden/filter');

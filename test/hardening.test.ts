@@ -12,8 +12,8 @@ import { buildMiniKernel } from '../src/kernel/miniKernel.js';
 import { leaseGuestEnv, writeLeaseInfo } from '../src/lease/node.js';
 import { runDirOf, vmIdForJob } from '../src/vm/state.js';
 import type { VmSpec } from '../src/vm/driver.js';
-import { repoRoot } from './lib/cli.js';
-import { reachable } from './lib/reachable.js';
+import { repoRoot } from './kit/cli.js';
+import { reachable } from './kit/reachable.js';
 
 const NOBODY = 65534;
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { UsageError } from '../util/errors.js';
 import { QemuDriver, vmHostname } from '../vm/qemu.js';
 import { runOnce } from '../vm/session.js';
-import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE, type TestKernel } from '../testkit/testImage.js';
+import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE, type TestKernel } from '../guest/testImage.js';
 import type { VmDriver, VmImage, VmSpec } from '../vm/driver.js';
 import type { SiteConfig, Image } from '../config/types.js';
 

@@ -21,7 +21,7 @@ import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreE
 import { QmpClient } from './qmp.js';
 import { checkServedRoot, pinWorkdir } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
-import { findBuiltTestImage } from '../testkit/testImage.js';
+import { findBuiltTestImage } from '../guest/testImage.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
