@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { makeTestPki, makeProxy, tamperAcInPlace } from './kit/pki.js';
 import { makeTestSite } from './kit/site.js';
 import { runFilter } from '../src/filter/filter.js';
-import { findTicketLine, verifyTicket } from '../src/ticket/index.js';
+import { verifyTicket } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
 import { matchGolden } from './kit/golden.js';
 import { wnod } from './kit/cli.js';
 

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { runFilter } from '../src/filter/filter.js';
 import { makeTestSite } from './kit/site.js';
-import { verifyTicket, findTicketLine } from '../src/ticket/index.js';
+import { verifyTicket } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
 import { matchGolden } from './kit/golden.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));

@@ -14,7 +14,7 @@ import { cpioArchive } from '../src/vm/cpio.js';
 import { listRecords } from '../src/vm/state.js';
 import { QmpClient } from '../src/vm/qmp.js';
 import { isAlive } from '../src/vm/proc.js';
-import { killStragglers } from '../src/lrm/torque/vmEngine.js';
+import { killStragglers } from '../src/job/vmEngine.js';
 import type { VmImage, VmSpec, VmState } from '../src/vm/driver.js';
 import { collect } from './kit/collect.js';
 

@@ -5,9 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SiteConfig } from '../config/types.js';
 import { decide, type Decision, type Identity } from '../policy/decide.js';
-import { decideWithoutTicket } from '../lrm/torque/decision.js';
-import { Refusal } from '../lrm/torque/outcome.js';
-import { loadTicketKey, newNonce, signTicket } from '../ticket/index.js';
+import { decideWithoutTicket } from '../job/decision.js';
+import { Refusal } from '../job/outcome.js';
+import { issueTicket, loadTicketKey } from '../ticket/index.js';
 import { WnodError, describe } from '../util/errors.js';
 import type { LrmAdapter, PilotStatus } from '../lrm/adapter.js';
 import { TERMINAL } from './events.js';
@@ -72,12 +72,10 @@ export async function carrier(cfg: SiteConfig, who: Requester, d: Extract<Decisi
     key = await loadTicketKey(cfg.ticket.keyFile, { allowGroup: cfg.ticket.keyGroup });
   } catch { /* not readable by this user: the group path below */ }
   if (key) {
-    const now = Math.floor(Date.now() / 1000);
-    return signTicket({
-      v: 1, image: d.image.id, digest: d.image.digest, account: who.user, dn: who.identity.dn ?? '', fqan: who.identity.fqans[0] ?? '',
-      vo: who.identity.vo ?? '', cpus: d.cpus, memoryMB: d.memoryMB, rule: d.rule, ce: cfg.site.ceHost,
+    return issueTicket({
+      image: d.image, cpus: d.cpus, memoryMB: d.memoryMB, rule: d.rule, account: who.user, identity: who.identity, vo: who.identity.vo ?? '',
       // valid while the pilot may wait in the queue: the ticket lifetime, and at least the lease itself
-      iat: now, exp: now + Math.max(cfg.ticket.lifetimeS, Math.ceil(hours * 3600)), nonce: newNonce(),
+      ce: cfg.site.ceHost, lifetimeS: Math.max(cfg.ticket.lifetimeS, Math.ceil(hours * 3600)),
     }, key);
   }
   let g;

@@ -22,10 +22,11 @@ export class VmNotReadyError extends WnodError {
   }
 }
 
-/** The agent channel broke or spoke out of protocol during an exec. */
+/** The agent channel broke or spoke out of protocol. `vm-agent-lock`: locking the agent to the job's user failed
+ * (such a VM must never be handed over). */
 export class AgentError extends WnodError {
-  constructor(message: string) {
-    super('vm-agent', message);
+  constructor(message: string, code: 'vm-agent' | 'vm-agent-lock' = 'vm-agent') {
+    super(code, message);
   }
 }
 

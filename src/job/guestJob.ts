@@ -1,7 +1,7 @@
 /** How a Torque job is carried into its VM (pure): the environment it sees in the guest, the command that runs
  * its script there, and the directory it starts in. The job script lives in mom_priv on the host, which the guest
  * does not see, so its text travels as one argument and is written to a private file inside the guest. */
-import { WnodError } from '../../util/errors.js';
+import { WnodError } from '../util/errors.js';
 
 /** The job cannot be carried into its VM as given (script too large, no shareable workdir …). */
 export class GuestJobError extends WnodError {
