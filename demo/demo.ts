@@ -143,7 +143,7 @@ async function main(): Promise<number> {
     const fakeQsub = join(dir, 'qsub.real');
     await writeFile(fakeQsub, '#!/bin/sh\necho 1.wn1.demo\n', { mode: 0o755 });
     const batchPath = join(ceDir, 'batch-vm_test.sh');
-    const q = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', batchPath], { env: { PATH: '/usr/bin:/bin', WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
+    const q = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', batchPath], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, WNOD_PREFIX: repo, WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
     out(`    qsub → exit ${q.exitCode}, job id ${q.stdout.trim()}`);
     check(q.exitCode === 0, `the qsub wrapper refused the ticketed job: ${q.stderr}`);
 
@@ -194,7 +194,7 @@ async function main(): Promise<number> {
     step('A refusal: the same user asks for vm_secret, which the policy does not allow for testvo');
     const denied = await blahSubmit(ceDir, user, 'vm_secret', proxy, ceConfig, shim);
     out(indent(denied));
-    const dq = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', join(ceDir, 'batch-vm_secret.sh')], { env: { PATH: '/usr/bin:/bin', WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
+    const dq = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', join(ceDir, 'batch-vm_secret.sh')], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, WNOD_PREFIX: repo, WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
     out(`    qsub wrapper → exit ${dq.exitCode}, stderr (what CREAM reports as the failure reason):\n${indent(dq.stderr)}`);
     check(dq.exitCode === 1 && /refused by site policy/.test(dq.stderr), 'the qsub wrapper did not refuse the denied job');
     const rr = await mom.runJob({ ...job, id: '2.wn1.demo', script: denied + body });

@@ -119,7 +119,7 @@ t.test('the qsub wrapper refuses deny-marked scripts and passes others unchanged
   const dir = await mkdtemp(join(tmpdir(), 'wnod-qsub-'));
   const realQsub = join(dir, 'qsub.real');
   await writeFile(realQsub, `#!/bin/bash\nprintf '%s\\n' "$@" > ${dir}/args\necho 42.server\n`, { mode: 0o755 });
-  const env = { PATH: process.env.PATH!, WNOD_REAL_QSUB: realQsub };
+  const env = { PATH: process.env.PATH!, WNOD_REAL_QSUB: realQsub, WNOD_PREFIX: root };
   const denied = join(dir, 'denied.sh');
   await writeFile(denied, '#!/bin/bash\n#PBS -N x\n# wnod-deny: image vm_x is not offered by this CE (it offers: vm_sl6)\n/bin/true\n');
   const r1 = await execa(join(root, 'plugins/qsub'), ['-q', 'wnod', denied], { env, extendEnv: false, reject: false });
