@@ -32,8 +32,8 @@ export interface JobRecord {
 }
 
 export class JobRecordError extends WnodError {
-  constructor(message: string) {
-    super('job-record', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('job-record', message, options);
   }
 }
 
@@ -69,7 +69,7 @@ export function parseJobRecord(text: string, where: string): JobRecord {
   try {
     obj = JSON.parse(text);
   } catch (err) {
-    throw new JobRecordError(`${where}: not JSON: ${(err as Error).message}`);
+    throw new JobRecordError(`${where}: not JSON: ${(err as Error).message}`, { cause: err });
   }
   const r = obj as Partial<JobRecord> | null;
   if (!r || typeof r !== 'object' || r.v !== 1 || typeof r.jobId !== 'string' || typeof r.user !== 'string'
@@ -138,7 +138,7 @@ export async function readModeMarker(stateDir: string, jobId: string): Promise<J
     text = (await readFile(path, 'utf8')).trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new JobRecordError(`cannot read ${path}: ${(err as Error).message} (vm.state_dir and its torque/ must be traversable by job users)`);
+    throw new JobRecordError(`cannot read ${path}: ${(err as Error).message} (vm.state_dir and its torque/ must be traversable by job users)`, { cause: err });
   }
   if (text !== 'vm' && text !== 'bare') throw new JobRecordError(`${path}: ${JSON.stringify(text.slice(0, 20))} is not vm or bare`);
   return text;

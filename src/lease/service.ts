@@ -16,8 +16,8 @@ import { pilotScript } from './pilot.js';
 
 /** The request was refused before anything reached the batch system; `reason` is for the user. */
 export class LeaseDenied extends WnodError {
-  constructor(readonly reason: string) {
-    super('denied', reason);
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super('denied', reason, options);
   }
 }
 
@@ -82,7 +82,7 @@ export async function carrier(cfg: SiteConfig, who: Requester, d: Extract<Decisi
   try {
     g = decideWithoutTicket(cfg, who.primaryGroup);
   } catch (err) {
-    throw new LeaseDenied(`this host cannot sign a lease ticket for you and the site runs no job without a ticket for group ${who.primaryGroup}: ${err instanceof Refusal ? err.reason : describe(err)}`);
+    throw new LeaseDenied(`this host cannot sign a lease ticket for you and the site runs no job without a ticket for group ${who.primaryGroup}: ${err instanceof Refusal ? err.reason : describe(err)}`, { cause: err });
   }
   if (g.mode !== 'vm') throw new LeaseDenied(`this site runs jobs of group ${who.primaryGroup} without a VM; a lease needs one`);
   if (g.image.id !== d.image.id || g.record.cpus !== d.cpus || g.record.memoryMB !== d.memoryMB) {

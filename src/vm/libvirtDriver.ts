@@ -199,7 +199,7 @@ export class LibvirtDriver implements VmDriver {
       try {
         await this.virsh.create(join(state.runDir, 'domain.xml'));
       } catch (err) {
-        throw new VmStartError(`VM ${state.id}: libvirt could not start domain ${name}: ${(err as Error).message}`, await this.consoleTail(state));
+        throw new VmStartError(`VM ${state.id}: libvirt could not start domain ${name}: ${(err as Error).message}`, await this.consoleTail(state), { cause: err });
       }
       if (workdir && pinned) {
         // libvirtd started virtiofsd: every one serving this path must serve the pinned directory (see workdirShare.ts)

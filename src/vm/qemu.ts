@@ -236,7 +236,7 @@ export class QemuDriver implements VmDriver {
     } catch (err) {
       const msg = err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' / ') : String(err);
       await terminate(state.pids.virtiofsd, 500);
-      throw new VmStartError(`QEMU did not start for VM ${state.id}: ${msg}`, await tail(join(state.runDir, 'console.log')));
+      throw new VmStartError(`QEMU did not start for VM ${state.id}: ${msg}`, await tail(join(state.runDir, 'console.log')), { cause: err });
     }
     const pid = Number((await readFile(join(state.runDir, 'qemu.pid'), 'utf8')).trim());
     const ref = await procRef(pid);

@@ -28,7 +28,7 @@ export interface PinnedDir { dev: bigint; ino: bigint; uid: number }
 /** Open the directory without following a final symlink and check its owner; returns its identity. */
 export async function pinWorkdir(path: string, uid: number): Promise<PinnedDir> {
   const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
-    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`);
+    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`, '', { cause: err });
   });
   try {
     const st = await fh.stat({ bigint: true });
