@@ -70,7 +70,7 @@ async function requester(cfg: SiteConfig, proxy: string | undefined): Promise<Re
       const v = await verifyProxyFile(proxy, { vomsdir: cfg.trust.vomsdir, certdir: cfg.trust.certdir, now: new Date(), host: cfg.site.ceHost });
       identity = { vo: v.vo, fqans: v.fqans, dn: v.holderSubject, source: 'proxy' };
     } catch (err) {
-      throw new LeaseDenied(`the VOMS proxy ${proxy} could not be verified (${err instanceof WnodError ? `${err.code}: ` : ''}${describe(err)})`);
+      throw new LeaseDenied(`the VOMS proxy ${proxy} could not be verified (${err instanceof WnodError ? `${err.code}: ` : ''}${describe(err)})`, { cause: err });
     }
   } else {
     identity = { fqans: [], groups, source: 'local' };
@@ -118,7 +118,7 @@ export async function run(argv: string[]): Promise<number> {
     switch (sub) {
       case 'create': {
         const keyText = await readFile(values['ssh-key']!, 'utf8').catch((err: NodeJS.ErrnoException) => {
-          throw new LeaseDenied(`cannot read the ssh key ${values['ssh-key']}: ${err.code ?? err.message}`);
+          throw new LeaseDenied(`cannot read the ssh key ${values['ssh-key']}: ${err.code ?? err.message}`, { cause: err });
         });
         if (keyText.length > 64 * 1024) throw new LeaseDenied(`${values['ssh-key']} is larger than 64 KiB: not a public key file`);
         const who = await requester(cfg, values.proxy);

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { stringify } from 'yaml';
-import { writeFileAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../../src/util/atomic.js';
 
 export interface TestImageSpec {
   id: string;

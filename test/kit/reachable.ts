@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, statSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { repoRoot } from './cli.js';
 
 /** True when every directory from / down to `path` lets others traverse it. */
 export function othersCanReach(path: string): boolean {
@@ -18,7 +19,7 @@ export function othersCanReach(path: string): boolean {
 const views = new Map<string, string>();
 
 /** `repo` as other users can reach it: itself, or a bind mount of it (root only). */
-export function reachableRepo(repo: string): string {
+export function reachableRepoAt(repo: string): string {
   const known = views.get(repo);
   if (known !== undefined) return known;
   if (othersCanReach(repo)) {
@@ -39,5 +40,11 @@ export function reachableRepo(repo: string): string {
 export function reachableIn(repo: string, path: string): string {
   const rel = relative(repo, path);
   if (rel.startsWith('..')) return path;
-  return join(reachableRepo(repo), rel);
+  return join(reachableRepoAt(repo), rel);
 }
+
+/** This repo as other users can reach it: repoRoot itself, or a bind mount of it. */
+export const reachableRepo = (): string => reachableRepoAt(repoRoot);
+
+/** A path inside this repo, as other users can reach it. */
+export const reachable = (path: string): string => reachableIn(repoRoot, path);

@@ -6,10 +6,10 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, writeFile, lstat, copyFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { run } from '../util/run.js';
-import { withLock } from '../util/lock.js';
-import { cpioArchive, type CpioEntry } from '../vm/cpio.js';
-import { buildTestImage, DEFAULT_TEST_IMAGE_CACHE, TestImageError, parsePolicyCandidate, type TestImage, type TestKernel } from './testImage.js';
+import { run } from '../../src/util/run.js';
+import { withLock } from '../../src/util/lock.js';
+import { cpioArchive, type CpioEntry } from '../../src/vm/cpio.js';
+import { buildTestImage, DEFAULT_TEST_IMAGE_CACHE, TestImageError, parsePolicyCandidate, type TestImage, type TestKernel } from '../../src/guest/testImage.js';
 
 /** Bump when the layout of the added archive changes. */
 const SSH_BUILDER_VERSION = 2;

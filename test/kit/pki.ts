@@ -5,11 +5,11 @@ import { mkdtemp, mkdir, readFile, writeFile, copyFile, rm } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { run } from '../util/run.js';
-import { parseCertificate, findExtension, OID } from '../voms/cert.js';
-import { decodeAcExtension } from '../voms/ac.js';
-import { contents, parseDer } from '../voms/der.js';
-import { parsePem, toPem } from '../voms/pem.js';
+import { run } from '../../src/util/run.js';
+import { parseCertificate, findExtension, OID } from '../../src/voms/cert.js';
+import { decodeAcExtension } from '../../src/voms/ac.js';
+import { contents, parseDer } from '../../src/voms/der.js';
+import { parsePem, toPem } from '../../src/voms/pem.js';
 
 /** A certificate and its key on disk. */
 export interface Credential {

@@ -7,12 +7,18 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { PbsMom, ensureTestUser, type TestUser } from './pbsmom.js';
 import { FakeLrm } from './fakeLrm.js';
-import type { TestImage } from './testImage.js';
-import { makeVmSite, type VmSite } from '../demo/vmSite.js';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import type { TestImage } from '../../src/guest/testImage.js';
+import { makeVmSite, type VmSite } from './vmSite.js';
+import { buildSshTestImage } from './sshImage.js';
+import { ensureBuilt } from './cli.js';
+import { reachable } from './reachable.js';
+import { hypervisorsOf } from './hypervisors.js';
 
 type Ran = { exitCode: number; stdout: string; stderr: string };
 
-export interface LeaseSite {
+export interface BaseLeaseSite {
   dir: string;
   site: VmSite;
   user: TestUser;
@@ -48,7 +54,8 @@ export interface LeaseSiteOptions {
   vm?: Record<string, unknown>;
 }
 
-export async function makeLeaseSite(opts: LeaseSiteOptions): Promise<LeaseSite> {
+/** A lease site in `opts.dir` of the given image and repo (the demo's). */
+export async function makeLeaseSiteIn(opts: LeaseSiteOptions): Promise<BaseLeaseSite> {
   const { dir, repo, img } = opts;
   const cli = join(repo, 'dist', 'cli', 'main.js');
   const user = await ensureTestUser(opts.userName ?? 'wnodlease');
@@ -94,4 +101,21 @@ export async function makeLeaseSite(opts: LeaseSiteOptions): Promise<LeaseSite> 
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface LeaseSite extends BaseLeaseSite {
+  /** hypervisor processes of this site's state dir */
+  hypervisors(): Promise<number[]>;
+}
+
+/** The tests' lease site: the ssh test image, a fresh temp dir, the repo reached through a path the lease user can
+ * traverse. Lease VMs boot wnod's minimal kernel unless `kernel: 'debian'` (no warm snapshots: port forwards). */
+export async function makeLeaseSite(opts: { kernel?: 'debian' | 'mini'; userName?: string; killDelayMs?: number; rules?: (group: string) => Record<string, unknown>[]; vomsdir?: string; certdir?: string } = {}): Promise<LeaseSite> {
+  await ensureBuilt();
+  const repo = reachable(join(import.meta.dirname, '..', '..'));
+  const img = await buildSshTestImage({ kernel: opts.kernel ?? 'mini' });
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-'));
+  const { kernel: _kernel, ...rest } = opts;
+  const s = await makeLeaseSiteIn({ ...rest, dir, repo, img });
+  return { ...s, hypervisors: () => hypervisorsOf(s.site.stateDir) };
 }

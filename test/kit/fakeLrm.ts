@@ -6,9 +6,9 @@
  * qdel, `state` (Q|R|C) from here. Test support only. */
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { writeFileAtomic } from '../util/atomic.js';
-import { run } from '../util/run.js';
-import { parseJobId } from '../lrm/torque/argv.js';
+import { writeFileAtomic } from '../../src/util/atomic.js';
+import { run } from '../../src/util/run.js';
+import { parseJobId } from '../../src/lrm/torque/argv.js';
 import type { JobResult, PbsMom, TestUser } from './pbsmom.js';
 
 // the bash texts write `@{` for bash's `${` (a template literal would interpolate it)

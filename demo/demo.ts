@@ -1,4 +1,4 @@
-/** The end-to-end demo (`bash scripts/demo.sh` → `node dist/demo/demo.js`): on embedded defaults, in a temp dir,
+/** The end-to-end demo (`bash scripts/demo.sh` → `node demo/dist/demo.mjs`): on embedded defaults, in a temp dir,
  * a grid job goes CE → worker node: a real VOMS proxy, the submit filter run by BLAH's shim exactly as BLAH runs
  * it, the qsub wrapper, `wnod install torque`, then prologue → job starter → epilogue driven by the pbs_mom
  * harness, the job inside a fresh VM of the test image, and the accounting record. Also one refusal, and a lease
@@ -11,18 +11,18 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parseDocument } from 'yaml';
-import { buildTestImage } from '../testkit/testImage.js';
-import { makeTestPki, makeProxy } from '../testkit/pki.js';
-import { PbsMom, ensureTestUser, type JobSpec, type TestUser } from '../testkit/pbsmom.js';
-import { buildSshTestImage } from '../testkit/sshImage.js';
-import { makeLeaseSite, type LeaseSite } from '../testkit/leaseSite.js';
-import { makeVmSite } from './vmSite.js';
-import { reachableRepo } from '../testkit/reachable.js';
-import { vmHostname } from '../vm/qemu.js';
-import { vmIdForJob } from '../vm/state.js';
+import { buildTestImage } from '../src/guest/testImage.js';
+import { makeTestPki, makeProxy } from '../test/kit/pki.js';
+import { PbsMom, ensureTestUser, type JobSpec, type TestUser } from '../test/kit/pbsmom.js';
+import { buildSshTestImage } from '../test/kit/sshImage.js';
+import { makeLeaseSiteIn, type BaseLeaseSite } from '../test/kit/leaseSite.js';
+import { makeVmSite } from '../test/kit/vmSite.js';
+import { reachableRepoAt } from '../test/kit/reachable.js';
+import { vmHostname } from '../src/vm/qemu.js';
+import { vmIdForJob } from '../src/vm/state.js';
 
 // BLAH's pool account and the job user run the repo's shims and bundles: a clone in /root (0700) is bind-mounted
-const repo = reachableRepo(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'));
+const repo = reachableRepoAt(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'));
 const cli = join(repo, 'dist', 'cli', 'main.js');
 const DEMO_USER = 'wnoddemo';
 
@@ -79,7 +79,7 @@ async function blahSubmit(ceDir: string, user: TestUser, image: string, proxy: s
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { accel: { type: 'string', default: 'tcg' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
-    out('usage: node dist/demo/demo.js [--accel tcg|auto|kvm] [--keep]   (as root; --keep leaves the temp dir for a look)');
+    out('usage: node demo/dist/demo.mjs [--accel tcg|auto|kvm] [--keep]   (as root; --keep leaves the temp dir for a look)');
     return 0;
   }
   if (!['tcg', 'auto', 'kvm'].includes(values.accel!)) throw new DemoError(`--accel must be tcg, auto or kvm, got ${values.accel}`);
@@ -87,7 +87,7 @@ async function main(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'wnod-demo-'));
   await chmod(dir, 0o755);
   let stateDir: string | undefined;
-  let leaseSite: LeaseSite | undefined;
+  let leaseSite: BaseLeaseSite | undefined;
   try {
     step('Test image: Debian cloud kernel + busybox + the wnod guest agent (built once, then reused)');
     // the lease step's ssh image: resolving its packages takes apt-cache ~25 times, so it overlaps the job's steps
@@ -143,7 +143,7 @@ async function main(): Promise<number> {
     const fakeQsub = join(dir, 'qsub.real');
     await writeFile(fakeQsub, '#!/bin/sh\necho 1.wn1.demo\n', { mode: 0o755 });
     const batchPath = join(ceDir, 'batch-vm_test.sh');
-    const q = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', batchPath], { env: { PATH: '/usr/bin:/bin', WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
+    const q = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', batchPath], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, WNOD_PREFIX: repo, WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
     out(`    qsub → exit ${q.exitCode}, job id ${q.stdout.trim()}`);
     check(q.exitCode === 0, `the qsub wrapper refused the ticketed job: ${q.stderr}`);
 
@@ -194,7 +194,7 @@ async function main(): Promise<number> {
     step('A refusal: the same user asks for vm_secret, which the policy does not allow for testvo');
     const denied = await blahSubmit(ceDir, user, 'vm_secret', proxy, ceConfig, shim);
     out(indent(denied));
-    const dq = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', join(ceDir, 'batch-vm_secret.sh')], { env: { PATH: '/usr/bin:/bin', WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
+    const dq = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', join(ceDir, 'batch-vm_secret.sh')], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, WNOD_PREFIX: repo, WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
     out(`    qsub wrapper → exit ${dq.exitCode}, stderr (what CREAM reports as the failure reason):\n${indent(dq.stderr)}`);
     check(dq.exitCode === 1 && /refused by site policy/.test(dq.stderr), 'the qsub wrapper did not refuse the denied job');
     const rr = await mom.runJob({ ...job, id: '2.wn1.demo', script: denied + body });
@@ -205,7 +205,7 @@ async function main(): Promise<number> {
     step('A lease (the workspace pilot): wnod lease create as the demo user → ssh into the VM → wnod lease delete');
     const sshImg = await sshImgP.finally(() => sshLog.forEach((l) => out(`    ${l}`)));
     // kill_delay 3 s: the pilot ends within a second of qdel's SIGTERM, and the harness waits out kill_delay
-    leaseSite = await makeLeaseSite({ dir: join(dir, 'lease'), repo, img: sshImg, userName: DEMO_USER, killDelayMs: 3000, vm: { accel: values.accel } });
+    leaseSite = await makeLeaseSiteIn({ dir: join(dir, 'lease'), repo, img: sshImg, userName: DEMO_USER, killDelayMs: 3000, vm: { accel: values.accel } });
     const ls = leaseSite;
     out(`    ssh test image (${sshImg.sshPackages[0]}); the site lets group ${ls.user.group} lease vm_test (policy.no_ticket: group-default)`);
     const t1 = performance.now();

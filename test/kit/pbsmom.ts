@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, writeFile, readFile, lstat, chmod, chown, readdir, rm, open } from 'node:fs/promises';
 import { constants as osConstants, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { run } from '../util/run.js';
+import { run } from '../../src/util/run.js';
 
 export interface TestUser { name: string; uid: number; gid: number; group: string; home: string }
 

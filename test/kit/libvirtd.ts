@@ -11,8 +11,8 @@ import { mkdtemp, mkdir, readFile, writeFile, rm, access, readdir } from 'node:f
 import { constants, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { run } from '../util/run.js';
-import { WnodError } from '../util/errors.js';
+import { run } from '../../src/util/run.js';
+import { WnodError } from '../../src/util/errors.js';
 
 export class LibvirtdStartError extends WnodError {
   constructor(message: string) {

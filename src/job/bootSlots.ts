@@ -3,9 +3,9 @@
  * slot from QEMU's start until its guest answers, and waits for a free one within its budget. */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { acquireLock, LockTimeoutError, type Lock } from '../../util/lock.js';
-import { WnodError } from '../../util/errors.js';
-import { torqueStateDir, ensureTorqueStateDir } from './jobstate.js';
+import { acquireLock, LockTimeoutError, type Lock } from '../util/lock.js';
+import { WnodError } from '../util/errors.js';
+import { jobStateDir, ensureJobStateDir } from './jobstate.js';
 
 /** No boot slot came free before the prologue's budget ran out. */
 export class BootSlotTimeout extends WnodError {
@@ -21,13 +21,13 @@ export function bootSlotCount(maxBooting: number, cores = availableParallelism()
 
 /** Take a free boot slot, waiting until `deadline` (epoch ms); throws BootSlotTimeout when none came free. */
 export async function takeBootSlot(stateDir: string, maxBooting: number, deadline: number): Promise<Lock> {
-  const dir = await ensureTorqueStateDir(stateDir);
+  const dir = await ensureJobStateDir(stateDir);
   const n = bootSlotCount(maxBooting);
   // start at a random slot so that waiting prologues do not all poll slot 0 first
   const first = Math.floor(Math.random() * n);
   for (let round = 0; ; round++) {
     for (let i = 0; i < n; i++) {
-      const path = join(torqueStateDir(stateDir), `boot-slot-${(first + i) % n}.lock`);
+      const path = join(jobStateDir(stateDir), `boot-slot-${(first + i) % n}.lock`);
       try {
         return await acquireLock(path, 'exclusive', { wait: false });
       } catch (err) {

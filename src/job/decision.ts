@@ -1,7 +1,7 @@
 /** The prologue's decision (pure): from the job script's wnod line, the verified ticket claims and the site config
  * to "run in a VM of image X with these limits", "run bare" or a refusal with the reason the user will read. */
-import type { SiteConfig, Image } from '../../config/types.js';
-import type { TicketClaims } from '../../ticket/index.js';
+import type { SiteConfig, Image } from '../config/types.js';
+import type { TicketClaims } from '../ticket/index.js';
 import type { JobRecord } from './jobstate.js';
 import { Refusal } from './outcome.js';
 

@@ -1,39 +1,40 @@
-/** The Torque hooks' VM engine (TorqueVmEngine, see vmseam.ts) on the VM drivers (src/vm) and the image cache
- * (src/images), split over pbs_mom's three processes:
- *   prologue (root)   stage the image, boot the job's VM detached, wait until its agent answers, hand it to the user;
- *   starter (user)    run the job script in that VM through the agent sockets, forward SIGTERM, stop it after a grace;
- *   epilogue (root)   destroy whatever exists of it (never created, half created, running), release the cache.
- * The VM is found from the job id alone (vmIdForJob): the starter cannot read root's records. */
-import { appendFile, lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
+/** The core's VM engine (JobVmEngine, see contract.ts) on the VM drivers (src/vm) and the image cache
+ * (src/images), split over the LRM's three processes (Torque: prologue, starter, epilogue):
+ *   admission (root)  stage the image, boot the job's VM detached, wait until its agent answers, hand it to the user;
+ *   run (job user)    run the job script in that VM through the agent sockets, forward SIGTERM, stop it after a grace;
+ *   teardown (root)   destroy whatever exists of it (never created, half created, running), release the cache.
+ * The VM is found from the job id alone (vmIdForJob): the job's run cannot read root's records. */
+import { appendFile, mkdir, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
 import { closeSync, openSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, join } from 'node:path';
-import { writeFileAtomic } from '../../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import type { Writable } from 'node:stream';
 import { userInfo } from 'node:os';
-import type { SiteConfig, Image } from '../../config/types.js';
-import { describe } from '../../util/errors.js';
-import { run } from '../../util/run.js';
-import { withLock, type Lock } from '../../util/lock.js';
-import type { VmDriver, VmSpec, VmState, UnixUser } from '../../vm/driver.js';
-import { AgentError, VmNotReadyError, VmSpecError, VmStartError } from '../../vm/errors.js';
-import { readRecord, runDirOf, vmIdForJob, vmSockets } from '../../vm/state.js';
-import { QemuDriver, vmHostname } from '../../vm/qemu.js';
-import { agentExec, requestPoweroff, type AgentExec } from '../../vm/agent.js';
-import { parseStatStartTime, type ProcRef } from '../../vm/proc.js';
-import { ImageCache, type CachedImage } from '../../images/cache.js';
-import { imageDigest } from '../../images/artifacts.js';
-import type { TorqueVmEngine, VmJob, LeaseBoot } from './vmseam.js';
-import { leaseForward, leaseGuestEnv, writeLeaseInfo } from '../../lease/node.js';
+import type { SiteConfig, Image } from '../config/types.js';
+import { describe } from '../util/errors.js';
+import { withLock, type Lock } from '../util/lock.js';
+import type { VmDriver, VmSpec, VmState, UnixUser } from '../vm/driver.js';
+import { AgentError, VmNotReadyError, VmSpecError, VmStartError } from '../vm/errors.js';
+import { readRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
+import { vmHostname } from '../vm/qemu.js';
+import { newVmDriver, recordDriver } from '../vm/drivers.js';
+import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
+import { parseStatStartTime, type ProcRef } from '../vm/proc.js';
+import { ImageCache, type CachedImage } from '../images/cache.js';
+import { imageDigest } from '../images/artifacts.js';
+import type { JobVmEngine, VmJob, LeaseBoot, GuestRun } from './contract.js';
+import { leaseForward, leaseGuestEnv, writeLeaseInfo } from './lease.js';
 import type { JobRecord } from './jobstate.js';
 import { readJobRecord } from './jobstate.js';
-import { readJobScript } from './jobscript.js';
+import { jobUser } from './jobUser.js';
+import { runningWorkdir, shareableWorkdir } from './workdir.js';
 import { Refusal, TransientFault, userLine } from './outcome.js';
 import { guestCwd, guestJobArgv, guestJobEnv, GUEST_PATH } from './guestJob.js';
 import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
-import { restoreBlocker, shapeBlocker } from '../../vm/snapshot.js';
-import { assertTrustedPath } from '../../util/trustedPath.js';
+import { restoreBlocker, shapeBlocker } from '../vm/snapshot.js';
+import { assertTrustedPath } from '../util/trustedPath.js';
 
 /** A driver that can hand its VM's agent sockets to the job user (both drivers do; not part of VmDriver). */
 type HandingDriver = VmDriver & { grantAgentAccess(state: VmState, uid: number, gid: number): Promise<void> };
@@ -43,21 +44,21 @@ const CLK_TCK = 100;
 /** Hypervisor processes a half-created VM may leave behind (see killStragglers). */
 const HYPERVISOR_EXES = /^(qemu-system-[a-z0-9_]+|virtiofsd)$/;
 
-export interface TorqueVmOptions {
-  /** where the starter writes the job's output (default: its own stdout/stderr = the job's .o/.e files) */
+export interface JobVmOptions {
+  /** where the job's run writes its output (default: its own stdout/stderr = the job's output files) */
   stdout?: Writable;
   stderr?: Writable;
 }
 
-/** Build the engine the hooks get as `ctx.vm`. */
-export function torqueVmEngine(opts: TorqueVmOptions = {}): TorqueVmEngine {
-  return new TorqueVm(opts);
+/** Build the engine the core gets as `ctx.vm`. */
+export function jobVmEngine(opts: JobVmOptions = {}): JobVmEngine {
+  return new JobVm(opts);
 }
 
-class TorqueVm implements TorqueVmEngine {
-  constructor(private readonly opts: TorqueVmOptions) {}
+class JobVm implements JobVmEngine {
+  constructor(private readonly opts: JobVmOptions) {}
 
-  /** Prologue: boot the job's VM within lrm.prologue_budget_s. Refusal = the job can never run here; anything
+  /** Admission: boot the job's VM within lrm.prologue_budget_s. Refusal = the job can never run here; anything
    * else is a TransientFault (bounded requeue). What exists of a failed VM is destroyed before throwing. */
   async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<{ vmId: string; bootS: number; boot?: { mode: string; coldReason?: string } }> {
     const { cfg } = job;
@@ -73,7 +74,7 @@ class TorqueVm implements TorqueVmEngine {
     try {
       cached = await cache.acquire(job.image, vmId, { lockTimeoutMs: remaining(deadline) });
     } catch (err) {
-      throw new TransientFault('image-staging', `staging image ${job.image.id}: ${describe(err)}`);
+      throw new TransientFault('image-staging', `staging image ${job.image.id}: ${describe(err)}`, {}, { cause: err });
     }
     let state: VmState | undefined;
     let slot: Lock | undefined;
@@ -100,7 +101,7 @@ class TorqueVm implements TorqueVmEngine {
       // templates for the image's default shape only: a job's own cpus/memory must not make the node build more
       noTemplate = cfg.vm.snapshots && !restoreBlocker(spec)
         ? shapeBlocker(job, { cpus: job.image.cpus.default, memoryMB: job.image.memoryMB.default }) : undefined;
-      driver = await driverFor(cfg, { snapshots: !noTemplate });
+      driver = driverFor(cfg, { snapshots: !noTemplate });
       state = await driver.prepare(spec);
       slot = await takeBootSlot(cfg.vm.stateDir, cfg.vm.maxBooting, deadline);
       await driver.start(state);
@@ -125,8 +126,8 @@ class TorqueVm implements TorqueVmEngine {
     return { vmId, bootS: (performance.now() - t0) / 1000, ...(boot ? { boot } : {}) };
   }
 
-  /** Starter (job user): run the job script in the job's VM; resolves to the in-VM exit status. */
-  async runJob(job: VmJob & { scriptPath: string; argv?: string[]; env: Record<string, string>; cwd: string }): Promise<number> {
+  /** The job's run (job user): run the job script in the job's VM; resolves to the in-VM exit status. */
+  async runJob(job: VmJob & GuestRun): Promise<number> {
     const { cfg } = job;
     const stdout = this.opts.stdout ?? process.stdout;
     const stderr = this.opts.stderr ?? process.stderr;
@@ -141,7 +142,7 @@ class TorqueVm implements TorqueVmEngine {
     let user: UnixUser;
     try {
       vmId = vmIdForJob(job.jobId);
-      argv = guestJobArgv(await readJobScript(cfg.lrm.momPriv, job.jobId, job.scriptPath));
+      argv = guestJobArgv(await job.script());
       user = await starterUser(cfg, job.jobId);
     } catch (err) {
       say(`the job could not be started in its virtual machine: ${describe(err)}`);
@@ -152,7 +153,7 @@ class TorqueVm implements TorqueVmEngine {
       say('the job\'s virtual machine is not running on this node; the job was not started');
       return 1;
     }
-    const workdir = job.env.PBS_O_WORKDIR ? await realpath(job.env.PBS_O_WORKDIR).catch(() => undefined) : undefined;
+    const workdir = await runningWorkdir(job.workdir);
     const cwd = guestCwd(await realpath(job.cwd).catch(() => job.cwd), workdir);
     const graceMs = cfg.vm.stopGraceS * 1000;
     const term = new AbortController();
@@ -160,8 +161,8 @@ class TorqueVm implements TorqueVmEngine {
     let terminated = false;
     let stopped = false;
     let graceTimer: NodeJS.Timeout | undefined;
-    // pbs_mom (qdel, walltime) signals our session: TERM goes on to the job's session in the guest; once it ends,
-    // or after the grace, the VM is powered off — all inside kill_delay (wnod install torque sets it above the grace)
+    // the LRM (cancel, time limit) signals our session: TERM goes on to the job's session in the guest; once it
+    // ends, or after the grace, the VM is powered off — inside the LRM's kill delay (Torque: kill_delay, set above it)
     const onSignal = () => {
       if (terminated) return;
       terminated = true;
@@ -194,7 +195,7 @@ class TorqueVm implements TorqueVmEngine {
     }
   }
 
-  /** Epilogue (root): destroy the job's VM, whatever state it is in, and drop its image-cache reference. */
+  /** Teardown (root): destroy the job's VM, whatever state it is in, and drop its image-cache reference. */
   async destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number }> {
     return this.destroyVm(job.cfg, vmIdForJob(job.jobId), job.record);
   }
@@ -205,7 +206,7 @@ class TorqueVm implements TorqueVmEngine {
     let vmCpuS: number | undefined;
     if (state) {
       vmCpuS = await cpuSeconds(state.pids.qemu);
-      await (await driverForRecord(state, cfg)).destroy(state);
+      await recordDriver(state, cfg.vm.accel).destroy(state);
     }
     // a prologue killed by $prologalarm between QEMU's daemonising and the record update leaves a QEMU the record
     // does not name: find it by its runtime dir
@@ -231,20 +232,19 @@ async function execInJobVm(stateDir: string, id: string, req: AgentExec): Promis
 
 const remaining = (deadline: number): number => Math.max(1, deadline - Date.now());
 
-async function driverFor(cfg: SiteConfig, o: { snapshots: boolean }): Promise<HandingDriver> {
-  if (cfg.vm.driver === 'libvirt') return (await import('../../vm/libvirtDriver.js')).libvirtDriverFromConfig(cfg.vm);
+function driverFor(cfg: SiteConfig, o: { snapshots: boolean }): HandingDriver {
   const { stateDir, maxBooting } = cfg.vm;
-  return new QemuDriver({ stateDir, accel: cfg.vm.accel, ...(cfg.vm.snapshots && o.snapshots ? {
+  return newVmDriver(cfg.vm, cfg.vm.snapshots && o.snapshots ? {
     snapshots: { dir: join(stateDir, 'templates'), onMissing: (spec: VmSpec, key: string) => { void requestTemplate(stateDir, maxBooting, spec, key); } },
-  } : {}) });
+  } : {});
 }
 
-/** Where the build puts the `wnod` CLI relative to this module — dist/hot/hook.cjs or dist/lrm/torque/vmEngine.js →
+/** Where the build puts the `wnod` CLI relative to this module — dist/hot/hook.cjs or dist/job/vmEngine.js →
  * dist/cli/main.js — and nowhere else (undefined for any other location). Pure. */
 export function pinnedCli(modulePath: string): string | undefined {
   const d = dirname(modulePath);
   if (basename(modulePath) === 'hook.cjs' && basename(d) === 'hot') return join(dirname(d), 'cli', 'main.js');
-  if (basename(modulePath) === 'vmEngine.js' && basename(d) === 'torque' && basename(dirname(d)) === 'lrm') return join(dirname(dirname(d)), 'cli', 'main.js');
+  if (basename(modulePath) === 'vmEngine.js' && basename(d) === 'job' && basename(dirname(d)) === 'dist') return join(dirname(d), 'cli', 'main.js');
   return undefined;
 }
 
@@ -280,26 +280,8 @@ async function requestTemplate(stateDir: string, maxBooting: number, spec: VmSpe
   }
 }
 
-async function driverForRecord(state: VmState, cfg: SiteConfig): Promise<VmDriver> {
-  if (state.driver === 'libvirt') return (await import('../../vm/libvirtDriver.js')).libvirtDriverForRecord(state);
-  return new QemuDriver({ stateDir: cfg.vm.stateDir, accel: cfg.vm.accel });
-}
-
-/** The job user's uid/gid on this node (the guest gets the same). Root and unknown users are refused. */
-async function jobUser(name: string): Promise<UnixUser> {
-  const r = await run('getent', ['passwd', '--', name], { timeoutMs: 10_000 }).catch(() => undefined);
-  const f = r?.stdout.trim().split('\n')[0]?.split(':');
-  const uid = Number(f?.[2]);
-  const gid = Number(f?.[3]);
-  if (!f || f.length < 7 || f[0] !== name || !Number.isInteger(uid) || !Number.isInteger(gid)) {
-    throw new Refusal('unknown-user', `the job's user ${name} is not known on this worker node`);
-  }
-  if (uid === 0) throw new Refusal('root-job', 'jobs of root are not run in a wnod VM');
-  return { name, uid, gid };
-}
-
-/** The user the starter runs the guest job as: itself, or — started as root ($job_starter_run_privileged) — the
- * job's owner from the prologue's record (never root). */
+/** The user the job's run runs the guest job as: itself, or — started as root (Torque's
+ * $job_starter_run_privileged) — the job's owner from admission's record (never root). */
 async function starterUser(cfg: SiteConfig, jobId: string): Promise<UnixUser> {
   const uid = process.getuid?.() ?? -1;
   if (uid !== 0) return { name: userInfo().username, uid, gid: process.getgid?.() ?? uid };
@@ -308,36 +290,23 @@ async function starterUser(cfg: SiteConfig, jobId: string): Promise<UnixUser> {
   return jobUser(rec.user);
 }
 
-/** The job's working directory, shared into the guest at the same path: it must be a real directory of the job's
- * own user. virtiofsd serves it as root, so another user's tree (or /etc) would be open to anyone root in the guest. */
-async function shareableWorkdir(path: string | undefined, user: UnixUser): Promise<string | undefined> {
-  if (path === undefined || path === '') return undefined;
-  const bad = (why: string) => new Refusal('workdir', `the job's working directory ${JSON.stringify(path.slice(0, 200))} ${why}; wnod shares only a directory of your own into the VM`);
-  if (!path.startsWith('/') || /[\0\n]/.test(path)) throw bad('is not an absolute path');
-  const real = await realpath(path).catch(() => undefined);
-  if (!real) throw bad('does not exist on this worker node');
-  const st = await lstat(real);
-  if (!st.isDirectory()) throw bad('is not a directory');
-  if (st.uid !== user.uid) throw bad(`is owned by uid ${st.uid}, not by ${user.name}`);
-  return real;
-}
-
-/** Map a failure of the boot path onto the prologue's two outcomes. Hypervisor detail goes into `detail` (root log). */
+/** Map a failure of the boot path onto admission's two outcomes. Hypervisor detail goes into `detail` (root log). */
 function classify(err: unknown, imageId: string): Error {
   if (err instanceof Refusal || err instanceof TransientFault) return err;
+  const cause = { cause: err };
   const detail = { error: describe(err), ...((err as { consoleTail?: string }).consoleTail ? { console: (err as { consoleTail: string }).consoleTail } : {}) };
-  if (err instanceof VmSpecError) return new Refusal('vm-spec', `the job cannot be run in a VM of image ${imageId} on this node`, detail);
+  if (err instanceof VmSpecError) return new Refusal('vm-spec', `the job cannot be run in a VM of image ${imageId} on this node`, detail, cause);
   if (err instanceof VmNotReadyError && err.reason === 'no-agent') {
-    return new Refusal('image-no-agent', `image ${imageId} does not start the wnod guest agent, so no job can run in it`, detail);
+    return new Refusal('image-no-agent', `image ${imageId} does not start the wnod guest agent, so no job can run in it`, detail, cause);
   }
-  if (err instanceof AgentError && /^lock:/.test(err.message)) {
+  if (err instanceof AgentError && err.code === 'vm-agent-lock') {
     // an agent that cannot LOCK would run anything as root for the job user: never hand such a VM over
-    return new Refusal('image-agent-no-lock', `image ${imageId} has a wnod guest agent too old to be locked to the job's user`, detail);
+    return new Refusal('image-agent-no-lock', `image ${imageId} has a wnod guest agent too old to be locked to the job's user`, detail, cause);
   }
-  if (err instanceof VmNotReadyError) return new TransientFault('vm-not-ready', describe(err), detail);
-  if (err instanceof VmStartError) return new TransientFault('vm-start', describe(err), detail);
-  if (err instanceof BootSlotTimeout) return new TransientFault('node-busy', describe(err), detail);
-  return new TransientFault('vm-failed', describe(err), detail);
+  if (err instanceof VmNotReadyError) return new TransientFault('vm-not-ready', describe(err), detail, cause);
+  if (err instanceof VmStartError) return new TransientFault('vm-start', describe(err), detail, cause);
+  if (err instanceof BootSlotTimeout) return new TransientFault('node-busy', describe(err), detail, cause);
+  return new TransientFault('vm-failed', describe(err), detail, cause);
 }
 
 /** CPU seconds a live process used so far (utime + stime), if it is still the process `ref` names. */

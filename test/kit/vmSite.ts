@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestSite, type TestImageSpec, type TestSite } from '../testkit/site.js';
-import type { TestImage } from '../testkit/testImage.js';
+import { makeTestSite, type TestImageSpec, type TestSite } from './site.js';
+import type { TestImage } from '../../src/guest/testImage.js';
 
 /** sha256 of a file, hex. */
 export async function sha256File(path: string): Promise<string> {

@@ -8,8 +8,8 @@ import type { PortForward } from '../vm/driver.js';
 import { runDirOf } from '../vm/state.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { Lock } from '../util/lock.js';
-import { allocatePort } from './ports.js';
-import { LEASE_ID } from './registry.js';
+import { allocatePort } from './leasePorts.js';
+import { LEASE_ID } from '../header/scriptHeader.js';
 
 const INFO = 'lease.json';
 

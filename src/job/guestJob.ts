@@ -1,7 +1,8 @@
-/** How a Torque job is carried into its VM (pure): the environment it sees in the guest, the command that runs
- * its script there, and the directory it starts in. The job script lives in mom_priv on the host, which the guest
- * does not see, so its text travels as one argument and is written to a private file inside the guest. */
-import { WnodError } from '../../util/errors.js';
+/** How a job is carried into its VM (pure): the environment it sees in the guest, the command that runs its
+ * script there, and the directory it starts in. The job script lives where the LRM keeps it on the host (Torque:
+ * mom_priv), which the guest does not see, so its text travels as one argument and is written to a private file
+ * inside the guest. */
+import { WnodError } from '../util/errors.js';
 
 /** The job cannot be carried into its VM as given (script too large, no shareable workdir …). */
 export class GuestJobError extends WnodError {
@@ -21,7 +22,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Host-only variables: the dynamic loader's and the host's paths and shell state mean nothing (or harm) inside. */
 const HOST_ONLY = new Set(['PATH', 'HOME', 'SHELL', 'PWD', 'OLDPWD', 'SHLVL', '_', 'TMPDIR', 'MAIL', 'TERM', 'NODE_OPTIONS', 'NODE_PATH']);
 
-/** The job's environment for the guest: PBS_* and the qsub -v variables pass, the host's PATH/LD_* and shell state
+/** The job's environment for the guest: the LRM's variables (PBS_*, SLURM_*) and the user's pass, the host's PATH/LD_* and shell state
  * do not; PATH is the guest's and HOME the shared workdir. Names a shell cannot carry (e.g. exported bash functions)
  * are dropped. */
 export function guestJobEnv(hostEnv: Readonly<Record<string, string | undefined>>, home: string): Record<string, string> {
