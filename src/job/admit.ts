@@ -7,7 +7,7 @@ import { describe } from '../util/errors.js';
 import { verifyTicket, loadTicketKey, checkAndRecordNonce, TicketError, type TicketClaims } from '../ticket/index.js';
 import { readScriptHeader, oneLine } from '../header/scriptHeader.js';
 import { readJobRecord, updateJobRecord, countAttempt, newJobRecord, ensureJobStateDir } from './jobstate.js';
-import { decideWithTicket, decideWithoutTicket, type Decision } from './decision.js';
+import { decideWithTicket, decideWithoutTicket, fitToHolds, type Decision } from './decision.js';
 import { Refusal, TransientFault } from './outcome.js';
 import type { HookLog } from './log.js';
 import type { JobContext, JobStart, Outcome } from './contract.js';
@@ -39,6 +39,13 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
     await consumeNonce(cfg, job, claims);
   } else {
     decision = decideWithoutTicket(cfg, job.group);
+  }
+  if (decision.mode === 'vm' && job.sizeByHolds) {
+    const shape = fitToHolds(cfg, decision.record, job.holds);
+    if (shape.cpus !== decision.record.cpus || shape.memoryMB !== decision.record.memoryMB) {
+      await log.detail('sized-by-holds', { decided: { cpus: decision.record.cpus, memoryMB: decision.record.memoryMB }, holds: job.holds, vm: shape });
+    }
+    decision = { ...decision, record: { ...decision.record, ...shape } };
   }
   const now = (ctx.now?.() ?? new Date()).toISOString();
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({

@@ -25,6 +25,9 @@ export interface JobStart {
   /** the job's working directory as the LRM gives it (Torque: PBS_O_WORKDIR); checked before it is shared */
   workdir?: string | undefined;
   holds: JobHolds;
+  /** the LRM enforces what the job holds (Slurm: the allocation's cpus and memory): size the VM by it, within the
+   * image's and the rule's maxima, instead of by the ticket alone (decision.ts fitToHolds) */
+  sizeByHolds?: boolean | undefined;
   /** the LRM queue / partition, for the log */
   queue?: string | undefined;
 }
@@ -75,6 +78,8 @@ export interface LeaseBoot {
 /** How the job is run in its VM: its batch script (read lazily, as the job user), or a task's argv (refused). */
 export interface GuestRun {
   script: () => Promise<string>;
+  /** the script's own arguments (Slurm: `sbatch job.sh a b`); Torque has none */
+  args?: string[] | undefined;
   argv?: string[] | undefined;
   /** the job's environment on the host (filtered for the guest) */
   env: Record<string, string>;

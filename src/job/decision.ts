@@ -48,3 +48,16 @@ export function decideWithTicket(cfg: SiteConfig, claims: TicketClaims, jobUser:
     record: { image: image.id, digest: image.digest, dn: claims.dn, fqan: claims.fqan, vo: claims.vo, cpus: claims.cpus, memoryMB: claims.memoryMB, rule: claims.rule },
   };
 }
+
+/** The VM's shape for a job whose LRM enforces what it holds (pure): what the job holds where the LRM says it (a VM
+ * bigger than the allocation would overcommit the node; a smaller one would waste it), never above the image's
+ * and the rule's maxima, the decision's own value where the LRM says nothing. */
+export function fitToHolds(cfg: Pick<SiteConfig, 'images' | 'policy'>, record: NonNullable<JobRecord['decision']>, holds: { cpus?: number | undefined; memoryMB?: number | undefined }): { cpus: number; memoryMB: number } {
+  const image = cfg.images.find((i) => i.id === record.image);
+  const rule = cfg.policy.rules.find((r) => r.name === record.rule);
+  const cpusMax = Math.min(image?.cpus.max ?? record.cpus, rule?.maxCpus ?? Infinity);
+  const memMax = Math.min(image?.memoryMB.max ?? record.memoryMB, rule?.maxMemoryMB ?? Infinity);
+  const cpus = holds.cpus !== undefined && holds.cpus >= 1 ? holds.cpus : record.cpus;
+  const memoryMB = holds.memoryMB !== undefined && holds.memoryMB >= 1 ? holds.memoryMB : record.memoryMB;
+  return { cpus: Math.max(1, Math.min(cpus, cpusMax)), memoryMB: Math.max(1, Math.min(memoryMB, memMax)) };
+}

@@ -39,8 +39,8 @@ export function guestJobEnv(hostEnv: Readonly<Record<string, string | undefined>
 /** The guest command that runs a job script: write it to a fresh private file in the guest and exec it, so its
  * `#!` line chooses the interpreter as it would on the host. An interpreter the image lacks (a minimal image
  * without bash) falls back to /bin/sh, with one warning on the job's stderr. */
-export function guestJobArgv(script: string): string[] {
-  if (Buffer.byteLength(script, 'utf8') > MAX_GUEST_SCRIPT_BYTES) {
+export function guestJobArgv(script: string, args: readonly string[] = []): string[] {
+  if (Buffer.byteLength(script, 'utf8') + args.reduce((n, a) => n + Buffer.byteLength(a, 'utf8') + 1, 0) > MAX_GUEST_SCRIPT_BYTES) {
     throw new GuestJobError('script-too-large', `the job script is larger than ${MAX_GUEST_SCRIPT_BYTES / 1024} KiB, the most wnod can carry into a VM`);
   }
   if (script.includes('\0')) throw new GuestJobError('script-binary', 'the job script contains a NUL byte');
@@ -48,17 +48,19 @@ export function guestJobArgv(script: string): string[] {
     // mktemp -d makes a 0700 dir; no umask here: the job keeps the guest's own
     'd=$(mktemp -d /tmp/wnod-job.XXXXXX) || exit 125',
     'printf %s "$1" > "$d/job" && chmod 700 "$d/job" || exit 125',
+    'shift', // the rest are the script's own arguments (sbatch job.sh a b)
     'first=$(head -n 1 "$d/job")',
     'case $first in',
     "  '#!'*) interp=${first#'#!'}; interp=${interp# }; interp=${interp%% *}",
     '         if [ ! -x "$interp" ]; then',
     '           echo "wnod: $interp is not in this image; running the job script with /bin/sh" >&2',
-    '           exec /bin/sh "$d/job"',
+    '           exec /bin/sh "$d/job" "$@"',
     '         fi ;;',
     'esac',
-    'exec "$d/job"',
+    'exec "$d/job" "$@"',
   ].join('\n');
-  return ['/bin/sh', '-c', wrapper, 'wnod-job', script];
+  if (args.some((a) => a.includes('\0'))) throw new GuestJobError('script-binary', 'a job script argument contains a NUL byte');
+  return ['/bin/sh', '-c', wrapper, 'wnod-job', script, ...args];
 }
 
 /** The directory the job starts in inside the guest: the starter's cwd when it lies in the shared workdir (the

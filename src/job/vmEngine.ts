@@ -142,7 +142,7 @@ class JobVm implements JobVmEngine {
     let user: UnixUser;
     try {
       vmId = vmIdForJob(job.jobId);
-      argv = guestJobArgv(await job.script());
+      argv = guestJobArgv(await job.script(), job.args ?? []);
       user = await starterUser(cfg, job.jobId);
     } catch (err) {
       say(`the job could not be started in its virtual machine: ${describe(err)}`);

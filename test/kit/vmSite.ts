@@ -22,6 +22,8 @@ export interface VmSiteOptions {
   certdir?: string;
   /** merged into the `lrm` and `vm` sections */
   lrm?: Record<string, unknown>;
+  /** replaces the whole `lrm` section (Slurm: the Torque keys are refused under type: slurm) */
+  lrmSection?: Record<string, unknown>;
   vm?: Record<string, unknown>;
   policy?: Record<string, unknown>;
 }
@@ -54,7 +56,7 @@ export async function makeVmSite(dir: string, img: TestImage, opts: VmSiteOption
     rules: opts.rules ?? [{ name: 'testvo', vo: 'testvo', images: ['*'], default: imageId }],
     ...(opts.vomsdir ? { vomsdir: opts.vomsdir } : {}), ...(opts.certdir ? { certdir: opts.certdir } : {}),
     extra: {
-      lrm: { queue: 'wnod', job_class: 'wnod', mom_priv: momPriv, max_requeues: 1, ...opts.lrm },
+      lrm: opts.lrmSection ?? { queue: 'wnod', job_class: 'wnod', mom_priv: momPriv, max_requeues: 1, ...opts.lrm },
       // TCG unless told otherwise: a KVM probe costs up to 30 s per fresh state dir, and KVM is PVM here (A5)
       vm: { state_dir: stateDir, accel: 'tcg', ready_timeout_s: 120, stop_grace_s: 5, ...opts.vm },
       ...(opts.policy ? { policy: { rules: opts.rules ?? [{ name: 'testvo', vo: 'testvo', images: ['*'], default: imageId }], ...opts.policy } } : {}),
