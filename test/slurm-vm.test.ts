@@ -94,4 +94,29 @@ t.test('wnod on a real Slurm', { skip: skip ?? false }, async (t) => {
     t.equal(done.state, 'COMPLETED');
     t.match(await readFile(join(work, 'plain.out'), 'utf8'), new RegExp(`kernel=${hostRelease().replace(/[.+]/g, '\\$&')} wnod=none`));
   });
+
+  await t.test('scancel: the guest gets TERM, the job ends CANCELLED, the VM is destroyed and accounted', async (t) => {
+    const s = await script('long.sh', 'trap "echo got-term; exit 143" TERM; echo started; while :; do sleep 1; done');
+    const id = await fx.sbatch(user.name, ['-p', 'wnod', `--comment=${ticket()}`, '-o', 'long.out', s], work);
+    const until = Date.now() + 120_000;
+    while (Date.now() < until && !(await readFile(join(work, 'long.out'), 'utf8').catch(() => '')).includes('started')) await new Promise((r) => setTimeout(r, 300));
+    await fx.asUser(user.name, 'scancel', [id]);
+    const done = await fx.waitDone(id);
+    t.equal(done.state, 'CANCELLED');
+    t.match(await readFile(join(work, 'long.out'), 'utf8'), /got-term/, 'TERM reached the job in the guest');
+    const until2 = Date.now() + 60_000;
+    let rec;
+    while (Date.now() < until2 && !(rec = (await readRecords(cfg.accountingFile)).records.find((r) => r.jobId === id))) await new Promise((r) => setTimeout(r, 300));
+    t.equal(rec?.exitStatus, 143, 'accounted with the guest\'s status, not Slurm\'s 0:0');
+  });
+
+  await t.test('4 jobs at once, each in its own VM', async (t) => {
+    const s = await script('four.sh', 'echo "kernel=$(uname -r) host=$(hostname)"');
+    const ids = await Promise.all([0, 1, 2, 3].map((i) => fx.sbatch(user.name, ['-p', 'wnod', `--comment=${ticket()}`, '-o', `four-${i}.out`, s], work)));
+    const done = await Promise.all(ids.map((id) => fx.waitDone(id)));
+    t.same(done.map((d) => d.state), ['COMPLETED', 'COMPLETED', 'COMPLETED', 'COMPLETED']);
+    const outs = await Promise.all([0, 1, 2, 3].map((i) => readFile(join(work, `four-${i}.out`), 'utf8')));
+    for (const o of outs) t.notMatch(o, new RegExp(`kernel=${hostRelease().replace(/[.+]/g, '\\$&')}`), 'in a VM');
+    t.equal(new Set(outs.map((o) => /host=(\S+)/.exec(o)?.[1])).size, 4, 'four different VMs');
+  });
 });

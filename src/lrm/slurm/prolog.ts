@@ -66,6 +66,8 @@ export function jobStart(job: SlurmHookJob, group: string, held: JobHolds, bin: 
     script: async () => (headerSource(job.comment) === 'comment' ? `${ticketLine(job.comment.trim())}\n` : batchScript(job.jobId, bin)),
     workdir: job.workdir,
     holds: held,
+    // Slurm enforces the allocation: the VM gets what the job holds, within the image's and the rule's maxima
+    sizeByHolds: true,
   };
 }
 
