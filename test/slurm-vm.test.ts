@@ -119,4 +119,18 @@ t.test('wnod on a real Slurm', { skip: skip ?? false }, async (t) => {
     for (const o of outs) t.notMatch(o, new RegExp(`kernel=${hostRelease().replace(/[.+]/g, '\\$&')}`), 'in a VM');
     t.equal(new Set(outs.map((o) => /host=(\S+)/.exec(o)?.[1])).size, 4, 'four different VMs');
   });
+
+  await t.test('a time limit ends the job in its VM: TIMEOUT, VM destroyed, accounted', async (t) => {
+    const s = await script('tl.sh', 'trap "echo got-term; exit 143" TERM; while :; do sleep 1; done');
+    const id = await fx.sbatch(user.name, ['-p', 'wnod', '--time=1', `--comment=${ticket()}`, '-o', 'tl.out', s], work);
+    const done = await fx.waitDone(id, 240_000);
+    t.equal(done.state, 'TIMEOUT');
+    t.match(await readFile(join(work, 'tl.out'), 'utf8'), /got-term/);
+    const until = Date.now() + 60_000;
+    let rec;
+    while (Date.now() < until && !(rec = (await readRecords(cfg.accountingFile)).records.find((r) => r.jobId === id))) await new Promise((r) => setTimeout(r, 300));
+    t.equal(rec?.exitStatus, 143);
+    t.equal((await execa('pgrep', ['-f', join(dir, 'site', 'state')], { reject: false })).stdout.trim(), '', 'no VM left');
+  });
 });
+
