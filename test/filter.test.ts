@@ -8,6 +8,9 @@ import { runFilter } from '../src/filter/filter.js';
 import { makeTestSite } from '../src/testkit/site.js';
 import { verifyTicket, findTicketLine } from '../src/ticket/index.js';
 import { matchGolden } from './lib/golden.js';
+import { wnod } from './lib/cli.js';
+import { parseClassAd } from '../src/jdl/classad.js';
+import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const goldens = join(root, 'test/golden/filter');
@@ -131,4 +134,59 @@ t.test('the qsub wrapper refuses deny-marked scripts and passes others unchanged
   t.equal(r2.exitCode, 0);
   t.equal(r2.stdout, '42.server');
   t.equal(await readFile(join(dir, 'args'), 'utf8'), `-q\nwnod\n${ok}\n`, 'arguments passed through unchanged');
+});
+
+t.test('a requested tag that is not a valid tag is refused as an image this CE does not offer, never replaced by the default', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
+  const site = await makeTestSite(dir);
+  const RTE = 'other.GlueHostApplicationSoftwareRunTimeEnvironment';
+  // What blahpd writes for these CeRequirements (non-ASCII as octal escapes, backticks literally) …
+  const fromCereq = (expr: string) => renderBlahScript(unwindCeRequirements(parseClassAd(expr)));
+  const cafe = fromCereq(`Member("vm_café", ${RTE})`);
+  t.match(cafe, /'"vm_caf\\303\\251"'/, 'octal-escaped as blahpd does');
+  const scripts: [string, string, RegExp][] = [
+    ['café', cafe, /image "vm_caf\\u\{e9\}" is not offered/],
+    ['backticks', fromCereq(`Member("vm_\`id\`", ${RTE})`), /image "vm_`id`" is not offered/],
+    // … and a newline: escaped inside the ClassAd string, or raw inside the quoted value (a rejected line)
+    ['escaped newline', `GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_a\\nb"'\n`, /image "vm_a\\u\{a\}b" is not offered/],
+    ['raw newline', `GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_a\nb"'\n`, /image the unreadable value on line 1 is not offered/],
+  ];
+  for (const [what, text, reason] of scripts) {
+    const p = join(dir, `${what.replace(/ /g, '-')}.sh`);
+    await writeFile(p, `${text}VirtualOrganisation='dteam'\n`);
+    const r = await runFilter(p, site.configPath, now);
+    t.match(r.output, /^# wnod-deny: image .* is not offered by this CE \(an image tag is 1-100 characters of A-Z a-z 0-9 \. _ \+ -; it offers: vm_sl6, vm_el9\)\n$/, what);
+    t.match(r.output, reason, what);
+    t.notOk(findTicketLine(r.output).ticket, `${what}: no ticket (the dteam rule's default would have been vm_el9)`);
+  }
+  // the same expression through wnod explain
+  const ex = await wnod(['explain', '--config', site.configPath, '--cereq', `Member("vm_café", ${RTE})`, '--vo', 'dteam', '--json']);
+  t.equal(ex.exitCode, 1);
+  t.match(JSON.parse(ex.stdout), { allow: false, reason: /^image "vm_caf\\u\{e9\}" is not offered by this CE/ });
+});
+
+t.test('trust.require_verified_proxy: no verified identity, no ticket', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
+  const strict = await makeTestSite(dir, { extra: { trust: { vomsdir: join(dir, 'v'), certdir: join(dir, 'c'), blah_fqans_verified: true, require_verified_proxy: true } } });
+  for (const name of ['allow-vo', 'allow-blah-fqan-default']) {
+    const r = await runFilter(join(goldens, `${name}.sh`), strict.configPath, now);
+    t.match(r.output, /^# wnod-deny: this CE requires a verified VOMS proxy and none reached the filter \(only (the VO name alone|BLAH's FQAN list)\): the CE must pass the job's proxy to the filter \(blah_pass_submit_attributes: x509userproxy\)\n$/, name);
+  }
+  const ex = await wnod(['explain', '--config', strict.configPath, '--cereq', 'Member("vm_sl6", other.GlueHostApplicationSoftwareRunTimeEnvironment)', '--fqan', '/dteam', '--json']);
+  t.equal(ex.exitCode, 1);
+  t.match(JSON.parse(ex.stdout), { allow: false, reason: /requires a verified VOMS proxy .*give --proxy/ });
+  const chk = await wnod(['check', '--config', strict.configPath]);
+  t.equal(chk.exitCode, 0, chk.stderr);
+});
+
+t.test('wnod explain --cereq: a raw line break is what blahpd rejects, not an allowed job', async (t) => {
+  const site = await makeTestSite(await mkdtemp(join(tmpdir(), 'wnod-filter-')));
+  for (const brk of ['\n', '\r\n']) {
+    const ex = await wnod(['explain', '--config', site.configPath, '--cereq', `Member("vm_sl6",${brk} other.GlueHostApplicationSoftwareRunTimeEnvironment)`, '--vo', 'dteam', '--json']);
+    t.equal(ex.exitCode, 2);
+    t.match(JSON.parse(ex.stdout), { allow: false, reason: /^CeRequirements holds a raw line break \(offset 16\): blahpd rejects the submission/ });
+    const plain = await wnod(['explain', '--config', site.configPath, '--cereq', `Member("vm_sl6",${brk} other.GlueHostApplicationSoftwareRunTimeEnvironment)`, '--vo', 'dteam']);
+    t.equal(plain.exitCode, 2);
+    t.match(plain.stderr, /blahpd rejects the submission/);
+  }
 });
