@@ -1,9 +1,8 @@
 import t from 'tap';
-import { mkdtemp, readFile, writeFile, chmod, readdir, copyFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, writeFile, chmod, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { runFilter } from '../src/filter/filter.js';
 import { makeTestSite } from '../src/testkit/site.js';
 import { verifyTicket, findTicketLine } from '../src/ticket/index.js';
@@ -91,50 +90,7 @@ t.test('hostile values stay data: no line of the output comes from the job', asy
   t.same((await readdir(dir)).filter((f) => f.startsWith('pwned')), []);
 });
 
-t.test('the real BLAH path: bash temp script sources the shim, stdout appended to the batch script', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'wnod-blah-'));
-  const site = await makeTestSite(dir);
-  const libexec = join(dir, 'libexec');
-  await mkdir(libexec);
-  await copyFile(join(root, 'plugins/pbs_local_submit_attributes.sh'), join(libexec, 'pbs_local_submit_attributes.sh'));
-  // What pbs_submit.sh does (DESIGN A1): temp script = shebang + the -C lines + mpinodes + source; run it with
-  // stdout appended to the batch script and stderr thrown away; variables are not exported.
-  const tmpScript = join(dir, 'blahtmp');
-  const body = (await readFile(join(goldens, 'allow-vo.sh'), 'utf8')).replace('#!/bin/bash\n', '');
-  await writeFile(tmpScript, `#!/bin/bash\n${body}source ${join(libexec, 'pbs_local_submit_attributes.sh')}\n`, { mode: 0o755 });
-  const batch = join(dir, 'batch.sh');
-  await writeFile(batch, '#!/bin/bash\n#PBS -N blahjob\n');
-  const env = { PATH: process.env.PATH!, WNOD_PREFIX: root, WNOD_CONFIG: site.configPath };
-  await execa('bash', ['-c', `"${tmpScript}" >> "${batch}" 2>/dev/null`], { env, extendEnv: false });
-  const text = await readFile(batch, 'utf8');
-  t.match(text, /^#!\/bin\/bash\n#PBS -N blahjob\n# wnod: image vm_sl6 .*\n#PBS -q wnod\n#PBS -T wnod\n#PBS -l nodes=1:ppn=2\n#PBS -l mem=3000mb\n# wnod-ticket: \S+\n$/);
-  t.equal(verifyTicket(findTicketLine(text).ticket!, site.key).image, 'vm_sl6');
-
-  // node missing or crashing → the shim still fails closed
-  const brokenEnv = { ...env, WNOD_PREFIX: join(dir, 'nowhere') };
-  await writeFile(batch, '#!/bin/bash\n');
-  await execa('bash', ['-c', `"${tmpScript}" >> "${batch}" 2>/dev/null`], { env: brokenEnv, extendEnv: false });
-  t.equal(await readFile(batch, 'utf8'), '#!/bin/bash\n# wnod-deny: the wnod submit filter could not run on this CE; contact the site\n');
-});
-
-t.test('the qsub wrapper refuses deny-marked scripts and passes others unchanged', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'wnod-qsub-'));
-  const realQsub = join(dir, 'qsub.real');
-  await writeFile(realQsub, `#!/bin/bash\nprintf '%s\\n' "$@" > ${dir}/args\necho 42.server\n`, { mode: 0o755 });
-  const env = { PATH: process.env.PATH!, WNOD_REAL_QSUB: realQsub };
-  const denied = join(dir, 'denied.sh');
-  await writeFile(denied, '#!/bin/bash\n#PBS -N x\n# wnod-deny: image vm_x is not offered by this CE (it offers: vm_sl6)\n/bin/true\n');
-  const r1 = await execa(join(root, 'plugins/qsub'), ['-q', 'wnod', denied], { env, extendEnv: false, reject: false });
-  t.equal(r1.exitCode, 1);
-  t.equal(r1.stderr, 'wnod: job refused by site policy: image vm_x is not offered by this CE (it offers: vm_sl6)');
-  t.equal(r1.stdout, '');
-  const ok = join(dir, 'ok.sh');
-  await writeFile(ok, '#!/bin/bash\n#PBS -N x\n# wnod-ticket: abc.def\n/bin/true\n# wnod-deny: in the body, not ours\n');
-  const r2 = await execa(join(root, 'plugins/qsub'), ['-q', 'wnod', ok], { env, extendEnv: false, reject: false });
-  t.equal(r2.exitCode, 0);
-  t.equal(r2.stdout, '42.server');
-  t.equal(await readFile(join(dir, 'args'), 'utf8'), `-q\nwnod\n${ok}\n`, 'arguments passed through unchanged');
-});
+// The shim and the qsub/sbatch wrappers as installed (`wnod install blah`) are tested in ce-blah.test.ts.
 
 t.test('a requested tag that is not a valid tag is refused as an image this CE does not offer, never replaced by the default', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));

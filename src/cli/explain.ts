@@ -118,7 +118,7 @@ export async function run(argv: string[]): Promise<number> {
       `image:    ${decision.image.id} — ${decision.image.title} (digest ${decision.image.digest.slice(0, 16)}…)`,
       `cpus:     ${decision.cpus}`, `memory:   ${decision.memoryMB} MB`, `queue:    ${decision.queue ?? '(BLAH\'s)'}`,
       'directives the filter prints (ticket elided):',
-      ...allowDirectives(decision, { token: '<signed ticket>', jobClass: cfg.lrm.jobClass, who }).trimEnd().split('\n').map((l) => `  ${l}`));
+      ...allowDirectives(decision, { token: '<signed ticket>', who, lrm: cfg.lrm }).trimEnd().split('\n').map((l) => `  ${l}`));
   } else {
     lines.push(`decision: DENY${decision.rule ? ` (rule ${decision.rule})` : ''}`, `reason:   ${decision.reason}`,
       'directives the filter prints:', `  ${denyDirectives(decision.reason).trimEnd()}`);

@@ -64,7 +64,7 @@ export async function runFilter(scriptPath: string, configPath: string, now: Dat
     }, key);
     const who = identity?.fqans[0] ?? (identity?.vo ? `VO ${identity.vo}` : 'unknown user');
     log.push(`allow: ${decision.image.id} for ${who} (${identity?.source}) rule ${decision.rule}`);
-    return { output: allowDirectives(decision, { token, jobClass: cfg.lrm.jobClass, who }), decision, request, log, ...(identity ? { identity } : {}) };
+    return { output: allowDirectives(decision, { token, who, lrm: cfg.lrm }), decision, request, log, ...(identity ? { identity } : {}) };
   } catch (err) {
     log.push(`internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
     return { output: denyDirectives(`the wnod submit filter failed (${describe(err).split('\n')[0]}); the site log has details`), log };

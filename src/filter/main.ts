@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Entry point called by plugins/pbs_local_submit_attributes.sh: `main.js --config FILE <BLAH temp script>`.
-// stdout goes verbatim into the batch script, stderr is discarded by BLAH and the exit code ignored, so the
-// log goes to the file named by WNOD_FILTER_LOG (if writable) and the output is always directives.
+// Entry point called by the installed submit-attributes shim: `filter.cjs --config FILE [--log FILE] [--] <BLAH temp
+// script>`. stdout goes verbatim into the batch script, stderr is discarded by BLAH and the exit code ignored, so the
+// log goes to the file named by --log (if writable) and the output is always directives. Every path comes from the
+// command line the install baked into the shim: nothing is read from the environment (the job can set variables in
+// the shell that runs the shim).
 import { appendFile } from 'node:fs/promises';
 import { runFilter } from './filter.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
@@ -10,8 +12,11 @@ import { denyDirectives } from './directives.js';
 async function main(argv: string[]): Promise<void> {
   let config = DEFAULT_CONFIG_PATH;
   let script: string | undefined;
+  let logFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--config' && i + 1 < argv.length) config = argv[++i]!;
+    else if (argv[i] === '--log' && i + 1 < argv.length) logFile = argv[++i]!;
+    else if (argv[i] === '--' && i + 1 < argv.length) script = argv[++i];
     else script = argv[i];
   }
   if (!script) {
@@ -20,7 +25,6 @@ async function main(argv: string[]): Promise<void> {
   }
   const r = await runFilter(script, config);
   process.stdout.write(r.output);
-  const logFile = process.env.WNOD_FILTER_LOG;
   if (logFile && r.log.length > 0) {
     const stamp = new Date().toISOString();
     await appendFile(logFile, r.log.map((l) => `${stamp} filter[${process.pid}] ${l}\n`).join(''), { mode: 0o600 }).catch(() => {});
