@@ -11,6 +11,8 @@ import { findTicketLine, verifyTicket } from '../src/ticket/index.js';
 import { parseClassAd } from '../src/jdl/classad.js';
 import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
 import { wnod, repoRoot } from './lib/cli.js';
+import { readBlahConfig } from './lib/blahConfig.js';
+import { blahConfigLines, blahPlan } from '../src/filter/install.js';
 
 const RTE = 'other.GlueHostApplicationSoftwareRunTimeEnvironment';
 
@@ -36,12 +38,12 @@ async function installCe(t: Test, site: TestSite, opts: { lrm?: 'torque' | 'slur
 
 /** What blahpd's <lrms>_submit.sh does (DESIGN A1): temp script = #!/bin/bash + the unwound -C lines +
  * blah_opt_mpinodes + `source <shim>`, run with stdout appended to the batch script and stderr thrown away. */
-async function blahRun(ce: Ce, shim: string, reqLines: string, opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
+async function blahRun(ce: Ce, shim: string, reqLines: string, opts: { cwd?: string; env?: Record<string, string>; shebang?: string } = {}): Promise<string> {
   const tmp = join(ce.dir, `blahtmp-${Math.random().toString(36).slice(2)}`);
-  await writeFile(tmp, `#!/bin/bash\n${reqLines}VirtualOrganisation='dteam'\nblah_opt_mpinodes=2\nsource ${join(ce.blahDir, shim)}\n`, { mode: 0o755 });
+  await writeFile(tmp, `${opts.shebang ?? '#!/bin/bash'}\n${reqLines}VirtualOrganisation='dteam'\nblah_opt_mpinodes=2\nsource ${join(ce.blahDir, shim)}\n`, { mode: 0o755 });
   const batch = join(ce.dir, 'batch.sh');
   await writeFile(batch, '#!/bin/bash\n# PBS directives:\n#PBS -S /bin/bash\n');
-  await execa('/bin/bash', ['-c', `"${tmp}" >> "${batch}" 2>/dev/null`], { env: opts.env ?? { PATH: '/usr/bin:/bin' }, extendEnv: false, cwd: opts.cwd ?? ce.dir });
+  await execa('/bin/bash', ['-c', `"${tmp}" >> "${batch}" 2>/dev/null`], { env: opts.env ?? { PATH: '/usr/bin:/bin' }, extendEnv: false, cwd: opts.cwd ?? ce.dir, reject: false }); // blahpd ignores the exit code
   return readFile(batch, 'utf8');
 }
 
@@ -144,6 +146,14 @@ t.test('the qsub wrapper: deny → the reason on stderr; no marker → refused; 
   t.equal(tampered.exitCode, 1);
   t.match(tampered.stderr, /^wnod: job refused: the wnod block of the batch script holds a line the filter does not print: "#PBS -l mem=2048mb,walltime=99:00:00"$/);
 
+  // the Debian failure: prelz's #!/bin/sh temp script under dash cannot `source`, the filter never runs …
+  const dashOut = (await blahRun(ce, 'pbs_local_submit_attributes.sh', `GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_sl6"'\n`, { shebang: '#!/bin/dash' })).split('#PBS -S /bin/bash\n')[1]!;
+  t.equal(dashOut, '', 'dash skipped the filter silently');
+  // … and the wrapper stops the job
+  const skipped = await submit(pbsBatch(dashOut));
+  t.equal(skipped.exitCode, 1);
+  t.match(skipped.stderr, /the wnod submit filter did not run on this CE/);
+
   const noFile = await execa(qsub, ['-q', 'wnod'], { env, extendEnv: false, reject: false, input: '#!/bin/sh\ntrue\n' });
   t.equal(noFile.exitCode, 1);
   t.match(noFile.stderr, /qsub got no batch script file to check/);
@@ -195,4 +205,19 @@ t.test('Slurm: #SBATCH directives and the ticket (never #PBS -T); the sbatch wra
   t.equal(d.exitCode, 1);
   t.equal(d.stderr, 'wnod: job refused by site policy: image vm_x is not offered');
   t.equal(await readlink(join(ce.binDir, 'scancel')), join(ce.dir, 'lrm', 'scancel'));
+});
+
+t.test('blah.config: the pass list the install prints survives /bin/sh = dash; the [N]= lines do not', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-ce-conf-'));
+  const printed = join(dir, 'printed.config');
+  await writeFile(printed, `${blahConfigLines(blahPlan('torque'), '/opt/wnod/blah-bin').join('\n')}\n`);
+  const usual = join(dir, 'usual.config');
+  await writeFile(usual, 'pbs_binpath=/opt/wnod/blah-bin\nblah_pass_submit_attributes[0]="x509userproxy"\nblah_pass_submit_attributes[1]="x509UserProxyFQAN"\n');
+  for (const shell of ['/bin/dash', '/bin/bash']) {
+    const got = await readBlahConfig(printed, shell);
+    t.same(got.get('blah_pass_submit_attributes')?.values, ['x509userproxy', 'x509UserProxyFQAN'], `printed lines through ${shell}`);
+    t.equal(got.get('pbs_binpath')?.value, '/opt/wnod/blah-bin');
+  }
+  t.same((await readBlahConfig(usual, '/bin/bash')).get('blah_pass_submit_attributes')?.values, ['x509userproxy', 'x509UserProxyFQAN'], 'the usual lines work under bash');
+  t.equal((await readBlahConfig(usual, '/bin/dash')).get('blah_pass_submit_attributes'), undefined, 'and silently vanish under dash (the bug)');
 });
