@@ -2,6 +2,7 @@
 // the way blahpd builds it (the unwound CeRequirements lines first, then `source`), and the qsub/sbatch wrapper.
 import t, { type Test } from 'tap';
 import { mkdtemp, mkdir, readFile, writeFile, chmod, readdir, readlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -220,4 +221,30 @@ t.test('blah.config: the pass list the install prints survives /bin/sh = dash; t
   }
   t.same((await readBlahConfig(usual, '/bin/bash')).get('blah_pass_submit_attributes')?.values, ['x509userproxy', 'x509UserProxyFQAN'], 'the usual lines work under bash');
   t.equal((await readBlahConfig(usual, '/bin/dash')).get('blah_pass_submit_attributes'), undefined, 'and silently vanish under dash (the bug)');
+});
+
+t.test('Slurm: the real sbatch parses the filter\'s script and the wrapper\'s command line (no controller: it stops at the connection)', async (t) => {
+  if (!existsSync('/usr/bin/sbatch')) {
+    t.skip('sbatch is not installed (slurm-client)', () => {});
+    return;
+  }
+  const site = await slurmSite();
+  const ce = await installCe(t, site, { lrm: 'slurm' });
+  // a client config naming a controller port of this test's range where nothing listens
+  const conf = join(ce.dir, 'slurm.conf');
+  await writeFile(conf, ['ClusterName=wce', 'SlurmctldHost=localhost(127.0.0.1)', 'SlurmctldPort=17299', 'AuthType=auth/none',
+    'CredType=cred/none', 'NodeName=n1 NodeAddr=127.0.0.1 CPUs=1 State=UNKNOWN', 'PartitionName=wnod Nodes=n1 Default=YES', 'MessageTimeout=2', ''].join('\n'));
+  const sbatch = async (args: string[]) => execa('/usr/bin/sbatch', args, { env: { PATH: '/usr/bin:/bin', SLURM_CONF: conf }, extendEnv: false, reject: false, cwd: ce.dir });
+  const text = await blahRun(ce, 'slurm_local_submit_attributes.sh', `GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_sl6"'\n`);
+  const batch = join(ce.dir, 'job.sh');
+  await writeFile(batch, `#!/bin/bash\n# SLURM directives:\n#SBATCH -o /dev/null\n#SBATCH -e /dev/null\n${text.split('#PBS -S /bin/bash\n')[1]}#SBATCH -p wnod\ntrue\n`);
+  const parsed = await sbatch([batch]);
+  t.match(parsed.stderr, /Unable to contact slurm controller/, `every directive parsed: ${parsed.stderr}`);
+  await execa(join(ce.binDir, 'sbatch'), [batch], { env: {}, extendEnv: false, reject: false });
+  const args = (await readFile(ce.realArgs, 'utf8')).trim().split('\n'); // what the wrapper gave the (fake) real sbatch
+  const withArgs = await sbatch(args);
+  t.match(withArgs.stderr, /Unable to contact slurm controller/, `the wrapper's command line parsed: ${withArgs.stderr}`);
+  // what the filter must never print for Slurm
+  await writeFile(batch, '#!/bin/bash\n#PBS -T wnod\n#SBATCH --partition=wnod\ntrue\n');
+  t.match((await sbatch([batch])).stderr, /invalid option -- 'T'/, 'sbatch rejects #PBS -T');
 });
