@@ -46,6 +46,17 @@ t.test('golden: BLAH temp scripts → exact directive lines', async (t) => {
   }
 });
 
+t.test('golden: Slurm directives (lrm.type slurm): #SBATCH lines, the ticket in --comment and as a comment, never #PBS', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
+  const site = await makeTestSite(dir, { images: [{ id: 'vm_sl6', title: 'Scientific Linux 6', os: { name: 'ScientificSL', version: '6.10' } }, { id: 'vm_el9', title: 'AlmaLinux 9', os: { name: 'AlmaLinux', version: '9.4' } }], extra: { lrm: { type: 'slurm', partition: 'wnod' } } });
+  for (const name of ['allow-vo', 'deny-unknown']) {
+    const r = await runFilter(join(goldens, `${name}.sh`), site.configPath, now);
+    const { text, token } = normalise(r.output);
+    matchGolden(t, text.replace(token ?? '\0', '<TOKEN>'), join(goldens, `${name}.slurm.out`));
+    if (token) t.equal(verifyTicket(token, site.key, now).cpus, 2);
+  }
+});
+
 t.test('without the trust flag, BLAH FQANs are ignored and only the VO counts', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
   const site = await makeTestSite(dir);
