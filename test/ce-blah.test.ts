@@ -1,7 +1,7 @@
 // The CE side as installed by `wnod install blah`: the submit-attributes shim sourced by a BLAH temp script built
 // the way blahpd builds it (the unwound CeRequirements lines first, then `source`), and the qsub/sbatch wrapper.
 import t, { type Test } from 'tap';
-import { mkdtemp, mkdir, readFile, writeFile, chmod, readdir, readlink } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, writeFile, chmod, chown, readdir, readlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,8 @@ import { parseClassAd } from '../src/jdl/classad.js';
 import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
 import { wnod, repoRoot } from './lib/cli.js';
 import { readBlahConfig } from './lib/blahConfig.js';
+import { ensureTestUser } from '../src/testkit/pbsmom.js';
+import { makeProxy, makeTestPki } from '../src/testkit/pki.js';
 import { blahConfigLines, blahPlan } from '../src/filter/install.js';
 
 const RTE = 'other.GlueHostApplicationSoftwareRunTimeEnvironment';
@@ -247,4 +249,32 @@ t.test('Slurm: the real sbatch parses the filter\'s script and the wrapper\'s co
   // what the filter must never print for Slurm
   await writeFile(batch, '#!/bin/bash\n#PBS -T wnod\n#SBATCH --partition=wnod\ntrue\n');
   t.match((await sbatch([batch])).stderr, /invalid option -- 'T'/, 'sbatch rejects #PBS -T');
+});
+
+t.test('as a pool account, with a real VOMS proxy and require_verified_proxy: the installed shim verifies it and signs', async (t) => {
+  const user = await ensureTestUser('wce2');
+  const base = await mkdtemp(join(tmpdir(), 'wnod-ce-pool-'));
+  await chmod(base, 0o755);
+  const pki = await makeTestPki(join(base, 'pki'), { vo: 'dteam' });
+  const site = await makeTestSite(join(base, 'site'), { extra: { trust: { vomsdir: pki.vomsdir, certdir: pki.certdir, require_verified_proxy: true } } });
+  for (const d of ['site', 'pki', ...['vomsdir', 'certdir'].map((k) => pki[k as 'vomsdir' | 'certdir'].slice(base.length + 1))]) await chmod(join(base, d), 0o755);
+  await chown(site.keyPath, user.uid, user.gid); // the CE's copy of the key, readable by the account BLAH runs as
+  const ce = await installCe(t, site);
+  await chown(ce.dir, user.uid, user.gid);
+  const proxy = await makeProxy(pki, { vo: 'dteam', fqans: ['/dteam/Role=NULL'] });
+  await chown(proxy, user.uid, user.gid);
+  const run = async (req: string) => {
+    const tmp = join(ce.dir, `blahtmp-${Math.random().toString(36).slice(2)}`);
+    const batch = join(ce.dir, 'batch-pool.sh');
+    await writeFile(tmp, `#!/bin/bash\nGlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_sl6"'\n${req}blah_opt_mpinodes=1\nsource ${join(ce.blahDir, 'pbs_local_submit_attributes.sh')}\n`, { mode: 0o755 });
+    await writeFile(batch, '#!/bin/bash\n');
+    for (const f of [tmp, batch]) await chown(f, user.uid, user.gid);
+    await execa('/bin/bash', ['-c', `"${tmp}" >> "${batch}" 2>/dev/null`], { env: { PATH: '/usr/bin:/bin', HOME: user.home }, extendEnv: false, uid: user.uid, gid: user.gid, cwd: ce.dir, reject: false });
+    return readFile(batch, 'utf8');
+  };
+  const ok = await run(`VirtualOrganisation='dteam'\nx509userproxy='${proxy}'\n`);
+  const claims = verifyTicket(findTicketLine(ok).ticket!, site.key);
+  t.equal(claims.account, user.name, 'signed as the pool account');
+  t.equal(claims.fqan, '/dteam/Role=NULL/Capability=NULL', 'from the verified proxy');
+  t.match(await run(`VirtualOrganisation='dteam'\n`), /\n# wnod-deny: this CE requires a verified VOMS proxy and none reached the filter/);
 });
