@@ -108,7 +108,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(linked.length ? [`  ${binDir}/{${linked.join(',')}} -> ${dirname(real)}/`] : []),
     'in blah.config (these lines also work where /bin/sh is dash: blahpd reads the file through /bin/sh):',
     ...blahConfigLines(plan, binDir).map((l) => `  ${l}`),
-    'on a prelz BLAH (CREAM) where /bin/sh is dash, the temp script must start with #!/bin/bash: see the README',
+    'on a prelz BLAH (CREAM) where /bin/sh is dash, BLAH must run its temp script with /bin/bash: see the README',
   ];
   process.stdout.write(out.join('\n') + '\n');
   return 0;
