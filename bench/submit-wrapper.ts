@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeTestSite } from '../src/testkit/site.js';
+import { makeTestSite } from '../test/kit/site.js';
 import { runFilter } from '../src/filter/filter.js';
 import { median } from './lib/stats.js';
 

@@ -6,11 +6,11 @@ import t from 'tap';
 import { chown, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTorque, torqueUnavailable, type TorqueNode } from './kit/torque.js';
-import { ensureTestUser } from '../src/testkit/pbsmom.js';
-import { makeTestSite } from '../src/testkit/site.js';
+import { ensureTestUser } from './kit/pbsmom.js';
+import { makeTestSite } from './kit/site.js';
 import { runFilter } from '../src/filter/filter.js';
-import { findTicketLine } from '../src/ticket/index.js';
-import { wnod } from './lib/cli.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
+import { wnod } from './kit/cli.js';
 
 const why = torqueUnavailable();
 if (why) {

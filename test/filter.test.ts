@@ -4,12 +4,14 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runFilter } from '../src/filter/filter.js';
-import { makeTestSite } from '../src/testkit/site.js';
-import { verifyTicket, findTicketLine } from '../src/ticket/index.js';
-import { matchGolden } from './lib/golden.js';
-import { wnod } from './lib/cli.js';
+import { makeTestSite } from './kit/site.js';
+import { verifyTicket } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
+import { matchGolden } from './kit/golden.js';
+import { wnod } from './kit/cli.js';
 import { parseClassAd } from '../src/jdl/classad.js';
 import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
+import { gate } from '../src/filter/gate.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const goldens = join(root, 'test/golden/filter');
@@ -156,4 +158,14 @@ t.test('wnod explain --cereq: a raw line break is what blahpd rejects, not an al
     t.equal(plain.exitCode, 2);
     t.match(plain.stderr, /blahpd rejects the submission/);
   }
+});
+
+// main's wrapper test, now on the gate the installed wrappers run (the wrappers themselves: ce-blah.test.ts)
+t.test('the submit gate refuses deny-marked scripts and reads only the header', async (t) => {
+  const denied = '#!/bin/bash\n#PBS -N x\n# wnod-deny: image vm_x is not offered by this CE (it offers: vm_sl6)\n/bin/true\n';
+  t.same(gate(denied, { lrm: 'torque', requireFilter: true }), { go: false, reason: 'job refused by site policy: image vm_x is not offered by this CE (it offers: vm_sl6)' });
+  const ok = '#!/bin/bash\n#PBS -N x\n# wnod-ticket: abc.def\n/bin/true\n# wnod-deny: in the body, not ours\n';
+  t.same(gate(ok, { lrm: 'torque', requireFilter: true }), { go: true, args: [] }, 'a ticket without the filter\'s block: nothing added, the arguments pass unchanged');
+  const bodyOnly = '#!/bin/bash\n#PBS -N x\n/bin/true\n# wnod-ticket: abc.def\n';
+  t.match(gate(bodyOnly, { lrm: 'torque', requireFilter: true }), { go: false, reason: /neither a wnod ticket nor a wnod deny marker/ }, 'a ticket in the body is not the header\'s');
 });

@@ -2,7 +2,7 @@
 // shapes). BLAH pastes the filter's stdout verbatim into the batch script and appends its own directives after it
 // (`#PBS -l nodes=N` for NodeNumber, `#SBATCH -p <queue>` when it finds none of its spelling): the wrappers pass
 // the filter's block again on the submit command line, which Torque's qsub and sbatch both rank above the script.
-import { DENY_PREFIX, TICKET_PREFIX, oneLine } from '../ticket/index.js';
+import { TICKET_PREFIX, denyLine, oneLine, ticketLine } from '../header/scriptHeader.js';
 import type { Decision } from '../policy/decide.js';
 import type { LrmConfig, LrmType } from '../config/types.js';
 import { WnodError } from '../util/errors.js';
@@ -31,13 +31,13 @@ export function allowDirectives(d: Extract<Decision, { allow: true }>, opts: Dir
     if (opts.lrm.jobClass) lines.push(`#PBS -T ${opts.lrm.jobClass}`);
     lines.push(`#PBS -l nodes=1:ppn=${d.cpus}`, `#PBS -l mem=${d.memoryMB}mb`);
   }
-  lines.push(`${TICKET_PREFIX}${opts.token}`);
+  lines.push(ticketLine(opts.token));
   return lines.join('\n') + '\n';
 }
 
 /** The deny marker: the submit wrapper refuses the script with this reason, and the worker node refuses it anyway. */
 export function denyDirectives(reason: string): string {
-  return `${DENY_PREFIX}${oneLine(reason)}\n`;
+  return `${denyLine(reason)}\n`;
 }
 
 const NAME = '[A-Za-z0-9._-]{1,64}';

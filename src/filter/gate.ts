@@ -3,7 +3,7 @@
 // submit's stderr to CREAM as the failure reason). A ticket lets it through with the filter's own directives passed
 // again on the command line. A script with neither went around the filter (BLAH skipped it: dash as /bin/sh, an
 // empty pass list, the stock prelz temp script): refused unless the site switched that off.
-import { findTicketLine } from '../ticket/index.js';
+import { readScriptHeader } from '../header/scriptHeader.js';
 import type { LrmType } from '../config/types.js';
 import { filterBlockArgs } from './directives.js';
 import { describe } from '../util/errors.js';
@@ -21,7 +21,7 @@ export const UNFILTERED_REASON = 'the batch script carries neither a wnod ticket
 
 /** Decide for one batch script's text. Pure. */
 export function gate(scriptText: string, opts: GateOptions): GateResult {
-  const found = findTicketLine(scriptText);
+  const found = readScriptHeader(scriptText);
   if (found.deny !== undefined) return { go: false, reason: `job refused by site policy: ${found.deny}` };
   if (found.ticket === undefined) {
     return opts.requireFilter ? { go: false, reason: `job refused: ${UNFILTERED_REASON}` } : { go: true, args: [] };

@@ -10,7 +10,7 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, writeFi
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { withLock } from '../../src/util/lock.js';
-import type { TestUser } from '../../src/testkit/pbsmom.js';
+import type { TestUser } from './pbsmom.js';
 
 export const TORQUE_TARBALL = process.env.WNOD_TORQUE_TARBALL ?? '/work/shared/torque/torque-6.1.3-debian12-amd64.tar.xz';
 const STAMP_DIR = '/var/lib/wnod-test';
