@@ -64,14 +64,14 @@ function blahTempScript(image: string, proxy: string, shim: string): string {
 
 /** Run the filter as BLAH does — as the mapped pool account, `tmpscript >> batch_script 2>/dev/null` — and return
  * the batch script's directives. */
-async function blahSubmit(ceDir: string, user: TestUser, image: string, proxy: string, ceConfig: string, shim: string): Promise<string> {
+async function blahSubmit(ceDir: string, user: TestUser, image: string, proxy: string, shim: string): Promise<string> {
   const tmp = join(ceDir, `blahtmp-${image}`);
   const batch = join(ceDir, `batch-${image}.sh`);
   await writeFile(tmp, blahTempScript(image, proxy, shim), { mode: 0o755 });
   await writeFile(batch, '#!/bin/bash\n#PBS -N wnod-demo\n', { mode: 0o644 });
   await chown(tmp, user.uid, user.gid);
   await chown(batch, user.uid, user.gid);
-  const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, HOME: user.home, WNOD_PREFIX: repo, WNOD_CONFIG: ceConfig };
+  const env = { PATH: '/usr/bin:/bin', HOME: user.home };
   await execa('bash', ['-c', `"${tmp}" >> "${batch}" 2>/dev/null`], { env, extendEnv: false, uid: user.uid, gid: user.gid, cwd: ceDir });
   return readFile(batch, 'utf8');
 }
@@ -121,29 +121,35 @@ async function main(): Promise<number> {
     await chmod(ceKey, 0o600);
     const doc = parseDocument(await readFile(site.configPath, 'utf8'));
     doc.setIn(['ticket', 'key_file'], ceKey);
-    const ceConfig = join(ceDir, 'wnod-ce.yaml');
+    // the CE's config stays root's (the filter's accounts must not change the policy)
+    await mkdir(join(dir, 'ce-etc'), { mode: 0o755 });
+    const ceConfig = join(dir, 'ce-etc', 'wnod-ce.yaml');
     await writeFile(ceConfig, doc.toString(), { mode: 0o644 });
     out(`    worker-node config ${site.configPath}\n    CE config          ${ceConfig}`);
     out(indent((await wnod(['check', '--config', site.configPath])).stdout));
 
-    step('CE: BLAH runs the submit filter (pbs_local_submit_attributes.sh) for a job asking for vm_test');
+    step('CE: wnod install blah (the filter shim for BLAH\'s libexec dir, the qsub wrapper for pbs_binpath)');
     const libexec = join(dir, 'libexec');
+    const wbin = join(dir, 'wbin');
     await mkdir(libexec, { mode: 0o755 });
+    await mkdir(wbin, { mode: 0o755 });
+    const fakeQsub = join(dir, 'lrm', 'qsub');
+    await mkdir(join(dir, 'lrm'), { mode: 0o755 });
+    await writeFile(fakeQsub, '#!/bin/sh\necho 1.wn1.demo\n', { mode: 0o755 });
+    out(indent((await wnod(['install', 'blah', '--config', ceConfig, '--blah-dir', libexec, '--bin-dir', wbin, '--real', fakeQsub, '--prefix', repo])).stdout));
     const shim = join(libexec, 'pbs_local_submit_attributes.sh');
-    await copyFile(join(repo, 'plugins', 'pbs_local_submit_attributes.sh'), shim);
-    await chmod(shim, 0o644);
+
+    step('CE: BLAH runs the submit filter (pbs_local_submit_attributes.sh) for a job asking for vm_test');
     out(`    BLAH's temp script (run with bash as ${user.name}, stdout >> batch script, stderr discarded):`);
     out(indent(blahTempScript('vm_test', proxy, shim)));
-    const batch = await blahSubmit(ceDir, user, 'vm_test', proxy, ceConfig, shim);
+    const batch = await blahSubmit(ceDir, user, 'vm_test', proxy, shim);
     out('    the batch script\'s directives after the filter:');
     out(indent(batch.replace(/(# wnod-ticket: .{24}).*/, '$1… (signed ticket)')));
     check(/^# wnod-ticket: /m.test(batch), 'the filter printed no ticket for vm_test');
 
     step('CE: the qsub wrapper (pbs_binpath) passes the ticketed script on to the real qsub');
-    const fakeQsub = join(dir, 'qsub.real');
-    await writeFile(fakeQsub, '#!/bin/sh\necho 1.wn1.demo\n', { mode: 0o755 });
     const batchPath = join(ceDir, 'batch-vm_test.sh');
-    const q = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', batchPath], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, WNOD_PREFIX: repo, WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
+    const q = await execa(join(wbin, 'qsub'), [batchPath], { env: { PATH: '/usr/bin:/bin' }, extendEnv: false, reject: false });
     out(`    qsub → exit ${q.exitCode}, job id ${q.stdout.trim()}`);
     check(q.exitCode === 0, `the qsub wrapper refused the ticketed job: ${q.stderr}`);
 
@@ -192,9 +198,9 @@ async function main(): Promise<number> {
     out(`    VMs left on the node (wnod vms): ${rows.length ? rows.join('; ') : 'none'}`);
 
     step('A refusal: the same user asks for vm_secret, which the policy does not allow for testvo');
-    const denied = await blahSubmit(ceDir, user, 'vm_secret', proxy, ceConfig, shim);
+    const denied = await blahSubmit(ceDir, user, 'vm_secret', proxy, shim);
     out(indent(denied));
-    const dq = await execa(join(repo, 'plugins', 'qsub'), ['-q', 'wnod', join(ceDir, 'batch-vm_secret.sh')], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, WNOD_PREFIX: repo, WNOD_REAL_QSUB: fakeQsub }, extendEnv: false, reject: false });
+    const dq = await execa(join(wbin, 'qsub'), [join(ceDir, 'batch-vm_secret.sh')], { env: { PATH: '/usr/bin:/bin' }, extendEnv: false, reject: false });
     out(`    qsub wrapper → exit ${dq.exitCode}, stderr (what CREAM reports as the failure reason):\n${indent(dq.stderr)}`);
     check(dq.exitCode === 1 && /refused by site policy/.test(dq.stderr), 'the qsub wrapper did not refuse the denied job');
     const rr = await mom.runJob({ ...job, id: '2.wn1.demo', script: denied + body });

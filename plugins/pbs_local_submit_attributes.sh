@@ -1,11 +1,9 @@
-# wnod submit filter shim for BLAH (pbs). BLAH sources this file from its temp script, runs that script with
-# its stdout appended to the batch script, discards stderr and ignores the exit code (see DESIGN A1).
-# Install: copy to ${blah_libexec_directory}/pbs_local_submit_attributes.sh (prelz/CREAM), or ~/.blah/ or
-# /etc/blahp/ (HTCondor-CE blahp). The temp script must run under bash (/bin/sh is dash on Debian: see README).
-# $0 is BLAH's temp script: it holds every assignment BLAH unwound from the job. Nothing is evaluated here.
-WNOD_PREFIX=${WNOD_PREFIX:-/opt/wnod}
-WNOD_CONFIG=${WNOD_CONFIG:-/etc/wnod/wnod.yaml}
-if ! command -v node >/dev/null 2>&1 || ! node "$WNOD_PREFIX/dist/hot/filter.cjs" --config "$WNOD_CONFIG" "$0" 2>/dev/null; then
-  # fail closed: no decision means no VM
-  echo "# wnod-deny: the wnod submit filter could not run on this CE; contact the site"
-fi
+# wnod submit filter shim for BLAH (Torque/PBS) — a TEMPLATE: `wnod install blah` writes it where BLAH looks,
+# with the @…@ paths filled in. Unfilled it fails closed (every job gets the deny marker).
+# BLAH sources this file from its temp script, runs that script with its stdout appended to the batch script,
+# discards stderr and ignores the exit code (DESIGN A1). The temp script first assigns every requirement blahpd
+# unwound from the job's CeRequirements: `Member("42", other.WNOD_PREFIX)` arrives as WNOD_PREFIX[0]='"42"', which
+# sets WNOD_PREFIX, and the same works for PATH or any other name. So nothing below reads a variable but $0 (the
+# temp script, which the filter parses as data): the paths are literal, node starts by its absolute path with an
+# empty environment (bash's `exec -c`), and a failure to run prints the deny marker (fail closed).
+( exec -c @NODE@ @FILTER@ --config @CONFIG@ @LOG@-- "$0" ) 2>/dev/null || printf '%s\n' '# wnod-deny: the wnod submit filter could not run on this CE; contact the site'

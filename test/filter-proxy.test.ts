@@ -57,3 +57,23 @@ t.test('BLAH script + real proxy → directives; the proxy, not BLAH, decides', 
   const ex = await wnod(['explain', '--config', site.configPath, '--cereq', 'Member("vm_sl6", other.GlueHostApplicationSoftwareRunTimeEnvironment)', '--proxy', prod, '--json']);
   t.match(JSON.parse(ex.stdout), { allow: true, image: 'vm_sl6', rule: 'atlas-production', identity: { source: 'proxy', vo: 'atlas' } });
 });
+
+t.test('trust.require_verified_proxy: a verified proxy gets its ticket, a job without one is refused', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-fproxy-'));
+  const pki = await makeTestPki(join(dir, 'pki'), { vo: 'atlas' });
+  const site = await makeTestSite(join(dir, 'site'), { extra: { trust: { vomsdir: pki.vomsdir, certdir: pki.certdir, require_verified_proxy: true } } });
+  const template = await readFile(join(goldens, 'allow-proxy.sh'), 'utf8');
+  const prod = await makeProxy(pki, { vo: 'atlas', fqans: ['/atlas/Role=production', '/atlas'] });
+  const withProxy = join(dir, 'with.sh');
+  await writeFile(withProxy, template.replace('@PROXY@', prod));
+  const ok = await runFilter(withProxy, site.configPath);
+  t.equal(verifyTicket(findTicketLine(ok.output).ticket!, site.key).fqan, '/atlas/Role=production/Capability=NULL');
+  // the same job with the pass list dropped (x509userproxy not passed): BLAH's FQAN list alone gets nothing
+  const without = join(dir, 'without.sh');
+  await writeFile(without, template.replace('@PROXY@', prod).split('\n').filter((l) => !l.startsWith('x509userproxy=')).join('\n'));
+  t.match((await runFilter(without, site.configPath)).output, /^# wnod-deny: this CE requires a verified VOMS proxy and none reached the filter \(only the VO name alone\)/);
+  // an expired AC still fails verification, with its reason (never a fallback to the VO)
+  const expired = await makeProxy(pki, { vo: 'atlas', fqans: ['/atlas/Role=production'], acHours: 1, acPast: '2:00' });
+  await writeFile(withProxy, template.replace('@PROXY@', expired));
+  t.match((await runFilter(withProxy, site.configPath)).output, /^# wnod-deny: the job's VOMS proxy could not be verified \(expired-ac: /);
+});

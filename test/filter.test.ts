@@ -1,14 +1,17 @@
 import t from 'tap';
-import { mkdtemp, readFile, writeFile, chmod, readdir, copyFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, writeFile, chmod, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { runFilter } from '../src/filter/filter.js';
 import { makeTestSite } from './kit/site.js';
 import { verifyTicket } from '../src/ticket/index.js';
 import { findTicketLine } from '../src/header/scriptHeader.js';
 import { matchGolden } from './kit/golden.js';
+import { wnod } from './kit/cli.js';
+import { parseClassAd } from '../src/jdl/classad.js';
+import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
+import { gate } from '../src/filter/gate.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const goldens = join(root, 'test/golden/filter');
@@ -42,6 +45,17 @@ t.test('golden: BLAH temp scripts → exact directive lines', async (t) => {
     const { text, token } = normalise(r.output);
     matchGolden(t, text, join(goldens, `${name}.out`));
     if (token) check(verifyTicket(token, name.includes('blah') ? trusting.key : site.key, now));
+  }
+});
+
+t.test('golden: Slurm directives (lrm.type slurm): #SBATCH lines, the ticket in --comment and as a comment, never #PBS', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
+  const site = await makeTestSite(dir, { images: [{ id: 'vm_sl6', title: 'Scientific Linux 6', os: { name: 'ScientificSL', version: '6.10' } }, { id: 'vm_el9', title: 'AlmaLinux 9', os: { name: 'AlmaLinux', version: '9.4' } }], extra: { lrm: { type: 'slurm', partition: 'wnod' } } });
+  for (const name of ['allow-vo', 'deny-unknown']) {
+    const r = await runFilter(join(goldens, `${name}.sh`), site.configPath, now);
+    const { text, token } = normalise(r.output);
+    matchGolden(t, text.replace(token ?? '\0', '<TOKEN>'), join(goldens, `${name}.slurm.out`));
+    if (token) t.equal(verifyTicket(token, site.key, now).cpus, 2);
   }
 });
 
@@ -89,47 +103,69 @@ t.test('hostile values stay data: no line of the output comes from the job', asy
   t.same((await readdir(dir)).filter((f) => f.startsWith('pwned')), []);
 });
 
-t.test('the real BLAH path: bash temp script sources the shim, stdout appended to the batch script', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'wnod-blah-'));
-  const site = await makeTestSite(dir);
-  const libexec = join(dir, 'libexec');
-  await mkdir(libexec);
-  await copyFile(join(root, 'plugins/pbs_local_submit_attributes.sh'), join(libexec, 'pbs_local_submit_attributes.sh'));
-  // What pbs_submit.sh does (DESIGN A1): temp script = shebang + the -C lines + mpinodes + source; run it with
-  // stdout appended to the batch script and stderr thrown away; variables are not exported.
-  const tmpScript = join(dir, 'blahtmp');
-  const body = (await readFile(join(goldens, 'allow-vo.sh'), 'utf8')).replace('#!/bin/bash\n', '');
-  await writeFile(tmpScript, `#!/bin/bash\n${body}source ${join(libexec, 'pbs_local_submit_attributes.sh')}\n`, { mode: 0o755 });
-  const batch = join(dir, 'batch.sh');
-  await writeFile(batch, '#!/bin/bash\n#PBS -N blahjob\n');
-  const env = { PATH: process.env.PATH!, WNOD_PREFIX: root, WNOD_CONFIG: site.configPath };
-  await execa('bash', ['-c', `"${tmpScript}" >> "${batch}" 2>/dev/null`], { env, extendEnv: false });
-  const text = await readFile(batch, 'utf8');
-  t.match(text, /^#!\/bin\/bash\n#PBS -N blahjob\n# wnod: image vm_sl6 .*\n#PBS -q wnod\n#PBS -T wnod\n#PBS -l nodes=1:ppn=2\n#PBS -l mem=3000mb\n# wnod-ticket: \S+\n$/);
-  t.equal(verifyTicket(findTicketLine(text).ticket!, site.key).image, 'vm_sl6');
+// The shim and the qsub/sbatch wrappers as installed (`wnod install blah`) are tested in ce-blah.test.ts.
 
-  // node missing or crashing → the shim still fails closed
-  const brokenEnv = { ...env, WNOD_PREFIX: join(dir, 'nowhere') };
-  await writeFile(batch, '#!/bin/bash\n');
-  await execa('bash', ['-c', `"${tmpScript}" >> "${batch}" 2>/dev/null`], { env: brokenEnv, extendEnv: false });
-  t.equal(await readFile(batch, 'utf8'), '#!/bin/bash\n# wnod-deny: the wnod submit filter could not run on this CE; contact the site\n');
+t.test('a requested tag that is not a valid tag is refused as an image this CE does not offer, never replaced by the default', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
+  const site = await makeTestSite(dir);
+  const RTE = 'other.GlueHostApplicationSoftwareRunTimeEnvironment';
+  // What blahpd writes for these CeRequirements (non-ASCII as octal escapes, backticks literally) …
+  const fromCereq = (expr: string) => renderBlahScript(unwindCeRequirements(parseClassAd(expr)));
+  const cafe = fromCereq(`Member("vm_café", ${RTE})`);
+  t.match(cafe, /'"vm_caf\\303\\251"'/, 'octal-escaped as blahpd does');
+  const scripts: [string, string, RegExp][] = [
+    ['café', cafe, /image "vm_caf\\u\{e9\}" is not offered/],
+    ['backticks', fromCereq(`Member("vm_\`id\`", ${RTE})`), /image "vm_`id`" is not offered/],
+    // … and a newline: escaped inside the ClassAd string, or raw inside the quoted value (a rejected line)
+    ['escaped newline', `GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_a\\nb"'\n`, /image "vm_a\\u\{a\}b" is not offered/],
+    ['raw newline', `GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_a\nb"'\n`, /image the unreadable value on line 1 is not offered/],
+  ];
+  for (const [what, text, reason] of scripts) {
+    const p = join(dir, `${what.replace(/ /g, '-')}.sh`);
+    await writeFile(p, `${text}VirtualOrganisation='dteam'\n`);
+    const r = await runFilter(p, site.configPath, now);
+    t.match(r.output, /^# wnod-deny: image .* is not offered by this CE \(an image tag is 1-100 characters of A-Z a-z 0-9 \. _ \+ -; it offers: vm_sl6, vm_el9\)\n$/, what);
+    t.match(r.output, reason, what);
+    t.notOk(findTicketLine(r.output).ticket, `${what}: no ticket (the dteam rule's default would have been vm_el9)`);
+  }
+  // the same expression through wnod explain
+  const ex = await wnod(['explain', '--config', site.configPath, '--cereq', `Member("vm_café", ${RTE})`, '--vo', 'dteam', '--json']);
+  t.equal(ex.exitCode, 1);
+  t.match(JSON.parse(ex.stdout), { allow: false, reason: /^image "vm_caf\\u\{e9\}" is not offered by this CE/ });
 });
 
-t.test('the qsub wrapper refuses deny-marked scripts and passes others unchanged', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'wnod-qsub-'));
-  const realQsub = join(dir, 'qsub.real');
-  await writeFile(realQsub, `#!/bin/bash\nprintf '%s\\n' "$@" > ${dir}/args\necho 42.server\n`, { mode: 0o755 });
-  const env = { PATH: process.env.PATH!, WNOD_REAL_QSUB: realQsub, WNOD_PREFIX: root };
-  const denied = join(dir, 'denied.sh');
-  await writeFile(denied, '#!/bin/bash\n#PBS -N x\n# wnod-deny: image vm_x is not offered by this CE (it offers: vm_sl6)\n/bin/true\n');
-  const r1 = await execa(join(root, 'plugins/qsub'), ['-q', 'wnod', denied], { env, extendEnv: false, reject: false });
-  t.equal(r1.exitCode, 1);
-  t.equal(r1.stderr, 'wnod: job refused by site policy: image vm_x is not offered by this CE (it offers: vm_sl6)');
-  t.equal(r1.stdout, '');
-  const ok = join(dir, 'ok.sh');
-  await writeFile(ok, '#!/bin/bash\n#PBS -N x\n# wnod-ticket: abc.def\n/bin/true\n# wnod-deny: in the body, not ours\n');
-  const r2 = await execa(join(root, 'plugins/qsub'), ['-q', 'wnod', ok], { env, extendEnv: false, reject: false });
-  t.equal(r2.exitCode, 0);
-  t.equal(r2.stdout, '42.server');
-  t.equal(await readFile(join(dir, 'args'), 'utf8'), `-q\nwnod\n${ok}\n`, 'arguments passed through unchanged');
+t.test('trust.require_verified_proxy: no verified identity, no ticket', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-filter-'));
+  const strict = await makeTestSite(dir, { extra: { trust: { vomsdir: join(dir, 'v'), certdir: join(dir, 'c'), blah_fqans_verified: true, require_verified_proxy: true } } });
+  for (const name of ['allow-vo', 'allow-blah-fqan-default']) {
+    const r = await runFilter(join(goldens, `${name}.sh`), strict.configPath, now);
+    t.match(r.output, /^# wnod-deny: this CE requires a verified VOMS proxy and none reached the filter \(only (the VO name alone|BLAH's FQAN list)\): the CE must pass the job's proxy to the filter \(blah_pass_submit_attributes: x509userproxy\)\n$/, name);
+  }
+  const ex = await wnod(['explain', '--config', strict.configPath, '--cereq', 'Member("vm_sl6", other.GlueHostApplicationSoftwareRunTimeEnvironment)', '--fqan', '/dteam', '--json']);
+  t.equal(ex.exitCode, 1);
+  t.match(JSON.parse(ex.stdout), { allow: false, reason: /requires a verified VOMS proxy .*give --proxy/ });
+  const chk = await wnod(['check', '--config', strict.configPath]);
+  t.equal(chk.exitCode, 0, chk.stderr);
+});
+
+t.test('wnod explain --cereq: a raw line break is what blahpd rejects, not an allowed job', async (t) => {
+  const site = await makeTestSite(await mkdtemp(join(tmpdir(), 'wnod-filter-')));
+  for (const brk of ['\n', '\r\n']) {
+    const ex = await wnod(['explain', '--config', site.configPath, '--cereq', `Member("vm_sl6",${brk} other.GlueHostApplicationSoftwareRunTimeEnvironment)`, '--vo', 'dteam', '--json']);
+    t.equal(ex.exitCode, 2);
+    t.match(JSON.parse(ex.stdout), { allow: false, reason: /^CeRequirements holds a raw line break \(offset 16\): blahpd rejects the submission/ });
+    const plain = await wnod(['explain', '--config', site.configPath, '--cereq', `Member("vm_sl6",${brk} other.GlueHostApplicationSoftwareRunTimeEnvironment)`, '--vo', 'dteam']);
+    t.equal(plain.exitCode, 2);
+    t.match(plain.stderr, /blahpd rejects the submission/);
+  }
+});
+
+// main's wrapper test, now on the gate the installed wrappers run (the wrappers themselves: ce-blah.test.ts)
+t.test('the submit gate refuses deny-marked scripts and reads only the header', async (t) => {
+  const denied = '#!/bin/bash\n#PBS -N x\n# wnod-deny: image vm_x is not offered by this CE (it offers: vm_sl6)\n/bin/true\n';
+  t.same(gate(denied, { lrm: 'torque', requireFilter: true }), { go: false, reason: 'job refused by site policy: image vm_x is not offered by this CE (it offers: vm_sl6)' });
+  const ok = '#!/bin/bash\n#PBS -N x\n# wnod-ticket: abc.def\n/bin/true\n# wnod-deny: in the body, not ours\n';
+  t.same(gate(ok, { lrm: 'torque', requireFilter: true }), { go: true, args: [] }, 'a ticket without the filter\'s block: nothing added, the arguments pass unchanged');
+  const bodyOnly = '#!/bin/bash\n#PBS -N x\n/bin/true\n# wnod-ticket: abc.def\n';
+  t.match(gate(bodyOnly, { lrm: 'torque', requireFilter: true }), { go: false, reason: /neither a wnod ticket nor a wnod deny marker/ }, 'a ticket in the body is not the header\'s');
 });

@@ -19,7 +19,7 @@ export function siteConfig(images: Image[], rules: Rule[] = [], glue: Partial<Si
     site: { name: 'TEST-SITE', ceHost: ce },
     images,
     policy: { rules, noRequest: 'default', noTicket: 'refuse', imageTagPrefix: 'vm_' },
-    trust: { vomsdir: '/etc/grid-security/vomsdir', certdir: '/etc/grid-security/certificates', blahFqansVerified: false },
+    trust: { vomsdir: '/etc/grid-security/vomsdir', certdir: '/etc/grid-security/certificates', blahFqansVerified: false, requireVerifiedProxy: false },
     ticket: { keyFile: '/etc/wnod/ticket.key', lifetimeS: 604800 },
     lrm: { type: 'torque', momPriv: '/var/spool/torque/mom_priv', prologueBudgetS: 280, maxRequeues: 3 },
     cache: { dir: '/var/cache/wnod', highWatermarkGB: 200, lowWatermarkGB: 150 },

@@ -63,14 +63,22 @@ t.test('tags: order, case-insensitive de-duplication, validation', async (t) => 
     `GlueHostApplicationSoftwareRunTimeEnvironment[6]='"vo.cms-1.0+x_y"'`,
   );
   t.same(r.tags, ['vm_sl6', 'vo.cms-1.0+x_y']);
+  t.same(r.badTags, ['"bad tag"', '"$(reboot)"', '"caf\\u{e9}"', `"${'a'.repeat(60)}..."`], 'kept apart, printable, to be refused');
   check(t, r, { warnings: [
     /another spelling/,
-    /tag "bad tag" is not 1-100 characters/,
-    /element "42" is not a string/,
+    /tag "bad tag" is not 1-100 characters.*; refused/,
+    /element "42" is not a string; ignored/,
     /tag "\$\(reboot\)" is not/,
     /tag "café" is not/,
     /tag "a{101}" is not/,
   ] });
+});
+
+t.test('a tag line the parser rejects, or a value that is no ClassAd string, is a bad tag (never "no tag")', async (t) => {
+  t.same(req(`GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_a\x01"'`).badTags, ['the unreadable value on line 2']);
+  t.same(req(`GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_\\377"'`).badTags, ['"\\u{22}vm_\\u{5c}377\\u{22}"'], 'invalid UTF-8');
+  t.same(req(`GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_a\\nb"'`).badTags, ['"vm_a\\u{a}b"'], 'an escaped newline');
+  t.equal(req(`GlueHostApplicationSoftwareRunTimeEnvironment[0]='"vm_sl6"'`).badTags, undefined);
 });
 
 t.test('numbers: ranges, the last value wins, bad ones are warnings', async (t) => {

@@ -10,6 +10,7 @@ import { decide, type Decision, type Identity } from '../policy/decide.js';
 import { canonicalFqan } from '../voms/fqan.js';
 import { allowDirectives, denyDirectives } from '../filter/directives.js';
 import { decideRequest } from '../filter/filter.js';
+import { unverifiedRefusal } from '../filter/identity.js';
 
 export const summary = 'show what the submit filter decides for a CeRequirements expression or a BLAH script';
 
@@ -23,6 +24,12 @@ exit 0 when allowed, 1 when denied, 2 on bad input`;
 
 function requestOf(values: { cereq?: string | undefined; 'req-script'?: string | undefined }, scriptText?: string): JobRequest {
   if (values.cereq !== undefined) {
+    // blahpd's protocol is line-based: a raw line break ends the submit command, and blahpd refuses it.
+    const brk = /[\r\n]/.exec(values.cereq);
+    if (brk) {
+      throw new WnodError('cereq-line-break', `CeRequirements holds a raw line break (offset ${brk.index}): blahpd rejects ` +
+        'the submission, so the job would never reach the filter (write \\n inside a string if you mean one)');
+    }
     const expr = parseClassAd(values.cereq);
     return requestFromScript(parseBlahScript(renderBlahScript(unwindCeRequirements(expr))));
   }
@@ -64,6 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     const text = values['req-script'] !== undefined ? await readFile(values['req-script'], 'utf8') : undefined;
     req = requestOf(values, text);
   } catch (err) {
+    if (err instanceof WnodError && err.code === 'cereq-line-break') return fail(err.message, 2);
     if (err instanceof WnodError) {
       const what = values.cereq !== undefined ? 'CeRequirements' : `BLAH script ${values['req-script']}`;
       return fail(`${what}: ${describe(err)} (blahpd would drop a malformed expression and submit the job with no requirement)`, 2);
@@ -85,7 +93,9 @@ export async function run(argv: string[]): Promise<number> {
       return fail(`--fqan: ${describe(err)}`, 2);
     }
     identity.vo ??= identity.fqans[0]?.split('/')[1];
-    decision = decide(req, identity, { policy: cfg.policy, images: cfg.images, defaultQueue: cfg.lrm.queue });
+    const unverified = unverifiedRefusal(identity, cfg.trust);
+    decision = unverified ? { allow: false, reason: `${unverified} (explain: give --proxy to see the policy's decision)` }
+      : decide(req, identity, { policy: cfg.policy, images: cfg.images, defaultQueue: cfg.lrm.queue });
   }
 
   const who = identity?.fqans[0] ?? (identity?.vo ? `VO ${identity.vo}` : 'unknown');
@@ -108,7 +118,7 @@ export async function run(argv: string[]): Promise<number> {
       `image:    ${decision.image.id} — ${decision.image.title} (digest ${decision.image.digest.slice(0, 16)}…)`,
       `cpus:     ${decision.cpus}`, `memory:   ${decision.memoryMB} MB`, `queue:    ${decision.queue ?? '(BLAH\'s)'}`,
       'directives the filter prints (ticket elided):',
-      ...allowDirectives(decision, { token: '<signed ticket>', jobClass: cfg.lrm.jobClass, who }).trimEnd().split('\n').map((l) => `  ${l}`));
+      ...allowDirectives(decision, { token: '<signed ticket>', who, lrm: cfg.lrm }).trimEnd().split('\n').map((l) => `  ${l}`));
   } else {
     lines.push(`decision: DENY${decision.rule ? ` (rule ${decision.rule})` : ''}`, `reason:   ${decision.reason}`,
       'directives the filter prints:', `  ${denyDirectives(decision.reason).trimEnd()}`);

@@ -31,6 +31,7 @@ export function parseConfig(text: string, file: string): SiteConfig {
     vomsdir: r.str(['trust', 'vomsdir'], { default: '/etc/grid-security/vomsdir', pattern: ABS_PATH, patternText: 'an absolute path' })!,
     certdir: r.str(['trust', 'certdir'], { default: '/etc/grid-security/certificates', pattern: ABS_PATH, patternText: 'an absolute path' })!,
     blahFqansVerified: r.bool(['trust', 'blah_fqans_verified'], false),
+    requireVerifiedProxy: r.bool(['trust', 'require_verified_proxy'], false),
   };
   const ticket = {
     keyFile: r.str(['ticket', 'key_file'], { default: '/etc/wnod/ticket.key', pattern: ABS_PATH, patternText: 'an absolute path' })!,

@@ -71,6 +71,9 @@ export interface Trust {
   /** true when the CE verified the FQANs it passes to BLAH (x509UserProxyFQAN) — only then are they used
    * without a proxy. */
   blahFqansVerified: boolean;
+  /** The filter issues a ticket only to a job whose VOMS proxy it verified itself (BLAH passed `x509userproxy`);
+   * a job decided on BLAH's FQAN list or the VO alone is refused. Off when absent; on in the sample config. */
+  requireVerifiedProxy: boolean;
 }
 
 export interface TicketConfig {

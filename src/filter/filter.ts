@@ -10,7 +10,7 @@ import { issueTicket, loadTicketKey } from '../ticket/index.js';
 import { describe, WnodError } from '../util/errors.js';
 import { allowDirectives, denyDirectives } from './directives.js';
 import type { SiteConfig } from '../config/types.js';
-import { resolveIdentity } from './identity.js';
+import { resolveIdentity, unverifiedRefusal } from './identity.js';
 
 const MAX_SCRIPT_BYTES = 1 << 20;
 
@@ -31,6 +31,8 @@ export async function decideRequest(req: JobRequest, cfg: SiteConfig, now: Date)
     const code = err instanceof WnodError ? `${err.code}: ` : '';
     return { decision: { allow: false, reason: `the job's VOMS proxy could not be verified (${code}${describe(err)})` } };
   }
+  const unverified = unverifiedRefusal(identity, cfg.trust);
+  if (unverified) return { identity, decision: { allow: false, reason: unverified } };
   if (req.vo && identity.vo && req.vo !== identity.vo && identity.source === 'proxy') {
     return { identity, decision: { allow: false, reason: `the job names VO ${req.vo} but its proxy carries VO ${identity.vo}` } };
   }
@@ -59,7 +61,7 @@ export async function runFilter(scriptPath: string, configPath: string, now: Dat
     }, key, now);
     const who = identity?.fqans[0] ?? (identity?.vo ? `VO ${identity.vo}` : 'unknown user');
     log.push(`allow: ${decision.image.id} for ${who} (${identity?.source}) rule ${decision.rule}`);
-    return { output: allowDirectives(decision, { token, jobClass: cfg.lrm.jobClass, who }), decision, request, log, ...(identity ? { identity } : {}) };
+    return { output: allowDirectives(decision, { token, who, lrm: cfg.lrm }), decision, request, log, ...(identity ? { identity } : {}) };
   } catch (err) {
     log.push(`internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
     return { output: denyDirectives(`the wnod submit filter failed (${describe(err).split('\n')[0]}); the site log has details`), log };

@@ -19,3 +19,12 @@ export async function resolveIdentity(req: JobRequest, trust: Trust, host: strin
   }
   return { vo: req.vo, fqans: [], dn: req.subject, source: 'vo' };
 }
+
+/** Why this identity may not have a ticket under the site's trust settings (undefined = it may): with
+ * `trust.require_verified_proxy` only FQANs the filter verified from the proxy itself count. */
+export function unverifiedRefusal(identity: Identity, trust: Pick<Trust, 'requireVerifiedProxy'>): string | undefined {
+  if (!trust.requireVerifiedProxy || identity.source === 'proxy') return undefined;
+  const had = identity.source === 'blah' ? 'BLAH\'s FQAN list' : identity.source === 'vo' ? 'the VO name alone' : 'local groups';
+  return `this CE requires a verified VOMS proxy and none reached the filter (only ${had}): ` +
+    'the CE must pass the job\'s proxy to the filter (blah_pass_submit_attributes: x509userproxy)';
+}

@@ -15,6 +15,9 @@ export interface ParsedScript {
     assignments?: Assignment[];
   }>;
   warnings: string[];
+  /** Lines that assign a variable but were rejected (bad value): the name, lower-cased, when it could be read.
+   *  A caller must not take a rejected request line for an absent one (a bad image tag is not "no image"). */
+  rejected?: { name: string; line: number }[];
 }
 
 /** The temp script as a whole is unusable (too large): the caller should refuse the job, not guess. */
@@ -42,7 +45,7 @@ type LineResult =
   | { kind: 'skip' }
   | { kind: 'ignored'; why: string }
   | { kind: 'assignment'; assignment: Assignment }
-  | { kind: 'malformed'; why: string; opensQuote: boolean };
+  | { kind: 'malformed'; why: string; opensQuote: boolean; name?: string };
 
 /** Parse the temp script text into variables with bash semantics; malformed lines become warnings. */
 export function parseBlahScript(text: string): ParsedScript {
@@ -57,6 +60,7 @@ export function parseBlahScript(text: string): ParsedScript {
   }
   const warnings: string[] = [];
   const accepted: Assignment[] = [];
+  const rejected: { name: string; line: number }[] = [];
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
     const result = classifyLine(lines[i]!, lineNo);
@@ -70,6 +74,7 @@ export function parseBlahScript(text: string): ParsedScript {
         accepted.push(result.assignment);
         break;
       case 'malformed': {
+        if (result.name !== undefined) rejected.push({ name: result.name.toLowerCase(), line: lineNo });
         if (result.opensQuote) {
           // bash would read on until the quote closes: skip those lines too, so that no text inside a
           // multi-line value is ever read as an assignment of its own.
@@ -85,7 +90,7 @@ export function parseBlahScript(text: string): ParsedScript {
       }
     }
   }
-  return { vars: buildVariables(accepted, warnings), warnings };
+  return { vars: buildVariables(accepted, warnings), warnings, rejected };
 }
 
 function countQuotes(s: string): number {
@@ -114,17 +119,18 @@ function classifyLine(line: string, lineNo: number): LineResult {
   const indexText = m[2];
   if (name.length > MAX_NAME_LENGTH) return bad(`name is ${name.length} characters long, over ${MAX_NAME_LENGTH}`);
   if (!NAME.test(name)) return bad(`bad variable name ${quoteForMessage(name)}`);
+  const badValue = (why: string): LineResult => ({ kind: 'malformed', why, opensQuote, name });
   let index: number | undefined;
   if (indexText !== undefined) {
     if (!INDEX.test(indexText) || Number(indexText) > MAX_INDEX) {
-      return bad(`array index of ${name} must be an integer 0..${MAX_INDEX}, got ${quoteForMessage(indexText)}`);
+      return badValue(`array index of ${name} must be an integer 0..${MAX_INDEX}, got ${quoteForMessage(indexText)}`);
     }
     index = Number(indexText);
   }
   let raw: string;
   if (valueText.startsWith("'")) {
     if (valueText.length < 2 || !valueText.endsWith("'") || valueText.slice(1, -1).includes("'")) {
-      return bad(`value of ${name} is not one single-quoted string`);
+      return badValue(`value of ${name} is not one single-quoted string`);
     }
     raw = valueText.slice(1, -1);
   } else if (BARE_VALUE.test(valueText)) {
@@ -132,15 +138,15 @@ function classifyLine(line: string, lineNo: number): LineResult {
   } else if (valueText === '') {
     raw = '';
   } else {
-    return bad(`unquoted value of ${name} holds characters the shell would interpret`);
+    return badValue(`unquoted value of ${name} holds characters the shell would interpret`);
   }
   if (raw.length > MAX_VALUE_LENGTH) {
-    return bad(`value of ${name} is ${raw.length} characters long, over ${MAX_VALUE_LENGTH}`);
+    return badValue(`value of ${name} is ${raw.length} characters long, over ${MAX_VALUE_LENGTH}`);
   }
   const ctl = FORBIDDEN_CHAR.exec(raw);
   if (ctl) {
     const code = ctl[0].codePointAt(0)!.toString(16).padStart(4, '0');
-    return bad(`value of ${name} holds control or invalid character U+${code} at offset ${ctl.index}`);
+    return badValue(`value of ${name} holds control or invalid character U+${code} at offset ${ctl.index}`);
   }
   const assignment: Assignment = { name, raw, line: lineNo };
   if (index !== undefined) assignment.index = index;

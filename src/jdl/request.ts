@@ -10,6 +10,9 @@ import { parseQuotedStrings, parseScriptValue } from './scriptValue.js';
  */
 export interface JobRequest {
   tags: string[];
+  /** Requested tags that are not valid tags (bad characters, too long, undecodable, or a rejected line), shown
+   *  printable. Present only when there are some: the job must be refused, never given the default image. */
+  badTags?: string[];
   memoryMinMB?: number; memoryMaxMB?: number;
   cpus?: number;
   vo?: string;
@@ -47,7 +50,9 @@ type Var = NonNullable<ReturnType<ParsedScript['vars']['get']>>;
 /** Build the job request from a parsed temp script; every ignored or malformed value becomes a warning. */
 export function requestFromScript(parsed: ParsedScript): JobRequest {
   const warnings = [...parsed.warnings];
-  const req: JobRequest = { tags: readTags(parsed.vars.get(ATTR.tags), warnings), blahFqans: [], warnings };
+  const { tags, bad } = readTags(parsed.vars.get(ATTR.tags), warnings);
+  for (const r of parsed.rejected ?? []) if (r.name === ATTR.tags) bad.push(`the unreadable value on line ${r.line}`);
+  const req: JobRequest = { tags, blahFqans: [], warnings, ...(bad.length > 0 ? { badTags: bad } : {}) };
 
   const memMin = readCount(parsed.vars.get(ATTR.memMin), 0, MAX_MEMORY_MB, warnings);
   if (memMin !== undefined) req.memoryMinMB = memMin;
@@ -90,19 +95,30 @@ function where(v: Var, a?: Assignment): string {
   return a ? `line ${a.line}: ${a.name}${a.index !== undefined ? `[${a.index}]` : ''}` : v.name;
 }
 
-function readTags(v: Var | undefined, warnings: string[]): string[] {
-  if (!v) return [];
+/** Tags from the RTE attribute. A string that is not a valid tag is kept apart as bad (the job will be refused as
+ * asking for an image this CE does not offer); non-string literals (`Member(42, …)`) cannot name an image and are
+ * only warned about. */
+function readTags(v: Var | undefined, warnings: string[]): { tags: string[]; bad: string[] } {
   const tags: string[] = [];
+  const bad: string[] = [];
+  if (!v) return { tags, bad };
   const seen = new Set<string>();
   for (const raw of v.values) {
     const val = parseScriptValue(raw);
+    if (val.kind === 'invalid' || val.kind === 'bare') {
+      warnings.push(`${v.name}: element ${JSON.stringify(raw.slice(0, 120))} is not a valid ClassAd string` +
+        `${val.kind === 'invalid' ? ` (${val.reason})` : ''}; refused`);
+      bad.push(printable(raw));
+      continue;
+    }
     if (val.kind !== 'string') {
       warnings.push(`${v.name}: element ${JSON.stringify(raw)} is not a string; ignored`);
       continue;
     }
     if (!TAG_PATTERN.test(val.value)) {
       warnings.push(`${v.name}: tag ${JSON.stringify(val.value.slice(0, 120))} is not 1-100 characters of ` +
-        `A-Z a-z 0-9 . _ + -; ignored`);
+        `A-Z a-z 0-9 . _ + -; refused`);
+      bad.push(printable(val.value));
       continue;
     }
     const key = val.value.toLowerCase();
@@ -110,7 +126,15 @@ function readTags(v: Var | undefined, warnings: string[]): string[] {
     seen.add(key);
     tags.push(val.value);
   }
-  return tags;
+  return { tags, bad };
+}
+
+/** User text for a one-line message: quoted, bounded, every character outside printable ASCII escaped. */
+export function printable(s: string, max = 60): string {
+  const chars = [...s];
+  const shown = chars.slice(0, max).map((c) => (/^[\x20-\x7e]$/.test(c) && c !== '"' && c !== '\\' ? c
+    : `\\u{${c.codePointAt(0)!.toString(16)}}`)).join('');
+  return `"${shown}${chars.length > max ? '...' : ''}"`;
 }
 
 /**

@@ -14,7 +14,7 @@ export interface Identity {
 }
 
 /** What the policy needs of a job: the requested tags and resource hints (a subset of JobRequest). */
-export type Request = Pick<JobRequest, 'tags' | 'memoryMinMB' | 'memoryMaxMB' | 'cpus'>;
+export type Request = Pick<JobRequest, 'tags' | 'badTags' | 'memoryMinMB' | 'memoryMaxMB' | 'cpus'>;
 
 export type Decision =
   | { allow: true; image: Image; cpus: number; memoryMB: number; queue?: string | undefined; rule: string; requested: boolean }
@@ -66,6 +66,10 @@ function requestedImages(tags: readonly string[], input: PolicyInput): { images:
  * matching any of the user's FQANs (or VO, or group) decides. */
 export function decide(req: Request, id: Identity, input: PolicyInput): Decision {
   const offered = input.images.map((i) => i.id).join(', ') || 'none';
+  // A tag that is not a valid tag cannot be one of ours; dropping it would hand the job the default image.
+  if (req.badTags && req.badTags.length > 0) {
+    return { allow: false, reason: `image ${req.badTags.join(', ')} is not offered by this CE (an image tag is 1-100 characters of A-Z a-z 0-9 . _ + -; it offers: ${offered})` };
+  }
   const { images: wanted, unknown } = requestedImages(req.tags, input);
   if (unknown.length > 0) {
     return { allow: false, reason: `image ${unknown.join(', ')} is not offered by this CE (it offers: ${offered})` };
