@@ -24,8 +24,15 @@ export class VmNotReadyError extends WnodError {
 
 /** The agent channel broke or spoke out of protocol during an exec. */
 export class AgentError extends WnodError {
-  constructor(message: string) {
-    super('vm-agent', message);
+  constructor(message: string, code = 'vm-agent') {
+    super(code, message);
+  }
+}
+
+/** The guest sent a control line longer than the protocol allows (or no newline at all): the wait ends at once. */
+export class AgentLineTooLong extends AgentError {
+  constructor(what: string, limit: number) {
+    super(`${what}: the guest sent a control line longer than ${limit} bytes (a broken or hostile agent)`, 'vm-agent-line-too-long');
   }
 }
 

@@ -15,11 +15,11 @@ import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './erro
 import { checkVmId, handOverAgent, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, type GuestContext } from './context.js';
-import { kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { boundedConsoleChange, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { agentExec, lockAgent, requestPoweroff } from './agent.js';
 import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
-import { checkServedRoot, pinWorkdir } from './workdirShare.js';
+import { checkServedRoot, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
 import { findBuiltTestImage } from '../testkit/testImage.js';
 
@@ -221,10 +221,8 @@ export class QemuDriver implements VmDriver {
     if (s.workdir) {
       const log = await open(join(state.runDir, 'virtiofsd.log'), 'a', 0o600);
       try {
-        const child = spawn(this.opts.virtiofsd ?? VIRTIOFSD, [
-          `--socket-path=${state.sockets.virtiofs}`, '-o', `source=${s.workdir.hostPath}`, '-o', 'cache=auto',
-          '-o', 'no_posix_lock', '-o', 'no_xattr', '-o', 'log_level=warn',
-        ], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+        const child = spawn(this.opts.virtiofsd ?? VIRTIOFSD, virtiofsdArgs(state.sockets.virtiofs!, s.workdir.hostPath),
+          { detached: true, stdio: ['ignore', log.fd, log.fd] });
         child.unref();
         const pid = child.pid;
         if (pid === undefined) throw new VmStartError(`cannot start ${VIRTIOFSD}`);
@@ -299,6 +297,8 @@ export class QemuDriver implements VmDriver {
           }
         }
         if (answered) {
+          // from here on the guest may be the job's: its console goes to a bounded ring, not to the node's disk
+          await boundConsole(qmp, state.id);
           return await stamp(this.stateDir, state, 'ready');
         }
         await new Promise((r) => setTimeout(r, 10));
@@ -357,6 +357,20 @@ export class QemuDriver implements VmDriver {
     await handOverAgent(state.sockets, join(state.runDir, 'agent'), uid, gid);
     state.handedOver = true;
     await writeRecord(this.stateDir, state);
+  }
+}
+
+/** Swap the serial console of a booted VM from its log file to a ring buffer (QMP chardev-change); a VM whose
+ * console cannot be bounded is not handed to a job. */
+async function boundConsole(qmp: QmpClient | undefined, id: string): Promise<void> {
+  if (!qmp) throw new VmStartError(`VM ${id}: QMP is unavailable, so its console cannot be bounded`);
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([qmp.execute('chardev-change', boundedConsoleChange()),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000); })])
+      .finally(() => clearTimeout(timer));
+  } catch (err) {
+    throw new VmStartError(`VM ${id}: cannot bound its console (QMP chardev-change): ${(err as Error).message}`);
   }
 }
 
