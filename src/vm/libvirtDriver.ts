@@ -165,7 +165,7 @@ export class LibvirtDriver implements VmDriver {
         state.spec.overlay = overlay;
         state.files.push(overlay);
         await writeRecord(stateDir, state); // the overlay path is known before the file exists
-        await createOverlay(img.files.disk, img.diskFormat ?? 'raw', overlay);
+        await createOverlay(img.files.disk, img.diskFormat ?? 'raw', overlay, undefined, { needGB: img.diskGB });
         disks.push({ path: overlay, format: 'qcow2' });
       }
       const dom: DomainSpec = {

@@ -164,7 +164,7 @@ export class QemuDriver implements VmDriver {
       state.spec.overlay = overlay;
       state.files.push(overlay);
       await writeRecord(this.stateDir, state); // the overlay path is known before the file exists
-      await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay);
+      await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay, undefined, { needGB: spec.image.diskGB });
     }
   }
 

@@ -91,7 +91,7 @@ class TorqueVm implements TorqueVmEngine {
         image: {
           id: job.image.id, digest: cached.digest, kind: job.image.kind, files: cached.files,
           ...(job.image.disk ? { diskFormat: job.image.disk.format } : {}), ...(job.image.cmdline ? { cmdline: job.image.cmdline } : {}),
-          ...(job.image.acpi === false ? { acpi: false } : {}),
+          ...(job.image.acpi === false ? { acpi: false } : {}), diskGB: job.image.diskGB.default,
         },
         user, ...(workdir ? { workdir: { hostPath: workdir, uid: user.uid, gid: user.gid } } : {}),
         env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
