@@ -21,7 +21,7 @@ import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreE
 import { QmpClient } from './qmp.js';
 import { checkServedRoot, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
-import { findBuiltTestImage } from '../testkit/testImage.js';
+import type { ProbeGuest } from './probeGuest.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -32,7 +32,7 @@ export interface QemuDriverOptions {
   qemu?: string;
   virtiofsd?: string;
   /** the kernel used by the KVM probe (the test image's) when accel is auto */
-  probeImage?: { kernel: string; initrd: string };
+  probeImage?: ProbeGuest;
   /** warm snapshots (src/vm/snapshot.ts): restore kernel images from a matching template instead of booting */
   snapshots?: SnapshotOptions;
 }
@@ -112,7 +112,7 @@ export class QemuDriver implements VmDriver {
       await mkdir(runDir, { mode: 0o711 });
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       state.accel = spec.accel ?? (await chooseAccel({ stateDir: this.stateDir, mode: this.opts.accel ?? 'auto', qemu: this.opts.qemu,
-        probeImage: this.opts.probeImage ?? (await findBuiltTestImage()) }));
+        probeImage: this.opts.probeImage }));
       if (this.opts.snapshots) state.extra = { ...state.extra, ...(await this.chooseBoot(spec, state.accel)) };
       if (state.extra?.boot !== 'restore') await this.coldFiles(state);
     } catch (err) {
