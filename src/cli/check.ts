@@ -2,6 +2,7 @@ import { parseCommandLine } from './args.js';
 import { stat } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
+import { unprivilegedPortStart } from '../lease/ports.js';
 import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
 export const summary = 'validate the site config and report every problem at once';
@@ -13,6 +14,10 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
   for (const [key, dir] of [['trust.vomsdir', cfg.trust.vomsdir], ['trust.certdir', cfg.trust.certdir]] as const) {
     const s = await stat(dir).catch(() => undefined);
     if (!s?.isDirectory()) out.push(`${key}: ${dir} is not a directory (needed on the CE to verify proxies)`);
+  }
+  const start = await unprivilegedPortStart();
+  if (start <= cfg.lease.portMax) {
+    out.push(`lease.port_min..port_max: net.ipv4.ip_unprivileged_port_start is ${start}, so any local user can bind lease ports and deny every lease; this node refuses leases until it is above ${cfg.lease.portMax}`);
   }
   const k = await stat(cfg.ticket.keyFile).catch(() => undefined);
   if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket-key --out ${cfg.ticket.keyFile})`);
