@@ -67,3 +67,19 @@ t.test('a working directory whose path holds commas and backslashes is served by
   t.equal(d.exitCode, null, `virtiofsd runs (stderr: ${err.slice(0, 300)})`);
   await t.resolves(checkServedRoot(d.pid!, await pinWorkdir(tricky, 0), 10_000), 'it serves the directory with the commas, not /…/a');
 });
+
+t.test('a working directory in the kernel\'s trees (/proc/<pid> passes the owner check) is refused', async (t) => {
+  const { pseudoFsProblem, workdirFsProblem } = await import('../src/vm/workdirShare.js');
+  // a process of an ordinary user owns its /proc/<pid>: the owner check alone would share the host's procfs
+  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '30'], { stdio: 'ignore' });
+  t.teardown(() => child.kill('SIGKILL'));
+  await new Promise((r) => setTimeout(r, 200));
+  const procDir = `/proc/${child.pid}`;
+  await t.rejects(pinWorkdir(procDir, 65534), { message: /is under \/proc/ });
+  t.match(await workdirFsProblem(procDir), /under \/proc/);
+  t.match(await workdirFsProblem('/sys/kernel'), /under \/sys/);
+  t.match(await workdirFsProblem('/dev/shm'), /under \/dev/);
+  t.equal(await workdirFsProblem(tmpdir()), undefined, 'a real file system is fine');
+  t.match(pseudoFsProblem('/srv/elsewhere', 0x9fa0), /kernel's proc file system/, 'procfs mounted elsewhere is refused by its type');
+  t.match(pseudoFsProblem('/srv/elsewhere', 0x62656572), /sysfs/);
+});

@@ -3,7 +3,7 @@
 // (to /etc, say). So the directory is pinned by inode before virtiofsd starts, and what virtiofsd really serves —
 // the root of its sandboxed child, known only once QEMU has connected — must be that same inode.
 import { constants } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat, statfs } from 'node:fs/promises';
 import { VmStartError } from './errors.js';
 
 /** A value inside virtiofsd's `-o a=b,c=d` list: libfuse's option parser splits at commas and takes `\x` as a
@@ -20,6 +20,33 @@ export function virtiofsdArgs(socketPath: string, hostPath: string): string[] {
     '-o', 'no_posix_lock', '-o', 'no_xattr', '-o', 'log_level=warn'];
 }
 
+/** Kernel pseudo file systems (statfs f_type): their directories are owned by whoever a process runs as
+ * (/proc/<pid>), yet sharing them hands a guest the host's kernel interfaces. */
+const PSEUDO_FS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, 'proc'], [0x62656572, 'sysfs'], [0x1cd1, 'devpts'], [0x27e0eb, 'cgroup'], [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'], [0x74726163, 'tracefs'], [0x73636673, 'securityfs'], [0xcafe4a11, 'bpf'],
+  [0x6165676c, 'pstore'], [0x62656570, 'configfs'], [0x65735543, 'fusectl'], [0x42494e4d, 'binfmt_misc'],
+  [0x6e736673, 'nsfs'], [0x19800202, 'mqueue'], [0x958458f6, 'hugetlbfs'], [0x0187, 'autofs'], [0x50495045, 'pipefs'],
+]);
+/** Trees of the host's kernel and devices, refused whatever their file system says (devtmpfs looks like tmpfs). */
+const HOST_TREES = ['/proc', '/sys', '/dev'];
+
+/** Why a resolved working directory on a file system of type `fsType` must not be shared (undefined: it may).
+ * Pure. */
+export function pseudoFsProblem(realPath: string, fsType: number): string | undefined {
+  const tree = HOST_TREES.find((t) => realPath === t || realPath.startsWith(`${t}/`));
+  if (tree) return `is under ${tree}, the host's kernel and device tree`;
+  const name = PSEUDO_FS.get(fsType);
+  return name ? `is on the kernel's ${name} file system, not a real one` : undefined;
+}
+
+/** pseudoFsProblem for a path on this host (statfs of the resolved path). */
+export async function workdirFsProblem(realPath: string): Promise<string | undefined> {
+  const fs = await statfs(realPath).catch(() => undefined);
+  if (!fs) return 'cannot be examined (statfs failed)';
+  return pseudoFsProblem(realPath, Number(fs.type));
+}
+
 export interface PinnedDir { dev: bigint; ino: bigint; uid: number }
 
 /** Open the directory without following a final symlink and check its owner; returns its identity. */
@@ -29,6 +56,10 @@ export async function pinWorkdir(path: string, uid: number): Promise<PinnedDir> 
   });
   try {
     const st = await fh.stat({ bigint: true });
+    // the inode we hold, whatever the path says now: a pseudo file system (a /proc/<pid> of the user's) is refused
+    const fs = await statfs(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
+    const problem = fs ? pseudoFsProblem(path, Number(fs.type)) : 'cannot be examined (statfs failed)';
+    if (problem) throw new VmStartError(`the working directory ${path} cannot be shared: it ${problem}`);
     if (Number(st.uid) !== uid) throw new VmStartError(`the working directory ${path} is owned by uid ${st.uid}, not by the job's uid ${uid}`);
     return { dev: st.dev, ino: st.ino, uid };
   } finally {
