@@ -58,3 +58,32 @@ t.test('the serial console: a file while the image boots, a bounded ring once th
   t.same(boundedConsoleChange(), { id: 'con0', backend: { type: 'ringbuf', data: { size: CONSOLE_RING_BYTES } } }, 'the QMP swap after boot');
   t.throws(() => qemuArgs({ ...base, consoleRing: 5000 }), /ring size/);
 });
+
+t.test('a real VM: guest output to the serial console after boot does not grow console.log (VMs booted here: 1, TCG)', async (t) => {
+  const { probeGuest, findBuiltMiniKernel } = await import('../src/vm/probeGuest.js');
+  const { QemuDriver } = await import('../src/vm/qemu.js');
+  const { stat } = await import('node:fs/promises');
+  const { Writable } = await import('node:stream');
+  if (!(await findBuiltMiniKernel())) await (await import('../src/kernel/miniKernel.js')).buildMiniKernel();
+  const sd = await mkdtemp(join(tmpdir(), 'wnod-con-'));
+  t.teardown(() => rm(sd, { recursive: true, force: true }));
+  const g = await probeGuest(sd);
+  if (!('guest' in g)) return t.fail(g.missing);
+  const d = new QemuDriver({ stateDir: sd, accel: 'tcg' });
+  const root = { name: 'root', uid: 0, gid: 0 };
+  const st = await d.prepare({ id: 'con', image: { id: 'p', digest: 'p', kind: 'kernel', files: { kernel: g.guest.kernel, initrd: g.guest.initrd },
+    cmdline: g.guest.cmdline, acpi: false }, cpus: 1, memoryMB: 256, hostname: 'con', user: root, env: {}, network: { mode: 'none' }, accel: 'tcg' });
+  t.teardown(() => d.destroy(st));
+  await d.start(st);
+  await d.waitReady(st, 120_000);
+  const con = join(st.runDir, 'console.log');
+  const before = (await stat(con)).size;
+  let out = '';
+  const sink = new Writable({ write(c, _e, cb) { out += String(c); cb(); } });
+  const MB = 1 << 20;
+  const rc = await d.exec(st, { argv: ['/bin/sh', '-c', `head -c ${MB} /dev/zero | tr '\\000' x >/dev/ttyS0; echo done`], cwd: '/', env: {}, user: root,
+    stdout: sink, stderr: sink, timeoutMs: 120_000 });
+  t.equal(rc, 0, `the guest wrote 1 MiB to its console (${out.trim()})`);
+  const after = (await stat(con)).size;
+  t.ok(after - before < 4096, `console.log grew by ${after - before} bytes, not by the guest's 1 MiB`);
+});
