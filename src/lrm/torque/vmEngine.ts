@@ -26,6 +26,7 @@ import { ImageCache, type CachedImage } from '../../images/cache.js';
 import { imageDigest } from '../../images/artifacts.js';
 import type { TorqueVmEngine, VmJob, LeaseBoot } from './vmseam.js';
 import { leaseForward, leaseGuestEnv, writeLeaseInfo } from '../../lease/node.js';
+import { LeasePortsUnprotected, NoFreePort } from '../../lease/ports.js';
 import type { JobRecord } from './jobstate.js';
 import { readJobRecord } from './jobstate.js';
 import { readJobScript } from './jobscript.js';
@@ -325,6 +326,8 @@ async function shareableWorkdir(path: string | undefined, user: UnixUser): Promi
 /** Map a failure of the boot path onto the prologue's two outcomes. Hypervisor detail goes into `detail` (root log). */
 function classify(err: unknown, imageId: string): Error {
   if (err instanceof Refusal || err instanceof TransientFault) return err;
+  // a lease that cannot get a protected port here: say why, and do not promise a retry the lease will not see
+  if (err instanceof NoFreePort || err instanceof LeasePortsUnprotected) return new Refusal(err.code, `${err.reason}; the lease was not started`);
   const detail = { error: describe(err), ...((err as { consoleTail?: string }).consoleTail ? { console: (err as { consoleTail: string }).consoleTail } : {}) };
   if (err instanceof VmSpecError) return new Refusal('vm-spec', `the job cannot be run in a VM of image ${imageId} on this node`, detail);
   if (err instanceof VmNotReadyError && err.reason === 'no-agent') {
