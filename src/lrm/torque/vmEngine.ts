@@ -27,6 +27,7 @@ import { imageDigest } from '../../images/artifacts.js';
 import type { TorqueVmEngine, VmJob, LeaseBoot } from './vmseam.js';
 import { leaseForward, leaseGuestEnv, writeLeaseInfo } from '../../lease/node.js';
 import { LeasePortsUnprotected, NoFreePort } from '../../lease/ports.js';
+import { workdirFsProblem } from '../../vm/workdirShare.js';
 import type { JobRecord } from './jobstate.js';
 import { readJobRecord } from './jobstate.js';
 import { readJobScript } from './jobscript.js';
@@ -319,6 +320,9 @@ async function shareableWorkdir(path: string | undefined, user: UnixUser): Promi
   if (!real) throw bad('does not exist on this worker node');
   const st = await lstat(real);
   if (!st.isDirectory()) throw bad('is not a directory');
+  // /proc/<pid> of the user's own process passes the owner check below: only real file systems are shared
+  const fsWhy = await workdirFsProblem(real);
+  if (fsWhy) throw bad(fsWhy);
   if (st.uid !== user.uid) throw bad(`is owned by uid ${st.uid}, not by ${user.name}`);
   return real;
 }
