@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { parseEvent, replay, type LeaseEvent } from '../src/lease/events.js';
 import { createLeaseDir, listLeases, readLease, recordEvent, newLeaseId, type LeaseRequest } from '../src/lease/registry.js';
 import { reconcile, deleteLease, parsePublicKeys, authorise, LeaseDenied, createLease } from '../src/lease/service.js';
-import { findLeaseMarker, pilotScript } from '../src/lease/pilot.js';
+import { pilotScript } from '../src/lease/pilot.js';
+import { findLeaseMarker, findTicketLine } from '../src/header/scriptHeader.js';
 import { parseQsubOutput, parseQstatFull, isUnknownJob, qsubArgs, walltime, LrmError } from '../src/lrm/torque/adapter.js';
-import { parseFakeQsubArgs } from '../src/testkit/fakeLrm.js';
+import { parseFakeQsubArgs } from './kit/fakeLrm.js';
 import { hostfwd, qemuArgs } from '../src/vm/qemuArgs.js';
-import { findTicketLine } from '../src/ticket/index.js';
 import { parseConfig } from '../src/config/parse.js';
-import { makeTestSite } from '../src/testkit/site.js';
+import { makeTestSite } from './kit/site.js';
 import { readFile } from 'node:fs/promises';
 import type { LrmAdapter, PilotStatus, PilotSubmission } from '../src/lrm/adapter.js';
 
@@ -196,7 +196,7 @@ t.test('QEMU: a lease forward on user-mode networking keeps restrict=on', async 
 const TEST_PORTS = { min: 700, max: 799 };
 
 t.test('lease ports: one per lease, busy ports skipped, the lock keeps racing prologues apart', async (t) => {
-  const { allocatePort, NoFreePort, canBind } = await import('../src/lease/ports.js');
+  const { allocatePort, NoFreePort, canBind } = await import('../src/job/leasePorts.js');
   const { createServer } = await import('node:net');
   const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-ports-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -221,7 +221,7 @@ t.test('lease ports: one per lease, busy ports skipped, the lock keeps racing pr
 t.test('lease ports are privileged: the config refuses a range ordinary users could bind, the node refuses to lease when they could', async (t) => {
   const { parseConfig } = await import('../src/config/parse.js');
   const { readFile } = await import('node:fs/promises');
-  const { allocatePort, LeasePortsUnprotected } = await import('../src/lease/ports.js');
+  const { allocatePort, LeasePortsUnprotected } = await import('../src/job/leasePorts.js');
   const sample = await readFile(new URL('../etc/wnod.yaml', import.meta.url), 'utf8');
   const unprivileged = sample.replace(/port_min: \d+/, 'port_min: 42000').replace(/port_max: \d+/, 'port_max: 42999');
   t.throws(() => parseConfig(unprivileged, 'w.yaml'), /port_min[^\n]*1023/, 'ports above 1023 are a config error');
@@ -234,8 +234,8 @@ t.test('lease ports are privileged: the config refuses a range ordinary users co
 });
 
 t.test('an ordinary user of the node cannot bind the lease range first (the denial of every lease)', async (t) => {
-  const { ensureTestUser } = await import('../src/testkit/pbsmom.js');
-  const { unprivilegedPortStart, canBind } = await import('../src/lease/ports.js');
+  const { ensureTestUser } = await import('./kit/pbsmom.js');
+  const { unprivilegedPortStart, canBind } = await import('../src/job/leasePorts.js');
   const { execa } = await import('execa');
   if ((await unprivilegedPortStart()) <= TEST_PORTS.max) { t.comment('this host lets users bind low ports: nothing to show'); return; }
   const u = await ensureTestUser('wrtports');
@@ -248,7 +248,7 @@ t.test('an ordinary user of the node cannot bind the lease range first (the deni
 });
 
 t.test('ssh image builder parsers', async (t) => {
-  const { parseDepends, parseNeeded } = await import('../src/testkit/sshImage.js');
+  const { parseDepends, parseNeeded } = await import('./kit/sshImage.js');
   t.same(parseDepends('dropbear-bin\n  Depends: libc6\n  Depends: libcrypt1\n  Depends: <debconf-2.0>\n |Depends: a\n  Breaks: dropbear\n  Suggests: openssh-client\n'), ['libc6', 'libcrypt1']);
   t.same(parseNeeded(' 0x0000000000000001 (NEEDED)             Shared library: [libtomcrypt.so.1]\n 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]\n 0x000000000000000c (INIT) 0x4000\n'), ['libtomcrypt.so.1', 'libc.so.6']);
 });

@@ -6,8 +6,8 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
-import { JOB_EXEC_OVERLIMIT } from '../src/testkit/pbsmom.js';
-import { makeLeaseSite, type LeaseSite } from './lib/leaseSite.js';
+import { JOB_EXEC_OVERLIMIT } from './kit/pbsmom.js';
+import { makeLeaseSite, type LeaseSite } from './kit/leaseSite.js';
 
 let s: LeaseSite;
 
@@ -130,7 +130,7 @@ t.test('an unauthorised image is refused before any job is submitted, with the r
 t.test('every lease port of the node held: the lease fails and its user reads why (no "will be retried")', async (t) => {
   const { readFile, writeFile } = await import('node:fs/promises');
   const { createServer } = await import('node:net');
-  const { canBind } = await import('../src/lease/ports.js');
+  const { canBind } = await import('../src/job/leasePorts.js');
   // one port of this engineer's privileged test range, held by a root listener (only root can: the range is < 1024)
   let port = -1;
   for (let q = 700; q <= 799 && port < 0; q++) if (await canBind('127.0.0.1', q)) port = q;

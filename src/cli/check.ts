@@ -2,7 +2,7 @@ import { parseCommandLine } from './args.js';
 import { stat } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
-import { unprivilegedPortStart } from '../lease/ports.js';
+import { unprivilegedPortStart } from '../job/leasePorts.js';
 import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
 export const summary = 'validate the site config and report every problem at once';

@@ -62,6 +62,7 @@ export function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, 
       s.off('data', onData); s.off('end', onEnd); s.off('error', onErr); s.off('close', onEnd);
       if (err) reject(err); else resolve(v as T);
     };
+    const fail = (text: string) => new AgentError(`${what}: ${text}`, what === 'lock' ? 'vm-agent-lock' : 'vm-agent');
     const onData = (d: Buffer) => {
       buf += d.toString('latin1');
       let nl: number;
@@ -75,9 +76,9 @@ export function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, 
       // a guest that never sends a newline must not grow the host's buffer: the protocol's lines are short
       if (buf.length > MAX_CONTROL_LINE) return done(new AgentLineTooLong(what, MAX_CONTROL_LINE));
     };
-    const onEnd = () => done(new AgentError(`${what}: the VM closed the agent channel`));
-    const onErr = (err: Error) => done(new AgentError(`${what}: ${err.message}`));
-    if (timeoutMs !== undefined) timer = setTimeout(() => done(new AgentError(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    const onEnd = () => done(fail('the VM closed the agent channel'));
+    const onErr = (err: Error) => done(fail(err.message));
+    if (timeoutMs !== undefined) timer = setTimeout(() => done(fail(`no answer within ${timeoutMs} ms`)), timeoutMs);
     s.on('data', onData); s.once('end', onEnd); s.once('close', onEnd); s.once('error', onErr);
   });
 }
@@ -200,9 +201,9 @@ export async function agentSetup(control: string, context: () => string, timeout
 /** The one-way lock (`LOCK`): from now on the agent runs commands only as uid:gid and refuses SETUP/LOCK. Sent
  * before the sockets are handed to the job user, who could otherwise ask for uid 0. */
 export async function lockAgent(control: string, uid: number, gid: number, timeoutMs = 10_000): Promise<void> {
-  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) throw new AgentError(`lock: invalid uid/gid ${uid}/${gid}`);
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) throw new AgentError(`lock: invalid uid/gid ${uid}/${gid}`, 'vm-agent-lock');
   const r = await agentRequest(control, (n) => `LOCK ${n} ${uid} ${gid}`, ['LOCKED'], timeoutMs, 'lock');
-  if (r.word !== 'LOCKED') throw new AgentError(`lock: the agent refused (${r.rest.join(' ') || 'no reason'})`);
+  if (r.word !== 'LOCKED') throw new AgentError(`lock: the agent refused (${r.rest.join(' ') || 'no reason'})`, 'vm-agent-lock');
 }
 
 /** Exit code of an EXEC the locked agent refused (another uid/gid than the lock's). */

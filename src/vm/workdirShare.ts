@@ -3,8 +3,31 @@
 // (to /etc, say). So the directory is pinned by inode before virtiofsd starts, and what virtiofsd really serves —
 // the root of its sandboxed child, known only once QEMU has connected — must be that same inode.
 import { constants } from 'node:fs';
-import { open, readFile, stat, statfs } from 'node:fs/promises';
-import { VmStartError } from './errors.js';
+import { lstat, open, readFile, realpath, stat, statfs } from 'node:fs/promises';
+import { VmSpecError, VmStartError } from './errors.js';
+
+export type WorkdirProblem = { kind: 'not-dir' } | { kind: 'owner'; uid: number } | { kind: 'fs'; why: string };
+
+/** Why `path` cannot be a working directory shared for uid `uid` (0: any owner), or undefined. lstat: a symlink
+ * is not a directory here. The one check of a shared directory; pinWorkdir repeats it on the opened inode. */
+export async function workdirProblem(path: string, uid: number): Promise<WorkdirProblem | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st || !st.isDirectory()) return { kind: 'not-dir' };
+  // only real file systems are shared: a /proc/<pid> of the user's own process passes the owner check below
+  const why = await workdirFsProblem(await realpath(path).catch(() => path));
+  if (why) return { kind: 'fs', why };
+  // the share is written with the guest caller's ids: never hand a job a directory its user does not own
+  if (uid !== 0 && st.uid !== uid) return { kind: 'owner', uid: st.uid };
+  return undefined;
+}
+
+/** A driver's check of a spec's workdir (VmSpecError naming the problem). */
+export async function checkSpecWorkdir(w: { hostPath: string; uid: number }): Promise<void> {
+  const p = await workdirProblem(w.hostPath, w.uid);
+  if (p?.kind === 'not-dir') throw new VmSpecError(`workdir ${w.hostPath} is not a directory (symlinks are refused)`);
+  if (p?.kind === 'fs') throw new VmSpecError(`workdir ${w.hostPath} cannot be shared: it ${p.why}`);
+  if (p?.kind === 'owner') throw new VmSpecError(`workdir ${w.hostPath} is owned by uid ${p.uid}, not by the job user (uid ${w.uid})`);
+}
 
 /** A value inside virtiofsd's `-o a=b,c=d` list: libfuse's option parser splits at commas and takes `\x` as a
  * literal x, so every comma and backslash of a path is escaped (else `/scratch/a,b` would share `/scratch/a` or
@@ -52,7 +75,7 @@ export interface PinnedDir { dev: bigint; ino: bigint; uid: number }
 /** Open the directory without following a final symlink and check its owner; returns its identity. */
 export async function pinWorkdir(path: string, uid: number): Promise<PinnedDir> {
   const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
-    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`);
+    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`, '', { cause: err });
   });
   try {
     const st = await fh.stat({ bigint: true });
