@@ -69,3 +69,24 @@ t.test('a qcow2 base, a grown overlay, and the refusals', async (t) => {
   await t.rejects(createOverlay('relative.raw', 'raw', join(dir, 'y.qcow2')), { message: /absolute/ });
   await t.rejects(createOverlay(base, 'vmdk' as 'raw', join(dir, 'z.qcow2')), { message: /not raw or qcow2/ });
 });
+
+t.test('an overlay is refused, with the room it needs, when its file system cannot hold the disk it may grow to', async (t) => {
+  const { mkdtemp, rm, readdir } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { OverlaySpaceError } = await import('../src/images/overlay.js');
+  // a small file system of our own: 16 MiB of tmpfs
+  const mnt = await mkdtemp(join(tmpdir(), 'wnod-ovfs-'));
+  await execa('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'tmpfs', mnt]);
+  t.teardown(async () => { await execa('umount', [mnt], { reject: false }); await rm(mnt, { recursive: true, force: true }); });
+  const big = join(dir, 'big.raw');
+  await execa('qemu-img', ['create', '-q', '-f', 'raw', big, '64M']); // sparse: a 64 MiB disk the guest may fill
+  const err = await createOverlay(big, 'raw', join(mnt, 'vm.qcow2')).then(() => undefined, (e: Error) => e);
+  t.type(err, OverlaySpaceError, `refused (got: ${err?.message})`);
+  t.equal((err as { code?: string }).code, 'overlay-no-space');
+  t.match(err?.message, /\d+ MiB free .* needs up to 64 MiB/, 'the message says what is free and what is needed');
+  t.same(await readdir(mnt), [], 'nothing was created');
+  await t.rejects(createOverlay(base, 'raw', join(mnt, 'vm2.qcow2'), undefined, { needGB: 1 }), { code: 'overlay-no-space' },
+    'the image\'s disk_gb counts when it is larger than the base');
+  await createOverlay(base, 'raw', join(mnt, 'vm3.qcow2'));
+  t.ok((await stat(join(mnt, 'vm3.qcow2'))).isFile(), 'a 4 MiB disk fits');
+});

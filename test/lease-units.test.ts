@@ -192,24 +192,59 @@ t.test('QEMU: a lease forward on user-mode networking keeps restrict=on', async 
   t.equal(a[a.indexOf('-netdev') + 1], 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:42000-:2222');
 });
 
+// ports of this engineer's test range (privileged: the lease range must be below 1024)
+const TEST_PORTS = { min: 700, max: 799 };
+
 t.test('lease ports: one per lease, busy ports skipped, the lock keeps racing prologues apart', async (t) => {
   const { allocatePort, NoFreePort, canBind } = await import('../src/job/leasePorts.js');
   const { createServer } = await import('node:net');
   const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-ports-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  // find two adjacent free ports, occupy the first with a listener
+  // two adjacent free ports of the range; occupy the first with a listener
+  let p = -1;
+  for (let q = TEST_PORTS.min; q < TEST_PORTS.max && p < 0; q++) if (await canBind('127.0.0.1', q) && await canBind('127.0.0.1', q + 1)) p = q;
+  if (p < 0) { t.comment('no two adjacent free ports in the test range: skipped'); return; }
   const busy = createServer();
-  await new Promise<void>((r) => busy.listen({ host: '127.0.0.1', port: 0 }, () => r()));
-  const p = (busy.address() as { port: number }).port;
+  await new Promise<void>((r) => busy.listen({ host: '127.0.0.1', port: p }, () => r()));
   t.teardown(() => { busy.close(); });
-  if (!(await canBind('127.0.0.1', p + 1))) { t.comment(`port ${p + 1} is taken by something else here: skipped`); return; }
   const a = await allocatePort(dir, '127.0.0.1', p, p + 1);
   t.equal(a.port, p + 1, 'the port something listens on is skipped');
-  await t.rejects(allocatePort(dir, '127.0.0.1', p + 1, p + 1), NoFreePort, 'a locked port is not handed out twice');
+  const err = await allocatePort(dir, '127.0.0.1', p + 1, p + 1).catch((e: Error) => e);
+  t.type(err, NoFreePort, 'a locked port is not handed out twice');
+  t.match((err as InstanceType<typeof NoFreePort>).reason, /this worker node has no free lease port: all 1 of 127\.0\.0\.1:\d+-\d+ are held/, 'the reason the user reads');
   await a.lock.release();
   const b = await allocatePort(dir, '127.0.0.1', p + 1, p + 1);
   t.equal(b.port, p + 1, 'free again once released');
   await b.lock.release();
+});
+
+t.test('lease ports are privileged: the config refuses a range ordinary users could bind, the node refuses to lease when they could', async (t) => {
+  const { parseConfig } = await import('../src/config/parse.js');
+  const { readFile } = await import('node:fs/promises');
+  const { allocatePort, LeasePortsUnprotected } = await import('../src/job/leasePorts.js');
+  const sample = await readFile(new URL('../etc/wnod.yaml', import.meta.url), 'utf8');
+  const unprivileged = sample.replace(/port_min: \d+/, 'port_min: 42000').replace(/port_max: \d+/, 'port_max: 42999');
+  t.throws(() => parseConfig(unprivileged, 'w.yaml'), /port_min[^\n]*1023/, 'ports above 1023 are a config error');
+  const ok = parseConfig(sample.replace(/\n  port_min: \d+[^\n]*\n  port_max: \d+[^\n]*\n/, '\n'), 'w.yaml');
+  t.ok(ok.lease.portMax < 1024 && ok.lease.portMin <= ok.lease.portMax, `the default range is privileged (${ok.lease.portMin}-${ok.lease.portMax})`);
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-ports-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await t.rejects(allocatePort(dir, '127.0.0.1', TEST_PORTS.min, TEST_PORTS.max, { unprivilegedStart: 0 }), LeasePortsUnprotected,
+    'a node whose net.ipv4.ip_unprivileged_port_start was lowered refuses leases rather than hand out ports anyone can take');
+});
+
+t.test('an ordinary user of the node cannot bind the lease range first (the denial of every lease)', async (t) => {
+  const { ensureTestUser } = await import('./kit/pbsmom.js');
+  const { unprivilegedPortStart, canBind } = await import('../src/job/leasePorts.js');
+  const { execa } = await import('execa');
+  if ((await unprivilegedPortStart()) <= TEST_PORTS.max) { t.comment('this host lets users bind low ports: nothing to show'); return; }
+  const u = await ensureTestUser('wrtports');
+  let port = -1;
+  for (let q = TEST_PORTS.min; q <= TEST_PORTS.max && port < 0; q++) if (await canBind('127.0.0.1', q)) port = q;
+  const r = await execa('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', process.execPath, '-e',
+    `require('node:net').createServer().once('error', (e) => { console.log(e.code); process.exit(0); }).listen(${port}, '127.0.0.1', () => { console.log('BOUND'); process.exit(0); })`],
+  { reject: false, env: {}, extendEnv: false });
+  t.equal(r.stdout.trim(), 'EACCES', `the user's bind of 127.0.0.1:${port} is refused (${r.stderr.slice(0, 200)})`);
 });
 
 t.test('ssh image builder parsers', async (t) => {

@@ -126,3 +126,25 @@ t.test('an unauthorised image is refused before any job is submitted, with the r
   t.match(priv.stderr, 'is a private key');
   t.same(await readdir(join(s.lrm.spool, 'jobs')), before, 'still nothing submitted');
 });
+
+t.test('every lease port of the node held: the lease fails and its user reads why (no "will be retried")', async (t) => {
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const { createServer } = await import('node:net');
+  const { canBind } = await import('../src/job/leasePorts.js');
+  // one port of this engineer's privileged test range, held by a root listener (only root can: the range is < 1024)
+  let port = -1;
+  for (let q = 700; q <= 799 && port < 0; q++) if (await canBind('127.0.0.1', q)) port = q;
+  if (port < 0) return t.comment('no free port in 700-799 here: skipped');
+  const held = createServer();
+  await new Promise<void>((r) => held.listen({ host: '127.0.0.1', port }, () => r()));
+  const original = await readFile(s.site.configPath, 'utf8');
+  await writeFile(s.site.configPath, `${original}lease:\n  port_min: ${port}\n  port_max: ${port}\n`);
+  t.teardown(async () => { held.close(); await writeFile(s.site.configPath, original); });
+  const r = await s.lease(['create', '--image', 'vm_test', '--ssh-key', s.pubKey, '--hours', '1', '--json']);
+  const l = JSON.parse(r.stdout) as LeaseJson;
+  t.equal(l.state, 'failed', `the lease failed (stderr: ${r.stderr.slice(0, 300)})`);
+  t.match(l.reason, `this worker node has no free lease port: all 1 of 127.0.0.1:${port}-${port} are held`, 'with the real reason');
+  t.notMatch(l.reason, /will be retried/);
+  if (l.jobId) await s.lrm.wait(l.jobId);
+  await assertNoVm(t, 'after the refusal');
+});

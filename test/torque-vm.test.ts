@@ -168,3 +168,15 @@ t.test('TM tasks (pbsdsh) of a VM job are refused with a clear message', async (
   t.equal(code, 1);
   t.match(err, /parallel tasks \(pbsdsh, TM\) cannot be started in this job's virtual machine/);
 });
+
+t.test('PBS_O_WORKDIR=/proc/<pid> of the user\'s own process (its owner check passes) is refused before any VM', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn('setpriv', [`--reuid=${s.user.uid}`, `--regid=${s.user.gid}`, '--clear-groups', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => child.kill('SIGKILL'));
+  await new Promise((r) => setTimeout(r, 200));
+  const r = await s.mom.runJob(job('790.wn1', `# wnod-ticket: ${s.ticket()}`, 'echo ran\n', { workdir: `/proc/${child.pid}` }));
+  t.equal(r.attempts[0]!.prologue!.exitCode, 1, 'refused for good');
+  t.match(r.stdout, /working directory "\/proc\/\d+" is under \/proc/, 'the user reads why');
+  t.notMatch(r.stdout, /^ran$/m, 'the job did not run');
+  await assertNoVm(t, 'after the refusal');
+});

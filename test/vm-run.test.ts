@@ -254,12 +254,12 @@ t.test('CLI: vm run --test-image, vms, kill-all; and a bounded accel probe whose
   // auto: KVM only if a test boot answers within the bound; the verdict is cached for the next caller
   const probeDir = join(root, 'state-probe');
   await mkdir(probeDir);
-  const accel = await chooseAccel({ stateDir: probeDir, mode: 'auto', probeImage: { kernel: img.kernel, initrd: img.initrd }, timeoutMs: 20_000 });
+  const accel = await chooseAccel({ stateDir: probeDir, mode: 'auto', probeImage: { id: `test-${img.key}`, kernel: img.kernel, initrd: img.initrd }, timeoutMs: 20_000 });
   t.ok(accel === 'kvm' || accel === 'tcg');
   if (existsSync('/dev/kvm')) {
     const v = await readVerdict(probeDir);
     t.equal(v?.accel, accel, `verdict cached: ${v?.reason}`);
-    t.equal(await chooseAccel({ stateDir: probeDir, mode: 'auto', probeImage: { kernel: img.kernel, initrd: img.initrd } }), accel);
+    t.equal(await chooseAccel({ stateDir: probeDir, mode: 'auto', probeImage: { id: `test-${img.key}`, kernel: img.kernel, initrd: img.initrd } }), accel);
     t.equal((await readVerdict(probeDir))?.at, v?.at, 'the second call reused the verdict without probing');
   }
   t.same(await listRecords(probeDir), [], 'the probe VM is gone');

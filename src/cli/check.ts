@@ -2,6 +2,8 @@ import { parseCommandLine } from './args.js';
 import { stat } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
+import { unprivilegedPortStart } from '../job/leasePorts.js';
+import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
 export const summary = 'validate the site config and report every problem at once';
 
@@ -13,6 +15,10 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
     const s = await stat(dir).catch(() => undefined);
     if (!s?.isDirectory()) out.push(`${key}: ${dir} is not a directory (needed on the CE to verify proxies)`);
   }
+  const start = await unprivilegedPortStart();
+  if (start <= cfg.lease.portMax) {
+    out.push(`lease.port_min..port_max: net.ipv4.ip_unprivileged_port_start is ${start}, so any local user can bind lease ports and deny every lease; this node refuses leases until it is above ${cfg.lease.portMax}`);
+  }
   const k = await stat(cfg.ticket.keyFile).catch(() => undefined);
   if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket-key --out ${cfg.ticket.keyFile})`);
   else if (k.mode & 0o004) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is readable by others: the filter and the prologue will refuse it`);
@@ -20,20 +26,31 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
   return out;
 }
 
+/** One line for people: what this node's VMs get, why, and since when. Pure. */
+export function accelLine(a: AccelStatus): string {
+  const what = a.accel === 'unknown' ? 'not decided yet' : a.accel === 'kvm' ? 'KVM (hardware virtualisation)' : 'TCG (software emulation, much slower)';
+  return `accelerator: jobs on this node get ${what} — ${a.reason}${a.at ? ` (probed ${a.at}${a.probeMs !== undefined ? `, ${(a.probeMs / 1000).toFixed(1)} s` : ''})` : ''}`;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
+  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' },
+    help: { type: 'boolean' } }, strict: true, allowPositionals: false });
   if (values.help) {
-    process.stdout.write(`usage: wnod check [--config FILE] [--json]\n${summary}; exit 0 when valid, 1 otherwise\n`);
+    process.stdout.write(`usage: wnod check [--config FILE] [--json] [--probe]\n${summary}, and say which accelerator this node's VMs get ` +
+      `and why (--probe: run the KVM probe now if no verdict is cached; root); exit 0 when valid, 1 otherwise\n`);
     return 0;
   }
   const path = values.config ?? DEFAULT_CONFIG_PATH;
   try {
     const cfg = await loadConfig(path);
     const warnings = await hostWarnings(cfg);
+    const accelOpts = { stateDir: cfg.vm.stateDir, mode: cfg.vm.accel };
+    const accel = values.probe ? await probeAccelNow(accelOpts) : await accelStatus(accelOpts);
     if (values.json) {
-      process.stdout.write(JSON.stringify({ ok: true, file: path, images: cfg.images.map((i) => i.id), rules: cfg.policy.rules.map((r) => r.name), warnings }) + '\n');
+      process.stdout.write(JSON.stringify({ ok: true, file: path, images: cfg.images.map((i) => i.id), rules: cfg.policy.rules.map((r) => r.name), warnings, accel }) + '\n');
     } else {
       process.stdout.write(`${path}: OK — ${cfg.images.length} images (${cfg.images.map((i) => i.id).join(', ')}), ${cfg.policy.rules.length} rules\n`);
+      process.stdout.write(`${accelLine(accel)}\n`);
       for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
     }
     return 0;

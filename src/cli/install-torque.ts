@@ -70,7 +70,15 @@ export async function run(argv: string[]): Promise<number> {
     out.push(`add to ${join(momPriv, 'config')} (or rerun with --apply), then restart pbs_mom:`, ...momLines.map((l) => `  ${l}`));
   }
   out.push('on the Torque server, run with qmgr:', ...qmgrLines(cfg).map((l) => `  ${l}`));
+  // the cheap check on every acquire cannot see all damage at rest: re-hash the whole cache now and then
+  out.push('schedule a full re-hash of the image cache (corrupt files are removed and fetched again on next use), e.g. /etc/cron.d/wnod:',
+    `  ${cacheVerifyCronLine(process.execPath, join(prefix, 'dist', 'cli', 'main.js'), configPath)}`);
   if (cfg.lrm.jobClass) out.push(`jobs reach these hooks with \`qsub -T ${cfg.lrm.jobClass}\` (the submit filter adds it)`);
   process.stdout.write(out.join('\n') + '\n');
   return 0;
+}
+
+/** The cron line for the weekly `wnod cache verify` (Sunday 03:17, as root, quiet unless something is wrong). Pure. */
+export function cacheVerifyCronLine(node: string, cli: string, config: string): string {
+  return `17 3 * * 0 root ${node} ${cli} cache verify --config ${config} >/dev/null`;
 }

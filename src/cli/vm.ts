@@ -72,12 +72,10 @@ async function runCmd(argv: string[]): Promise<number> {
   let readyTimeoutMs = (intOpt(values['ready-timeout'], 'ready-timeout', 1, 3600) ?? 120) * 1000;
   const id = `run-${process.pid}-${randomBytes(3).toString('hex')}`;
   let release: (() => Promise<unknown>) | undefined;
-  let probeImage: { kernel: string; initrd: string } | undefined;
 
   if (testImage) {
     const t = await buildTestImage({ cacheDir: values['cache-dir'] ?? DEFAULT_TEST_IMAGE_CACHE, kernel, log: (s) => process.stderr.write(`wnod vm: ${s}\n`) });
     vmImage = testVmImage(t, values.disk === true);
-    probeImage = { kernel: t.kernel, initrd: t.initrd };
     cpus = intOpt(values.cpus, 'cpus', 1, 16) ?? 1;
     memoryMB = intOpt(values.memory, 'memory', 64, 16384) ?? 256;
   } else {
@@ -107,7 +105,7 @@ async function runCmd(argv: string[]): Promise<number> {
   };
   const stateDir = values['state-dir'] ?? config?.vm.stateDir ?? DEFAULT_STATE_DIR;
   let missingTemplate: VmSpec | undefined;
-  const driver: VmDriver = newVmDriver({ driver: config?.vm.driver ?? 'qemu', stateDir, accel: config?.vm.accel ?? 'auto' }, { probeImage,
+  const driver: VmDriver = newVmDriver({ driver: config?.vm.driver ?? 'qemu', stateDir, accel: config?.vm.accel ?? 'auto' }, {
     // --snapshot: restore from a template; a missing one is built after this run (the next run restores)
     ...(values.snapshot ? { snapshots: { dir: join(stateDir, 'templates'), onMissing: (s: VmSpec) => { missingTemplate = s; } } } : {}) });
   const ac = new AbortController();

@@ -5,6 +5,9 @@ import { ConfigError } from './errors.js';
 import { IMAGE_ID, imageDigest } from './image.js';
 import type { Artifact, Bounded, Image, LrmConfig, Rule, SiteConfig } from './types.js';
 
+/** Lease forwards listen on ports below 1024 (Linux's default net.ipv4.ip_unprivileged_port_start). */
+export const PRIVILEGED_PORT_MAX = 1023;
+
 /** Image ids are RTE tags: GLUE IA5, safe as file names and shell words. */
 const SHA256 = /^[0-9a-f]{64}$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -58,8 +61,10 @@ export function parseConfig(text: string, file: string): SiteConfig {
   };
   if (vm.network === 'bridge' && !vm.bridge) r.problem(['vm', 'network'], 'network: bridge needs vm.bridge');
   const lease = {
-    portMin: r.int(['lease', 'port_min'], { default: 42000, min: 1025, max: 65535 })!,
-    portMax: r.int(['lease', 'port_max'], { default: 42999, min: 1025, max: 65535 })!,
+    // privileged ports only: QEMU binds them as root before it drops to the job user (-runas), and no ordinary
+    // user of the node can take them first to deny every lease
+    portMin: r.int(['lease', 'port_min'], { default: 800, min: 1, max: PRIVILEGED_PORT_MAX })!,
+    portMax: r.int(['lease', 'port_max'], { default: 899, min: 1, max: PRIVILEGED_PORT_MAX })!,
     hostAddress: r.str(['lease', 'host_address'], { default: '127.0.0.1', pattern: /^(\d{1,3}\.){3}\d{1,3}$/, patternText: 'an IPv4 address' })!,
     guestPort: r.int(['lease', 'guest_port'], { default: 2222, min: 1025, max: 65535 })!,
     defaultHours: r.int(['lease', 'default_hours'], { default: 8, min: 1, max: 8760 })!,

@@ -106,7 +106,8 @@ export interface LrmConfig {
 
 /** Leases (workspace pilots, `wnod lease`): each lease is a pilot job whose VM serves ssh. */
 export interface LeaseConfig {
-  /** host ports forwarded to the guest's ssh on this node (user-mode networking), inclusive */
+  /** host ports forwarded to the guest's ssh on this node (user-mode networking), inclusive; below 1024, so that
+   * only root can bind them (QEMU does, before -runas) */
   portMin: number;
   portMax: number;
   hostAddress: string;        // where the forwards listen (127.0.0.1 on a single machine)

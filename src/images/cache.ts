@@ -21,6 +21,13 @@ import { checkDigest, checkHolder, imageArtifacts, imageDigest, ROLES, type Role
 import { fetchArtifact, hashFile, isSha256, type FetchProgress } from './fetch.js';
 import { isComplete, metaSize, newMeta, parseMeta, renderMeta, type EntryMeta } from './meta.js';
 import { planEviction, type EvictCandidate } from './evict-plan.js';
+import { sampleDigest } from './sample.js';
+
+/** What `hit` compares besides size and mtime (see FileRecord). */
+async function fingerprint(path: string): Promise<{ ino: number; ctimeMs: number; sample: string }> {
+  const st = await lstat(path);
+  return { ino: st.ino, ctimeMs: st.ctimeMs, sample: await sampleDigest(path) };
+}
 
 /** What `acquire` hands to a VM driver: the cached files and the reference taken for `holder`. */
 export interface CachedImage {
@@ -312,7 +319,7 @@ export class ImageCache {
       const r = await fetchArtifact(a.source, a.sha256, path, {
         tmpDir: join(this.dir, 'tmp'), tmpPrefix: `${digest}.${a.role}`, onProgress: onProgress && ((p) => onProgress(a.role, p)),
       });
-      meta.files[a.role] = { sha256: r.sha256, size: r.size, mtimeMs: r.mtimeMs, source: a.source };
+      meta.files[a.role] = { sha256: r.sha256, size: r.size, mtimeMs: r.mtimeMs, source: a.source, ...(await fingerprint(path)) };
       meta.fetchedAt = this.now().toISOString();
       await this.writeMeta(meta); // record each file as soon as it is in: a crash later does not lose it
       await this.logFetch({ digest, role: a.role, imageId: image.id, source: a.source, bytes: r.size, ms: Date.now() - t0 });
@@ -320,12 +327,20 @@ export class ImageCache {
     }
   }
 
-  /** A cache hit: the record names the expected digest and the file still has the recorded size and mtime. */
+  /** A cache hit: the record names the expected digest and the file still has the recorded size and mtime, inode
+   * and change time (a write at the same size with the mtime set back still moves ctime), and sample digest. A
+   * record from before fingerprints gets them now. A miss re-fetches the file. */
   private async hit(meta: EntryMeta, a: RoleArtifact, path: string): Promise<boolean> {
     const rec = meta.files[a.role];
     if (!rec || rec.sha256 !== a.sha256) return false;
     const st = await lstat(path).catch(() => undefined);
-    return !!st && st.isFile() && st.size === rec.size && st.mtimeMs === rec.mtimeMs;
+    if (!st || !st.isFile() || st.size !== rec.size || st.mtimeMs !== rec.mtimeMs) return false;
+    if (rec.ino === undefined || rec.ctimeMs === undefined || rec.sample === undefined) {
+      Object.assign(rec, await fingerprint(path));
+      return true;
+    }
+    if (st.ino !== rec.ino || st.ctimeMs !== rec.ctimeMs) return false;
+    return (await sampleDigest(path).catch(() => '')) === rec.sample;
   }
 
   private filePaths(digest: string, meta: EntryMeta): CachedImage['files'] {

@@ -9,6 +9,11 @@ export interface FileRecord {
   size: number;
   mtimeMs: number;
   source: string;
+  /** inode and change time when recorded: any write, truncate or utimes since changes ctime (absent: old record) */
+  ino?: number;
+  ctimeMs?: number;
+  /** sha256 over evenly spaced 64 KiB samples of the file (images/sample.ts): a cheap check on every acquire */
+  sample?: string;
 }
 
 export interface EntryMeta {
@@ -72,7 +77,12 @@ export function parseMeta(text: string, path: string): EntryMeta {
     if (!Number.isSafeInteger(r.size) || (r.size as number) < 0) bad(`files.${role}.size`, 'not a byte count');
     if (typeof r.mtimeMs !== 'number' || !Number.isFinite(r.mtimeMs)) bad(`files.${role}.mtimeMs`, 'not a number');
     if (typeof r.source !== 'string') bad(`files.${role}.source`, 'not a string');
-    files[role as Role] = { sha256: r.sha256 as string, size: r.size as number, mtimeMs: r.mtimeMs as number, source: r.source as string };
+    if (r.ino !== undefined && !Number.isSafeInteger(r.ino)) bad(`files.${role}.ino`, 'not an inode number');
+    if (r.ctimeMs !== undefined && (typeof r.ctimeMs !== 'number' || !Number.isFinite(r.ctimeMs))) bad(`files.${role}.ctimeMs`, 'not a number');
+    if (r.sample !== undefined && (typeof r.sample !== 'string' || !isSha256(r.sample))) bad(`files.${role}.sample`, 'not a lower-case hex sha256');
+    files[role as Role] = { sha256: r.sha256 as string, size: r.size as number, mtimeMs: r.mtimeMs as number, source: r.source as string,
+      ...(r.ino !== undefined ? { ino: r.ino as number } : {}), ...(r.ctimeMs !== undefined ? { ctimeMs: r.ctimeMs as number } : {}),
+      ...(r.sample !== undefined ? { sample: r.sample as string } : {}) };
   }
   if (!Array.isArray(o.imageIds) || o.imageIds.some((i) => typeof i !== 'string')) bad('imageIds', 'expected a list of strings');
   for (const k of ['fetchedAt', 'lastUsed'] as const) {

@@ -1,6 +1,6 @@
 // Per-job copy-on-write disks: a qcow2 overlay over a cached base. Guest writes land in the overlay; the base
 // (read-only in the cache) is never written. Overlays live in the per-VM directory the VM engine owns.
-import { chmod, link, lstat, unlink } from 'node:fs/promises';
+import { chmod, link, lstat, statfs, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { run } from '../util/run.js';
@@ -10,9 +10,26 @@ export type BaseFormat = 'raw' | 'qcow2';
 
 /** An overlay could not be created (bad arguments, base missing, qemu-img failed, target exists). */
 export class OverlayError extends WnodError {
-  constructor(readonly overlayPath: string, message: string) {
-    super('overlay-failed', message);
+  constructor(readonly overlayPath: string, message: string, code = 'overlay-failed') {
+    super(code, message);
   }
+}
+
+/** The overlay's file system has less room than the overlay may grow to: booting would let the guest fill the
+ * node's disk. A node-local condition (another node, or this one later, may have room). */
+export class OverlaySpaceError extends OverlayError {
+  constructor(overlayPath: string, readonly neededBytes: number, readonly freeBytes: number) {
+    super(overlayPath, `not enough free disk space for the VM's disk: ${human(freeBytes)} free where its overlay lives ` +
+      `(${dirname(overlayPath)}), the image's disk needs up to ${human(neededBytes)}`, 'overlay-no-space');
+  }
+}
+
+const human = (n: number): string => (n < 2 ** 30 ? `${Math.floor(n / 2 ** 20)} MiB` : `${(n / 2 ** 30).toFixed(n < 10 * 2 ** 30 ? 1 : 0)} GiB`);
+
+/** Bytes an unprivileged writer could still put on the file system holding `dir` (bavail: root's reserve stays). */
+export async function freeBytes(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return Number(s.bavail) * Number(s.bsize);
 }
 
 const QEMU_IMG = 'qemu-img';
@@ -58,8 +75,11 @@ export function parseBaseInfo(json: string, basePath: string, overlayPath: strin
   return { virtualSize: size };
 }
 
-/** Create a qcow2 overlay at `overlayPath` backed by `basePath` (never overwrites an existing file). */
-export async function createOverlay(basePath: string, baseFormat: BaseFormat, overlayPath: string, sizeGB?: number): Promise<void> {
+/** Create a qcow2 overlay at `overlayPath` backed by `basePath` (never overwrites an existing file). The overlay may
+ * grow to the disk's virtual size (or `needGB`, the image's disk_gb, if larger): refused with OverlaySpaceError
+ * unless that much is free now. */
+export async function createOverlay(basePath: string, baseFormat: BaseFormat, overlayPath: string, sizeGB?: number,
+  opts: { needGB?: number | undefined } = {}): Promise<void> {
   check(basePath, baseFormat, overlayPath, sizeGB);
   const base = await lstat(basePath).catch(() => undefined);
   if (!base?.isFile()) throw new OverlayError(overlayPath, `overlay base ${basePath} is not a regular file`);
@@ -69,6 +89,9 @@ export async function createOverlay(basePath: string, baseFormat: BaseFormat, ov
   if (sizeGB !== undefined && sizeGB * 2 ** 30 < virtualSize) {
     throw new OverlayError(overlayPath, `overlay size ${sizeGB} GiB is smaller than the base ${basePath} (${virtualSize} bytes): the disk would be cut`);
   }
+  const need = Math.max(virtualSize, (sizeGB ?? 0) * 2 ** 30, (opts.needGB ?? 0) * 2 ** 30);
+  const free = await freeBytes(dirname(overlayPath));
+  if (free < need) throw new OverlaySpaceError(overlayPath, need, free);
   // qemu-img create truncates an existing target; build under a temp name, then link(2), which fails on EEXIST
   const tmp = join(dirname(overlayPath), `.${basename(overlayPath)}.${randomBytes(4).toString('hex')}.tmp`);
   try {

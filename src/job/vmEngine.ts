@@ -26,6 +26,7 @@ import { ImageCache, type CachedImage } from '../images/cache.js';
 import { imageDigest } from '../images/artifacts.js';
 import type { JobVmEngine, VmJob, LeaseBoot, GuestRun } from './contract.js';
 import { leaseForward, leaseGuestEnv, writeLeaseInfo } from './lease.js';
+import { LeasePortsUnprotected, NoFreePort } from './leasePorts.js';
 import type { JobRecord } from './jobstate.js';
 import { readJobRecord } from './jobstate.js';
 import { jobUser } from './jobUser.js';
@@ -92,7 +93,7 @@ class JobVm implements JobVmEngine {
         image: {
           id: job.image.id, digest: cached.digest, kind: job.image.kind, files: cached.files,
           ...(job.image.disk ? { diskFormat: job.image.disk.format } : {}), ...(job.image.cmdline ? { cmdline: job.image.cmdline } : {}),
-          ...(job.image.acpi === false ? { acpi: false } : {}),
+          ...(job.image.acpi === false ? { acpi: false } : {}), diskGB: job.image.diskGB.default,
         },
         user, ...(workdir ? { workdir: { hostPath: workdir, uid: user.uid, gid: user.gid } } : {}),
         env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
@@ -294,6 +295,8 @@ async function starterUser(cfg: SiteConfig, jobId: string): Promise<UnixUser> {
 function classify(err: unknown, imageId: string): Error {
   if (err instanceof Refusal || err instanceof TransientFault) return err;
   const cause = { cause: err };
+  // a lease that cannot get a protected port here: say why, and do not promise a retry the lease will not see
+  if (err instanceof NoFreePort || err instanceof LeasePortsUnprotected) return new Refusal(err.code, `${err.reason}; the lease was not started`, {}, cause);
   const detail = { error: describe(err), ...((err as { consoleTail?: string }).consoleTail ? { console: (err as { consoleTail: string }).consoleTail } : {}) };
   if (err instanceof VmSpecError) return new Refusal('vm-spec', `the job cannot be run in a VM of image ${imageId} on this node`, detail, cause);
   if (err instanceof VmNotReadyError && err.reason === 'no-agent') {

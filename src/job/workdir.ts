@@ -15,6 +15,7 @@ export async function shareableWorkdir(path: string | undefined, user: UnixUser)
   if (!real) throw bad('does not exist on this worker node');
   const p = await workdirProblem(real, user.uid);
   if (p?.kind === 'not-dir') throw bad('is not a directory');
+  if (p?.kind === 'fs') throw bad(p.why);
   if (p?.kind === 'owner') throw bad(`is owned by uid ${p.uid}, not by ${user.name}`);
   return real;
 }

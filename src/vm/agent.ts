@@ -4,7 +4,7 @@
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { AgentError } from './errors.js';
+import { AgentError, AgentLineTooLong } from './errors.js';
 import { execScript } from './shell.js';
 
 /** Passes bytes through until the marker; holds back a possible marker prefix at the end of each chunk. Pure. */
@@ -49,8 +49,11 @@ function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
   });
 }
 
+/** The longest control-port line the host accepts (the agent's answers are a few dozen bytes). */
+export const MAX_CONTROL_LINE = 4096;
+
 /** Read lines from a socket until `match` accepts one (returns its value) or the socket ends / time runs out. */
-function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeoutMs: number | undefined, what: string): Promise<T> {
+export function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeoutMs: number | undefined, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     let buf = '';
     let timer: NodeJS.Timeout | undefined;
@@ -66,10 +69,12 @@ function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeout
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (buf.length > 1 << 20) return done(fail('control line too long'));
+        if (line.length > MAX_CONTROL_LINE) return done(new AgentLineTooLong(what, MAX_CONTROL_LINE));
         const v = match(line);
         if (v !== undefined) return done(undefined, v);
       }
+      // a guest that never sends a newline must not grow the host's buffer: the protocol's lines are short
+      if (buf.length > MAX_CONTROL_LINE) return done(new AgentLineTooLong(what, MAX_CONTROL_LINE));
     };
     const onEnd = () => done(fail('the VM closed the agent channel'));
     const onErr = (err: Error) => done(fail(err.message));

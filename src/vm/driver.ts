@@ -33,6 +33,8 @@ export interface VmImage {
   /** false: the kernel has no ACPI (wnod's mini kernel): microvm runs with acpi=off and lists its virtio-mmio
    * devices on the kernel command line instead */
   acpi?: boolean;
+  /** the image's disk_gb: the per-job overlay may grow to this (or the disk's virtual size): checked free first */
+  diskGB?: number;
 }
 
 /** A Unix identity on the host; inside the guest the job runs with the same uid/gid. */

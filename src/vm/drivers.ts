@@ -3,6 +3,7 @@
 import type { VmDriver, VmState } from './driver.js';
 import type { AccelMode } from './accel.js';
 import type { SnapshotOptions } from './snapshot.js';
+import type { ProbeGuest } from './probeGuest.js';
 import { QemuDriver } from './qemu.js';
 import { LibvirtDriver, libvirtDriverForRecord } from './libvirtDriver.js';
 
@@ -13,7 +14,7 @@ export interface VmSettings {
 }
 
 /** The driver for a new VM. Warm snapshots are QEMU's only. */
-export function newVmDriver(vm: VmSettings, o: { probeImage?: { kernel: string; initrd: string } | undefined; snapshots?: SnapshotOptions | undefined } = {}): QemuDriver | LibvirtDriver {
+export function newVmDriver(vm: VmSettings, o: { probeImage?: ProbeGuest | undefined; snapshots?: SnapshotOptions | undefined } = {}): QemuDriver | LibvirtDriver {
   const probe = o.probeImage ? { probeImage: o.probeImage } : {};
   if (vm.driver === 'libvirt') return new LibvirtDriver({ stateDir: vm.stateDir, accel: vm.accel, ...probe });
   return new QemuDriver({ stateDir: vm.stateDir, accel: vm.accel, ...probe, ...(o.snapshots ? { snapshots: o.snapshots } : {}) });

@@ -25,8 +25,15 @@ export class VmNotReadyError extends WnodError {
 /** The agent channel broke or spoke out of protocol. `vm-agent-lock`: locking the agent to the job's user failed
  * (such a VM must never be handed over). */
 export class AgentError extends WnodError {
-  constructor(message: string, code: 'vm-agent' | 'vm-agent-lock' = 'vm-agent', options?: { cause?: unknown }) {
+  constructor(message: string, code: 'vm-agent' | 'vm-agent-lock' | 'vm-agent-line-too-long' = 'vm-agent', options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/** The guest sent a control line longer than the protocol allows (or no newline at all): the wait ends at once. */
+export class AgentLineTooLong extends AgentError {
+  constructor(what: string, limit: number) {
+    super(`${what}: the guest sent a control line longer than ${limit} bytes (a broken or hostile agent)`, 'vm-agent-line-too-long');
   }
 }
 

@@ -20,6 +20,7 @@ import { procRef } from './proc.js';
 import { buildDomainXml, type DomainSpec, type DomainNetwork } from './libvirtXml.js';
 import { Virsh, type DomainState } from './libvirtVirsh.js';
 import { chooseAccel, type AccelMode } from './accel.js';
+import type { ProbeGuest } from './probeGuest.js';
 import { withLock } from '../util/lock.js';
 import { writeFileAtomic } from '../util/atomic.js';
 
@@ -30,7 +31,7 @@ export interface LibvirtDriverOptions {
   /** when the spec names no accel: auto (default) = the cached verdict of the KVM probe (src/vm/accel.ts) */
   accel?: AccelMode;
   /** the kernel the KVM probe boots when accel is auto and no verdict is cached (without it: TCG) */
-  probeImage?: { kernel: string; initrd: string };
+  probeImage?: ProbeGuest;
   /** bound on each virsh call (the first call after a daemon start may probe QEMU for seconds) */
   virshTimeoutMs?: number;
   /** virtiofsd for the workdir share */
@@ -162,7 +163,7 @@ export class LibvirtDriver implements VmDriver {
         state.spec.overlay = overlay;
         state.files.push(overlay);
         await writeRecord(stateDir, state); // the overlay path is known before the file exists
-        await createOverlay(img.files.disk, img.diskFormat ?? 'raw', overlay);
+        await createOverlay(img.files.disk, img.diskFormat ?? 'raw', overlay, undefined, { needGB: img.diskGB });
         disks.push({ path: overlay, format: 'qcow2' });
       }
       const dom: DomainSpec = {

@@ -15,13 +15,13 @@ import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './erro
 import { checkVmId, handOverAgent, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, type GuestContext } from './context.js';
-import { kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { boundedConsoleChange, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { agentExec, lockAgent, requestPoweroff } from './agent.js';
 import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
-import { checkServedRoot, checkSpecWorkdir, pinWorkdir } from './workdirShare.js';
+import { checkServedRoot, checkSpecWorkdir, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
-import { findBuiltTestImage } from '../guest/testImage.js';
+import type { ProbeGuest } from './probeGuest.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -32,7 +32,7 @@ export interface QemuDriverOptions {
   qemu?: string;
   virtiofsd?: string;
   /** the kernel used by the KVM probe (the test image's) when accel is auto */
-  probeImage?: { kernel: string; initrd: string };
+  probeImage?: ProbeGuest;
   /** warm snapshots (src/vm/snapshot.ts): restore kernel images from a matching template instead of booting */
   snapshots?: SnapshotOptions;
 }
@@ -105,7 +105,7 @@ export class QemuDriver implements VmDriver {
       await mkdir(runDir, { mode: 0o711 });
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       state.accel = spec.accel ?? (await chooseAccel({ stateDir: this.stateDir, mode: this.opts.accel ?? 'auto', qemu: this.opts.qemu,
-        probeImage: this.opts.probeImage ?? (await findBuiltTestImage()) }));
+        probeImage: this.opts.probeImage }));
       if (this.opts.snapshots) state.extra = { ...state.extra, ...(await this.chooseBoot(spec, state.accel)) };
       if (state.extra?.boot !== 'restore') await this.coldFiles(state);
     } catch (err) {
@@ -157,7 +157,7 @@ export class QemuDriver implements VmDriver {
       state.spec.overlay = overlay;
       state.files.push(overlay);
       await writeRecord(this.stateDir, state); // the overlay path is known before the file exists
-      await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay);
+      await createOverlay(spec.image.files.disk, spec.image.diskFormat ?? 'raw', overlay, undefined, { needGB: spec.image.diskGB });
     }
   }
 
@@ -214,10 +214,8 @@ export class QemuDriver implements VmDriver {
     if (s.workdir) {
       const log = await open(join(state.runDir, 'virtiofsd.log'), 'a', 0o600);
       try {
-        const child = spawn(this.opts.virtiofsd ?? VIRTIOFSD, [
-          `--socket-path=${state.sockets.virtiofs}`, '-o', `source=${s.workdir.hostPath}`, '-o', 'cache=auto',
-          '-o', 'no_posix_lock', '-o', 'no_xattr', '-o', 'log_level=warn',
-        ], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+        const child = spawn(this.opts.virtiofsd ?? VIRTIOFSD, virtiofsdArgs(state.sockets.virtiofs!, s.workdir.hostPath),
+          { detached: true, stdio: ['ignore', log.fd, log.fd] });
         child.unref();
         const pid = child.pid;
         if (pid === undefined) throw new VmStartError(`cannot start ${VIRTIOFSD}`);
@@ -292,6 +290,8 @@ export class QemuDriver implements VmDriver {
           }
         }
         if (answered) {
+          // from here on the guest may be the job's: its console goes to a bounded ring, not to the node's disk
+          await boundConsole(qmp, state.id);
           return await stamp(this.stateDir, state, 'ready');
         }
         await new Promise((r) => setTimeout(r, 10));
@@ -350,6 +350,20 @@ export class QemuDriver implements VmDriver {
     await handOverAgent(state.sockets, join(state.runDir, 'agent'), uid, gid);
     state.handedOver = true;
     await writeRecord(this.stateDir, state);
+  }
+}
+
+/** Swap the serial console of a booted VM from its log file to a ring buffer (QMP chardev-change); a VM whose
+ * console cannot be bounded is not handed to a job. */
+async function boundConsole(qmp: QmpClient | undefined, id: string): Promise<void> {
+  if (!qmp) throw new VmStartError(`VM ${id}: QMP is unavailable, so its console cannot be bounded`);
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([qmp.execute('chardev-change', boundedConsoleChange()),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000); })])
+      .finally(() => clearTimeout(timer));
+  } catch (err) {
+    throw new VmStartError(`VM ${id}: cannot bound its console (QMP chardev-change): ${(err as Error).message}`);
   }
 }
 

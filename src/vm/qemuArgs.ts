@@ -29,6 +29,9 @@ export interface QemuPlan {
   /** warm snapshots: restore from this migration URI (`fd:N`, an inherited fd) instead of booting */
   incoming?: string;
   console: string;    // serial console log file
+  /** keep the serial console in a QEMU ring buffer of this many bytes instead of the file (restored clones: the
+   * guest may already be the job's, whose output must not fill the node's disk) */
+  consoleRing?: number;
   pidfile: string;
   network: NetworkSpec & { tap?: string };
   /** drop to this job user (`-runas uid:gid`) once every file, fd and socket is open: a guest escape through 9p
@@ -60,6 +63,20 @@ export function tscKhzFromCpuinfo(cpuinfo: string): number | undefined {
   if (!m) return undefined;
   const khz = Math.round(Number(m[1]) * 1000);
   return Number.isFinite(khz) && khz > 0 ? khz : undefined;
+}
+
+/** Bytes of guest console a VM keeps once the job may write to it (QEMU wants a power of two). */
+export const CONSOLE_RING_BYTES = 64 * 1024;
+
+/** A QEMU ring buffer size: a power of two from 4 KiB to 1 MiB. */
+function ringSize(n: number): number {
+  if (!Number.isInteger(n) || n < 4096 || n > 1 << 20 || (n & (n - 1)) !== 0) throw new Error(`invalid console ring size ${n}`);
+  return n;
+}
+
+/** The QMP arguments that swap a running VM's serial console from its log file to a bounded ring buffer. */
+export function boundedConsoleChange(bytes = CONSOLE_RING_BYTES): { id: string; backend: { type: 'ringbuf'; data: { size: number } } } {
+  return { id: 'con0', backend: { type: 'ringbuf', data: { size: ringSize(bytes) } } };
 }
 
 // QEMU option values are comma-separated: a comma inside a path must be doubled.
@@ -101,7 +118,8 @@ export function qemuArgs(p: QemuPlan): string[] {
     if (p.initrd) a.push('-initrd', p.initrd);
     if (p.cmdline) a.push('-append', p.cmdline);
   }
-  a.push('-chardev', `file,id=con0,path=${q(p.console)}`, '-serial', 'chardev:con0');
+  a.push('-chardev', p.consoleRing !== undefined ? `ringbuf,id=con0,size=${ringSize(p.consoleRing)}` : `file,id=con0,path=${q(p.console)}`,
+    '-serial', 'chardev:con0');
   a.push('-device', dev('virtio-serial'));
   for (const [key, name] of Object.entries(AGENT_PORTS) as Array<[keyof typeof AGENT_PORTS, string]>) {
     a.push('-chardev', `socket,id=ch-${key},path=${q(p.sockets[key])},server=on,wait=off`);

@@ -25,7 +25,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, LockTimeoutError } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import type { VmSpec } from './driver.js';
-import { kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { CONSOLE_RING_BYTES, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { cpioArchive } from './cpio.js';
 import { renderContext, type GuestContext } from './context.js';
 import { agentCaps, agentSetup, ping } from './agent.js';
@@ -284,6 +284,8 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     const plan = snapshotPlan({ spec: s, accel: r.accel, khz: r.khz, runDir: r.runDir, initrd: join(r.template.dir, 'initrd.img'), ninep, incoming: 'fd:3' });
     // the clone drops to the job user after opening everything (not part of the key: the template stays root)
     plan.runAs = runAsFor(s.user);
+    // chardev backends are not migrated: the clone's console is a bounded ring from the start (the job runs next)
+    plan.consoleRing = CONSOLE_RING_BYTES;
     const fds = [snap.fd, ...(pinned ? [pinned.fh.fd] : [])];
     const ref = await startQemu(r.qemu, qemuArgs(plan), fds, plan.pidfile, Math.max(1000, deadline - Date.now()));
     await r.onPid(ref);
