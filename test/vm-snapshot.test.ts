@@ -72,6 +72,7 @@ t.test('restored clones: the job runs as its user with its env and exit code; fr
 
   const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
   const argv = ['/bin/sh', '-c', 'id -u; id -g; hostname; echo "$FROM_SPEC"; date +%s; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; ls -l /proc/$$/fd | grep -c vport; exit 7'];
+  const before = Date.now() / 1000;
   const [a, c] = await Promise.all([job(driver, spec('c1'), argv), job(driver, spec('c2'), argv)]);
   const now = Date.now() / 1000;
   for (const [name, r] of [['c1', a], ['c2', c]] as const) {
@@ -79,13 +80,15 @@ t.test('restored clones: the job runs as its user with its env and exit code; fr
     t.equal(r.rc, 7, `${name}: the exit code comes back`);
     const [uid, gid, host, env, clock] = r.out.split('\n');
     t.same([uid, gid, host, env], ['65534', '65534', `h-${name}`, 'spec'], `${name}: user, group, hostname, environment`);
-    t.ok(Math.abs(Number(clock) - now) < 2 + (r.timings.exec + r.timings.destroy) / 1000, `${name}: guest clock ${clock} within 2 s of the host's ${now.toFixed(0)}`);
+    // the guest read its clock while the job ran: between the host's clock before the start and after the end (±2 s),
+    // not the template's frozen time — a bound on order, not on how fast the machine is
+    const g = Number(clock);
+    t.ok(g >= before - 2 && g <= now + 2, `${name}: guest clock ${clock} within [${before.toFixed(0)}, ${now.toFixed(0)}] ± 2 s`);
   }
   const rnd = (r: typeof a) => r.out.split('\n')[5]!;
   t.match(rnd(a), /^[0-9a-f]{64}$/);
   t.not(rnd(a), rnd(c), 'two clones of one template read different /dev/urandom bytes');
   t.equal(a.out.split('\n')[6], '2', 'the job holds its stdout and stderr ports only, not the agent\'s control port');
-  t.ok(a.timings.start < 5000, `restore took ${a.timings.start.toFixed(0)} ms`); // a bound that only fails on a cold boot
   t.same(await listRecords(stateDir), [], 'both destroyed');
   t.equal(found.status === 'ready' && (await stat(join(tpl, b.key, 'snapshot'))).size, found.status === 'ready' && found.meta.snapshotBytes, 'the template is never written to');
 });
