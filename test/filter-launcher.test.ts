@@ -7,8 +7,8 @@ import { cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeTestSite } from '../src/testkit/site.js';
-import { ensureBuilt, repoRoot } from './lib/cli.js';
+import { makeTestSite } from './kit/site.js';
+import { ensureBuilt, repoRoot } from './kit/cli.js';
 
 await ensureBuilt();
 const hot = join(repoRoot, 'dist/hot');
