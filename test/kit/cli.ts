@@ -20,7 +20,7 @@ export async function wnod(args: string[], opts: { env?: Record<string, string>;
 /** Build once when a test file runs on its own before any build (the test command builds before tap runs). */
 export async function ensureBuilt(): Promise<void> {
   const { existsSync } = await import('node:fs');
-  const outputs = ['dist/cli/main.js', 'dist/hot/hook.cjs', 'dist/hot/filter.cjs'].map((p) => join(repoRoot, p));
+  const outputs = ['dist/cli/main.js', 'dist/hot/hook.cjs', 'dist/hot/filter.cjs', 'dist/hot/filter-main.cjs'].map((p) => join(repoRoot, p));
   if (outputs.every((p) => existsSync(p))) return;
   await execa('npm', ['run', '-s', 'build'], { cwd: repoRoot, stdio: 'inherit' });
 }
