@@ -1,5 +1,5 @@
 // Job networks without VMs: the pure plan and rules, and the root apply/remove steps run by the real kernel inside
-// two network namespaces standing for two worker nodes joined by a veth "site network" (10.231.x). The traffic
+// two network namespaces standing for two worker nodes on a "site network" (test/lib/siteNodes.ts, 10.231.x). The traffic
 // between real VMs is in test/cluster-jobnet-vm.test.ts.
 import t from 'tap';
 import { execa } from 'execa';
@@ -11,6 +11,7 @@ import { jobNetRules } from '../src/cluster/jobNetRules.js';
 import { applyJobNet, removeJobNet } from '../src/cluster/jobNetHost.js';
 import { JobNetCollisionError, JobNetSpecError } from '../src/cluster/errors.js';
 import { renderContext } from '../src/vm/context.js';
+import { siteNodes } from './lib/siteNodes.js';
 
 const site: JobNetSite = { vni: { first: 5000, count: 1000 }, port: 4789, underlayMtu: 1500, privateRange: '10.240.0.0/16', subnetPrefix: 24 };
 const owner = { uid: 4242, gid: 4243 };
@@ -80,24 +81,6 @@ t.test('the rules: anti-spoofing at the tap, peers only on the VNI, nothing to t
 
 const canRun = async () => process.getuid?.() === 0 && (await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode === 0;
 
-/** Two worker nodes as network namespaces wvc<tag>a/b, their site network a veth pair with 10.231.<n>.1/.2. */
-export async function twoNodes(tag: string, net: number): Promise<{ a: string; b: string; ua: string; ub: string; teardown: () => Promise<void> }> {
-  const a = `wvc${tag}a`, b = `wvc${tag}b`;
-  const ip = (...args: string[]) => execa('/usr/sbin/ip', args);
-  const teardown = async () => { for (const ns of [a, b]) await execa('/usr/sbin/ip', ['netns', 'del', ns], { reject: false }); };
-  await teardown();
-  await ip('netns', 'add', a);
-  await ip('netns', 'add', b);
-  await ip('-n', a, 'link', 'add', 'site0', 'type', 'veth', 'peer', 'name', 'site0', 'netns', b);
-  const ua = `10.231.${net}.1`, ub = `10.231.${net}.2`;
-  for (const [ns, addr] of [[a, ua], [b, ub]] as const) {
-    await ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'site0');
-    await ip('-n', ns, 'link', 'set', 'site0', 'up');
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-  }
-  return { a, b, ua, ub, teardown };
-}
-
 /** What a namespace holds: link names, nft tables, the fdb of one device. */
 async function inventory(ns: string): Promise<{ links: string[]; tables: string }> {
   const links = JSON.parse((await execa('/usr/sbin/ip', ['-n', ns, '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
@@ -111,7 +94,10 @@ t.test('apply and remove on two nodes: interfaces, fdb, rules, ownership; idempo
     return;
   }
   const tag = String(process.pid % 10000);
-  const { a, b, ua, ub, teardown } = await twoNodes(tag, 11);
+  const site0 = await siteNodes(tag, 11, 2);
+  const [a, b] = site0.nodes as [string, string];
+  const [ua, ub] = site0.underlay as [string, string];
+  const teardown = site0.teardown;
   const claims = mkdtempSync(join(tmpdir(), 'wvc-claims-'));
   t.teardown(async () => { await teardown(); rmSync(claims, { recursive: true, force: true }); });
   const ca = join(claims, 'a'), cb = join(claims, 'b');
