@@ -149,3 +149,33 @@ t.test('apply and remove on two nodes: interfaces, fdb, rules, ownership; idempo
   await execa('/usr/sbin/ip', ['-n', a, 'link', 'add', 'name', pa.ifaces.bridge, 'type', 'bridge']);
   await t.rejects(applyJobNet(pa, { netns: a, claimDir: ca }), { code: 'jobnet-collision' });
 });
+
+t.test('a node outside the job cannot inject frames into its VNI; the peer rule is what stops it', async (t) => {
+  if (!(await canRun())) {
+    t.comment('skipped: needs root and nft');
+    return;
+  }
+  const sn = await siteNodes(`r${process.pid % 10000}`, 12, 3);
+  const claims = mkdtempSync(join(tmpdir(), 'wvc-claims-'));
+  t.teardown(async () => { await sn.teardown(); rmSync(claims, { recursive: true, force: true }); });
+  const [a, b, rogue] = sn.nodes as [string, string, string];
+  const jobNodes = sn.underlay.slice(0, 2);
+  const pb = planJobNet(site, { jobId: '88', nodes: jobNodes, self: 1, owner });
+  await applyJobNet(planJobNet(site, { jobId: '88', nodes: jobNodes, self: 0, owner }), { netns: a, claimDir: join(claims, 'a') });
+  await applyJobNet(pb, { netns: b, claimDir: join(claims, 'b') });
+  // the rogue node speaks VXLAN with the job's VNI to node b, from its own site address (a valid member MAC even)
+  const ip = (...args: string[]) => execa('/usr/sbin/ip', ['-n', rogue, ...args]);
+  await ip('link', 'add', 'rog', 'type', 'vxlan', 'id', String(pb.vni), 'dstport', '4789', 'remote', sn.underlay[1]!, 'local', sn.underlay[2]!);
+  await ip('link', 'set', 'rog', 'address', pb.members[0]!.mac);
+  await ip('addr', 'add', `${pb.members[0]!.ip}/24`, 'dev', 'rog');
+  await ip('link', 'set', 'rog', 'up');
+  const rx = async () => Number((await execa('/usr/sbin/ip', ['netns', 'exec', b, 'cat', `/sys/class/net/${pb.ifaces.vxlan}/statistics/rx_packets`])).stdout.trim());
+  const send = () => execa('/usr/sbin/ip', ['netns', 'exec', rogue, 'busybox', 'ping', '-c', '2', '-W', '1', pb.self.ip], { reject: false });
+  const before = await rx();
+  await send();
+  t.equal(await rx(), before, 'node b\'s VXLAN device received nothing from the rogue node');
+  // the control: without the job's inet table the same datagrams are decapsulated into the job's segment
+  await execa('/usr/sbin/ip', ['netns', 'exec', b, '/usr/sbin/nft', 'delete', 'table', 'inet', pb.table]);
+  await send();
+  t.ok(await rx() > before, 'without the peer rule the rogue node\'s frames enter the job network');
+});
