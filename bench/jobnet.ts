@@ -116,7 +116,7 @@ try {
       const pids = p.vms.map((v) => v.state.pids.qemu!.pid);
       const c0 = (await Promise.all(pids.map(cpuTicks))).reduce((a, b) => a + b, 0);
       const t0 = performance.now();
-      const [got] = await Promise.all([sh(p.vms[1]!, `nc -l -p 5002 | wc -c`), sh(p.vms[0]!, 'for i in $(seq 100); do nc vm1 5002 < /tmp/d && exit 0; sleep 0.2; done; exit 1')]);
+      const [got] = await Promise.all([sh(p.vms[1]!, 'printf "#!/bin/sh\\nwc -c > /tmp/n\\n" > /tmp/rcv && chmod +x /tmp/rcv && nc -l -p 5002 -e /tmp/rcv && cat /tmp/n'), sh(p.vms[0]!, 'for i in $(seq 100); do nc vm1 5002 < /tmp/d && exit 0; sleep 0.2; done; exit 1')]);
       const secs = (performance.now() - t0) / 1000;
       const c1 = (await Promise.all(pids.map(cpuTicks))).reduce((a, b) => a + b, 0);
       if (Number(got.trim()) !== mb * 1048576) throw new Error(`${transport}: received ${got.trim()} bytes`);

@@ -87,7 +87,9 @@ t.test('two jobs on two nodes: data crosses the private network, nothing crosses
   const made = await sh(a1, 'head -c 1048576 /dev/urandom > /tmp/d && md5sum < /tmp/d', job);
   t.equal(made.code, 0, made.err);
   const [recv, sent] = await Promise.all([
-    sh(b1, 'nc -l -p 5001 > /tmp/r && wc -c < /tmp/r && md5sum < /tmp/r', job),
+    // the receiving end runs as nc's -e program: plain `nc -l` would half-close at once (its stdin is empty) and
+    // busybox's nc client exits when it reads that close, before it has sent all its input
+    sh(b1, 'printf "#!/bin/sh\\ncat > /tmp/r\\n" > /tmp/rcv && chmod +x /tmp/rcv && nc -l -p 5001 -e /tmp/rcv && wc -c < /tmp/r && md5sum < /tmp/r', job),
     sh(a1, 'for i in $(seq 60); do nc vm1 5001 < /tmp/d && exit 0; sleep 1; done; exit 1', job),
   ]);
   t.equal(sent.code, 0, `vm0 sent over the private network (${sent.err})`);
