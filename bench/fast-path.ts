@@ -8,7 +8,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce, type RunOnceResult } from '../src/vm/session.js';
 import { median } from './lib/stats.js';

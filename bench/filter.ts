@@ -6,8 +6,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeProxy, makeTestPki } from '../src/testkit/pki.js';
-import { makeTestSite } from '../src/testkit/site.js';
+import { makeProxy, makeTestPki } from '../test/kit/pki.js';
+import { makeTestSite } from '../test/kit/site.js';
 import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '21' } } });

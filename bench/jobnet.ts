@@ -1,5 +1,5 @@
 // Benchmark: the job network's transport (docs/virtual-clusters.md). Two worker nodes as network namespaces on a
-// site switch (test/lib/siteNodes.ts). Prints one JSON object.
+// site switch (test/kit/siteNodes.ts). Prints one JSON object.
 //
 //   bash scripts/bench.sh jobnet [--runs N] [--mb M] [--setup-only]
 //
@@ -17,14 +17,14 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { buildTestImage, testVmImage } from '../src/testkit/testImage.js';
-import { ensureTestUser } from '../src/testkit/pbsmom.js';
+import { buildTestImage, testVmImage } from '../src/guest/testImage.js';
+import { ensureTestUser } from '../test/kit/pbsmom.js';
 import { QemuDriver, QEMU_BINARY } from '../src/vm/qemu.js';
 import type { VmState } from '../src/vm/driver.js';
 import { planJobNet, guestJobNet, type JobNetPlan, type JobNetSite } from '../src/cluster/jobNetPlan.js';
 import { applyJobNet, removeJobNet } from '../src/cluster/jobNetHost.js';
-import { siteNodes } from '../test/lib/siteNodes.js';
-import { collect } from '../test/lib/collect.js';
+import { siteNodes } from '../test/kit/siteNodes.js';
+import { collect } from '../test/kit/collect.js';
 import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mb: { type: 'string', default: '4' },

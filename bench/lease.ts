@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeLeaseSite, type LeaseSite } from '../test/lib/leaseSite.js';
+import { makeLeaseSite, type LeaseSite } from '../test/kit/leaseSite.js';
 import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '5' }, burst: { type: 'string', default: '8' } } });

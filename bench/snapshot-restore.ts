@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
-import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import type { RunOnceResult } from '../src/vm/session.js';
 import { trueJob } from './lib/vmJob.js';

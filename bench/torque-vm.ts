@@ -13,9 +13,9 @@ import { availableParallelism } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { JobSpec } from '../src/testkit/pbsmom.js';
-import { buildTestImage } from '../src/testkit/testImage.js';
-import { makeTorqueVmSite } from '../test/lib/torqueVmSite.js';
+import type { JobSpec } from '../test/kit/pbsmom.js';
+import { buildTestImage } from '../src/guest/testImage.js';
+import { makeTorqueVmSite } from '../test/kit/torqueVmSite.js';
 import { readRecords } from '../src/accounting/store.js';
 import { median } from './lib/stats.js';
 

@@ -13,7 +13,7 @@ import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { execa } from 'execa';
-import { buildTestImage, testVmImage } from '../src/testkit/testImage.js';
+import { buildTestImage, testVmImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce, type RunOnceResult } from '../src/vm/session.js';
 import { kernelCmdline, tscKhzFromCpuinfo } from '../src/vm/qemuArgs.js';

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { makeProxy, makeTestPki } from '../src/testkit/pki.js';
+import { makeProxy, makeTestPki } from '../test/kit/pki.js';
 import { median } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '21' } } });

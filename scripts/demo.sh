@@ -10,4 +10,6 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 bash scripts/install-deps.sh
-exec node dist/demo/demo.js "$@"
+# the demo builds apart from the product (it uses the test fixtures of test/kit)
+npm run -s build:demo
+exec node demo/dist/demo.mjs "$@"

@@ -2,7 +2,7 @@
 # Install everything wnod's demo and tests need on a fresh Debian 12 machine (as root): Debian packages and npm modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(qemu-system-x86 qemu-utils busybox-static bdii slapd glue-schema ldap-utils voms-clients openssl cpio e2fsprogs util-linux mount procps iproute2 passwd libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients nftables gcc libc6-dev build-essential flex bison bc libelf-dev xz-utils openssh-client binutils)
+pkgs=(qemu-system-x86 qemu-utils busybox-static bdii slapd glue-schema ldap-utils voms-clients openssl cpio e2fsprogs util-linux mount procps iproute2 passwd libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients nftables gcc libc6-dev build-essential flex bison bc libelf-dev xz-utils openssh-client binutils slurmctld slurmd slurm-client munge libslurm-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { appendRecord, readRecords, parseRecords } from '../src/accounting/store.js';
 import { summarise, renderTable } from '../src/accounting/summary.js';
 import { validateRecord, type AccountingRecord } from '../src/accounting/record.js';
-import { ensureBuilt } from './lib/cli.js';
+import { ensureBuilt } from './kit/cli.js';
 
 const exec = promisify(execFile);
 const repo = join(import.meta.dirname, '..');

@@ -7,9 +7,9 @@ import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBdii, staticCeLdif, type RunningBdii } from '../src/testkit/bdii.js';
+import { startBdii, staticCeLdif, type RunningBdii } from './kit/bdii.js';
 import { siteYaml } from './glue-fixtures.js';
-import { ensureBuilt } from './lib/cli.js';
+import { ensureBuilt } from './kit/cli.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');

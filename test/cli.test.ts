@@ -1,5 +1,5 @@
 import t from 'tap';
-import { wnod } from './lib/cli.js';
+import { wnod } from './kit/cli.js';
 
 t.test('every command exits 2 on a bad command line, with the reason on stderr', async (t) => {
   for (const args of [['nosuch'], ['vms', '--bogus'], ['gc', '--bogus'], ['check', '--config'], ['cache', '--bogus'], ['find', '--nope']]) {

@@ -1,5 +1,5 @@
 // Job networks without VMs: the pure plan and rules, and the root apply/remove steps run by the real kernel inside
-// two network namespaces standing for two worker nodes on a "site network" (test/lib/siteNodes.ts, 10.231.x). The traffic
+// two network namespaces standing for two worker nodes on a "site network" (test/kit/siteNodes.ts, 10.231.x). The traffic
 // between real VMs is in test/cluster-jobnet-vm.test.ts.
 import t from 'tap';
 import { execa } from 'execa';
@@ -11,7 +11,7 @@ import { jobNetRules } from '../src/cluster/jobNetRules.js';
 import { applyJobNet, removeJobNet } from '../src/cluster/jobNetHost.js';
 import { JobNetCollisionError, JobNetSpecError } from '../src/cluster/errors.js';
 import { renderContext } from '../src/vm/context.js';
-import { siteNodes } from './lib/siteNodes.js';
+import { siteNodes } from './kit/siteNodes.js';
 
 const site: JobNetSite = { vni: { first: 5000, count: 1000 }, port: 4789, underlayMtu: 1500, privateRange: '10.240.0.0/16', subnetPrefix: 24 };
 const owner = { uid: 4242, gid: 4243 };

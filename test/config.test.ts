@@ -122,3 +122,27 @@ t.test('loadConfig: the compiled cache returns the same config and ignores entri
   await t.rejects(loadConfig(bad), { code: 'config', message: /vm\.driver/ }, 'errors are never cached');
   await t.rejects(loadConfig(bad), { code: 'config' });
 });
+
+t.test('lrm.type: slurm takes a partition and refuses the Torque-only keys', async (t) => {
+  const torqueBlock = sample.slice(sample.indexOf('\nlrm:\n'), sample.indexOf('\nlease:'));
+  const slurm = (lrm: string) => sample.replace(torqueBlock, `\nlrm:\n${lrm}\n`).replace(/^ {4}# queue: wnod_sl6.*$/m, '');
+  const cfg = parseConfig(slurm('  type: slurm\n  partition: wnod\n  hook_dir: /opt/wnod-slurm\n  prologue_budget_s: 100'), 's.yaml');
+  t.equal(cfg.lrm.type, 'slurm');
+  t.equal(cfg.lrm.partition, 'wnod');
+  t.equal(cfg.lrm.hookDir, '/opt/wnod-slurm');
+  t.equal(cfg.lrm.prologueBudgetS, 100);
+  t.equal(cfg.lrm.queue, undefined);
+  t.equal(parseConfig(slurm('  type: slurm\n  partition: p'), 's.yaml').lrm.hookDir, '/usr/local/lib/wnod/slurm', 'hook_dir default');
+
+  const p = problems(slurm('  type: slurm\n  partition: wnod\n  queue: wnod\n  job_class: wnod\n  mom_priv: /x\n  max_requeues: 2'));
+  t.match(p.join('\n'), /lrm\.queue: is for lrm\.type: torque, not for lrm\.type: slurm \(use lrm\.partition\)/);
+  for (const k of ['job_class', 'mom_priv', 'max_requeues']) t.match(p.join('\n'), new RegExp(`lrm\\.${k}: is for lrm\\.type: torque`));
+  t.equal(p.filter((l) => /unknown key/.test(l)).length, 0, 'refused keys are not also reported as unknown');
+  t.match(problems(slurm('  type: slurm')).join('\n'), /lrm\.partition: missing \(required\)/);
+  t.match(problems(slurm('  type: slurm\n  partition: "a,b"')).join('\n'), /lrm\.partition: "a,b" is not a partition name/);
+  t.match(problems(slurm('  type: slurm\n  partition: p\n  hook_dir: relative')).join('\n'), /lrm\.hook_dir/);
+  t.match(problems(sample.replace('  type: torque\n', '  type: torque\n  partition: wnod\n')).join('\n'), /lrm\.partition: is for lrm\.type: slurm, not for lrm\.type: torque/);
+  t.match(problems(slurm('  type: slurm\n  partition: p').replace(/^lease:.*$/m, 'lease:\n  queue: q')).join('\n'), /lease\.queue: is for lrm\.type: torque/);
+  t.match(problems(sample.replace(torqueBlock, '\nlrm:\n  type: slurm\n  partition: p\n').replace('# queue: wnod_sl6', 'queue: wnod_sl6')).join('\n'), /images\[0\]\.queue: is for lrm\.type: torque/);
+  t.match(problems(slurm('  type: pbspro')).join('\n'), /lrm\.type: "pbspro" is not one of torque, slurm/);
+});

@@ -2,8 +2,8 @@ import t from 'tap';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeTestSite } from '../src/testkit/site.js';
-import { wnod } from './lib/cli.js';
+import { makeTestSite } from './kit/site.js';
+import { wnod } from './kit/cli.js';
 
 const RTE = 'other.GlueHostApplicationSoftwareRunTimeEnvironment';
 

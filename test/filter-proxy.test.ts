@@ -4,12 +4,13 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTestPki, makeProxy, tamperAcInPlace } from '../src/testkit/pki.js';
-import { makeTestSite } from '../src/testkit/site.js';
+import { makeTestPki, makeProxy, tamperAcInPlace } from './kit/pki.js';
+import { makeTestSite } from './kit/site.js';
 import { runFilter } from '../src/filter/filter.js';
-import { findTicketLine, verifyTicket } from '../src/ticket/index.js';
-import { matchGolden } from './lib/golden.js';
-import { wnod } from './lib/cli.js';
+import { verifyTicket } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
+import { matchGolden } from './kit/golden.js';
+import { wnod } from './kit/cli.js';
 
 const goldens = join(dirname(dirname(fileURLToPath(import.meta.url))), 'test/golden/filter');
 

@@ -5,9 +5,10 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { runFilter } from '../src/filter/filter.js';
-import { makeTestSite } from '../src/testkit/site.js';
-import { verifyTicket, findTicketLine } from '../src/ticket/index.js';
-import { matchGolden } from './lib/golden.js';
+import { makeTestSite } from './kit/site.js';
+import { verifyTicket } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
+import { matchGolden } from './kit/golden.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const goldens = join(root, 'test/golden/filter');
@@ -118,7 +119,7 @@ t.test('the qsub wrapper refuses deny-marked scripts and passes others unchanged
   const dir = await mkdtemp(join(tmpdir(), 'wnod-qsub-'));
   const realQsub = join(dir, 'qsub.real');
   await writeFile(realQsub, `#!/bin/bash\nprintf '%s\\n' "$@" > ${dir}/args\necho 42.server\n`, { mode: 0o755 });
-  const env = { PATH: process.env.PATH!, WNOD_REAL_QSUB: realQsub };
+  const env = { PATH: process.env.PATH!, WNOD_REAL_QSUB: realQsub, WNOD_PREFIX: root };
   const denied = join(dir, 'denied.sh');
   await writeFile(denied, '#!/bin/bash\n#PBS -N x\n# wnod-deny: image vm_x is not offered by this CE (it offers: vm_sl6)\n/bin/true\n');
   const r1 = await execa(join(root, 'plugins/qsub'), ['-q', 'wnod', denied], { env, extendEnv: false, reject: false });

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { fileURLToPath } from 'node:url';
-import { matchGolden } from './lib/golden.js';
+import { matchGolden } from './kit/golden.js';
 import { buildGlueModel, publishedImages, rteTags, splitAppVersion, bdiiText } from '../src/glue/model.js';
 import { printGlue1Plugin } from '../src/glue/print-glue1.js';
 import { printGlue2Provider } from '../src/glue/print-glue2.js';

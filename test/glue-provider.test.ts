@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { siteYaml } from './glue-fixtures.js';
 import { renderShim, DEFAULT_SHIM_PARAMS, SHIM_NAMES } from '../src/glue/install-bdii.js';
-import { ensureBuilt } from './lib/cli.js';
+import { ensureBuilt } from './kit/cli.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dist = (p: string) => join(ROOT, 'dist', p);

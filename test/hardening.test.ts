@@ -6,14 +6,14 @@ import { chmod, chown, mkdir, readFile, readdir, stat, writeFile } from 'node:fs
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { backoffMs, bootVerdict, buildTemplate, lookupTemplate, shapeBlocker, templatesToPrune, BUILD_BACKOFF_MS, type TemplateMeta } from '../src/vm/snapshot.js';
-import { pinnedCli, wnodCli } from '../src/lrm/torque/vmEngine.js';
+import { pinnedCli, wnodCli } from '../src/job/vmEngine.js';
 import { assertTrustedPath, trustProblem } from '../src/util/trustedPath.js';
 import { buildMiniKernel } from '../src/kernel/miniKernel.js';
-import { leaseGuestEnv, writeLeaseInfo } from '../src/lease/node.js';
+import { leaseGuestEnv, writeLeaseInfo } from '../src/job/lease.js';
 import { runDirOf, vmIdForJob } from '../src/vm/state.js';
 import type { VmSpec } from '../src/vm/driver.js';
-import { repoRoot } from './lib/cli.js';
-import { reachable } from './lib/reachable.js';
+import { repoRoot } from './kit/cli.js';
+import { reachable } from './kit/reachable.js';
 
 const NOBODY = 65534;
 
@@ -73,12 +73,12 @@ t.test('template builds: only a missing capability refuses for good; a VM that d
 
 t.test('the CLI a root hook runs: pinned beside the module, root-owned, writable by nobody else', async (t) => {
   t.equal(pinnedCli('/opt/wnod/dist/hot/hook.cjs'), '/opt/wnod/dist/cli/main.js');
-  t.equal(pinnedCli('/opt/wnod/dist/lrm/torque/vmEngine.js'), '/opt/wnod/dist/cli/main.js');
-  t.equal(pinnedCli('/work/main/src/lrm/torque/vmEngine.ts'), undefined, 'not from the sources');
+  t.equal(pinnedCli('/opt/wnod/dist/job/vmEngine.js'), '/opt/wnod/dist/cli/main.js');
+  t.equal(pinnedCli('/work/main/src/job/vmEngine.ts'), undefined, 'not from the sources');
   t.equal(pinnedCli('/tmp/x/hook.cjs'), undefined, 'not from anywhere a hook bundle was copied to');
   t.equal(pinnedCli('/tmp/x/torque/vmEngine.js'), undefined);
   t.equal(await wnodCli(join(repoRoot, 'dist/hot/hook.cjs')), join(repoRoot, 'dist/cli/main.js'), 'the build\'s own layout passes');
-  await t.rejects(wnodCli('/work/main/src/lrm/torque/vmEngine.ts'), { message: /no wnod CLI is pinned/ });
+  await t.rejects(wnodCli('/work/main/src/job/vmEngine.ts'), { message: /no wnod CLI is pinned/ });
 
   const d = t.testdir({ dist: { hot: { 'hook.cjs': '' }, cli: { 'main.js': '' } } });
   const hook = join(d, 'dist/hot/hook.cjs');

@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import type { Image } from '../src/config/types.js';
 import { ImageCache } from '../src/images/cache.js';
 import { acquireLock } from '../src/util/lock.js';
-import { ensureBuilt } from './lib/cli.js';
+import { ensureBuilt } from './kit/cli.js';
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const distCache = join(repo, 'dist/images/cache.js');

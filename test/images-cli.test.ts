@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { wnod, wnodBin, repoRoot, ensureBuilt } from './lib/cli.js';
+import { wnod, wnodBin, repoRoot, ensureBuilt } from './kit/cli.js';
 
 const dir = t.testdir({});
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -4,7 +4,7 @@ import { BlahScriptError, parseBlahScript } from '../src/jdl/blahScript.js';
 import { ClassAdSyntaxError, parseClassAd } from '../src/jdl/classad.js';
 import { requestFromScript, TAG_PATTERN } from '../src/jdl/request.js';
 import { renderBlahScript, unwindCeRequirements } from '../src/jdl/unwind.js';
-import { prng } from './lib/prng.js';
+import { prng } from './kit/prng.js';
 export { prng };
 
 /** Inputs are bounded so that every single parse is short: a hang would show as a stuck run, not a slow one. */

@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parse, stringify } from 'yaml';
-import { makeTestPki, makeProxy, tamperAcInPlace, type TestPki } from '../src/testkit/pki.js';
+import { makeTestPki, makeProxy, tamperAcInPlace, type TestPki } from './kit/pki.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { readRecords } from '../src/accounting/store.js';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
 import { loadConfig } from '../src/config/load.js';
-import { makeLeaseSite, type LeaseSite } from './lib/leaseSite.js';
+import { makeLeaseSite, type LeaseSite } from './kit/leaseSite.js';
 
 let s: LeaseSite;
 let pki: TestPki;

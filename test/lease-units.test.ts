@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { parseEvent, replay, type LeaseEvent } from '../src/lease/events.js';
 import { createLeaseDir, listLeases, readLease, recordEvent, newLeaseId, type LeaseRequest } from '../src/lease/registry.js';
 import { reconcile, deleteLease, parsePublicKeys, authorise, LeaseDenied, createLease } from '../src/lease/service.js';
-import { findLeaseMarker, pilotScript } from '../src/lease/pilot.js';
+import { pilotScript } from '../src/lease/pilot.js';
+import { findLeaseMarker, findTicketLine } from '../src/header/scriptHeader.js';
 import { parseQsubOutput, parseQstatFull, isUnknownJob, qsubArgs, walltime, LrmError } from '../src/lrm/torque/adapter.js';
-import { parseFakeQsubArgs } from '../src/testkit/fakeLrm.js';
+import { parseFakeQsubArgs } from './kit/fakeLrm.js';
 import { hostfwd, qemuArgs } from '../src/vm/qemuArgs.js';
-import { findTicketLine } from '../src/ticket/index.js';
 import { parseConfig } from '../src/config/parse.js';
-import { makeTestSite } from '../src/testkit/site.js';
+import { makeTestSite } from './kit/site.js';
 import { readFile } from 'node:fs/promises';
 import type { LrmAdapter, PilotStatus, PilotSubmission } from '../src/lrm/adapter.js';
 
@@ -193,7 +193,7 @@ t.test('QEMU: a lease forward on user-mode networking keeps restrict=on', async 
 });
 
 t.test('lease ports: one per lease, busy ports skipped, the lock keeps racing prologues apart', async (t) => {
-  const { allocatePort, NoFreePort, canBind } = await import('../src/lease/ports.js');
+  const { allocatePort, NoFreePort, canBind } = await import('../src/job/leasePorts.js');
   const { createServer } = await import('node:net');
   const dir = await mkdtemp(join(tmpdir(), 'wnod-lease-ports-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -213,7 +213,7 @@ t.test('lease ports: one per lease, busy ports skipped, the lock keeps racing pr
 });
 
 t.test('ssh image builder parsers', async (t) => {
-  const { parseDepends, parseNeeded } = await import('../src/testkit/sshImage.js');
+  const { parseDepends, parseNeeded } = await import('./kit/sshImage.js');
   t.same(parseDepends('dropbear-bin\n  Depends: libc6\n  Depends: libcrypt1\n  Depends: <debconf-2.0>\n |Depends: a\n  Breaks: dropbear\n  Suggests: openssh-client\n'), ['libc6', 'libcrypt1']);
   t.same(parseNeeded(' 0x0000000000000001 (NEEDED)             Shared library: [libtomcrypt.so.1]\n 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]\n 0x000000000000000c (INIT) 0x4000\n'), ['libtomcrypt.so.1', 'libc.so.6']);
 });

@@ -6,8 +6,8 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
-import { JOB_EXEC_OVERLIMIT } from '../src/testkit/pbsmom.js';
-import { makeLeaseSite, type LeaseSite } from './lib/leaseSite.js';
+import { JOB_EXEC_OVERLIMIT } from './kit/pbsmom.js';
+import { makeLeaseSite, type LeaseSite } from './kit/leaseSite.js';
 
 let s: LeaseSite;
 

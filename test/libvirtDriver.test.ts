@@ -1,4 +1,4 @@
-// The libvirt driver against a real libvirtd (a private one in its own mount namespace, src/testkit/libvirtd.ts)
+// The libvirt driver against a real libvirtd (a private one in its own mount namespace, test/kit/libvirtd.ts)
 // booting the real test image under TCG. Skipped, with the reason printed, where the daemon or the image cannot be had.
 import t from 'tap';
 import { mkdtemp, mkdir, chown, readFile, stat, writeFile, readdir, rm } from 'node:fs/promises';
@@ -7,8 +7,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
-import { startPrivateLibvirtd, libvirtdUnavailable, type PrivateLibvirtd } from '../src/testkit/libvirtd.js';
-import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { startPrivateLibvirtd, libvirtdUnavailable, type PrivateLibvirtd } from './kit/libvirtd.js';
+import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { LibvirtDriver, domainName, statusFrom, domainNetwork } from '../src/vm/libvirtDriver.js';
 import { VmNotReadyError } from '../src/vm/errors.js';
 import { readRecord } from '../src/vm/state.js';

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { XMLParser } from 'fast-xml-parser';
 import { buildDomainXml, LibvirtSpecError, type DomainSpec } from '../src/vm/libvirtXml.js';
 import { parseDomState, isNoDomainError, parseNameList, VirshError } from '../src/vm/libvirtVirsh.js';
-import { matchGolden } from './lib/golden.js';
+import { matchGolden } from './kit/golden.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const goldens = join(root, 'test/golden/libvirt');

@@ -8,7 +8,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { acquireLock, withLock, flockArgs, LockTimeoutError } from '../src/util/lock.js';
-import { ensureBuilt } from './lib/cli.js';
+import { ensureBuilt } from './kit/cli.js';
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const distLock = join(repo, 'dist/util/lock.js');

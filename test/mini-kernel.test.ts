@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { parseFragment, droppedOptions, miniKernelKey, fragmentFile, buildMiniKernel } from '../src/kernel/miniKernel.js';
-import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { qemuArgs, type QemuPlan } from '../src/vm/qemuArgs.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
-import { wnod, ensureBuilt } from './lib/cli.js';
-import { collect } from './lib/collect.js';
+import { wnod, ensureBuilt } from './kit/cli.js';
+import { collect } from './kit/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 // one short top-level dir: a socket path under a per-test dir named after the test would pass the 108-byte limit

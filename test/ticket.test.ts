@@ -3,9 +3,10 @@ import { mkdtemp, writeFile, chmod, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkAndRecordNonce, findTicketLine, loadTicketKey, newNonce, signTicket, ticketImage, verifyTicket,
+  checkAndRecordNonce, loadTicketKey, newNonce, signTicket, ticketImage, verifyTicket,
   type TicketClaims,
 } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
 import type { Image } from '../src/config/types.js';
 
 const key = Buffer.from('k'.repeat(64));

@@ -4,10 +4,11 @@ import t from 'tap';
 import { parsePrologueArgv, parseEpilogueArgv, parseJobId, parseResourceList, parseDuration, parseSizeMB, HookArgvError, isRetryStatus } from '../src/lrm/torque/argv.js';
 import { jobScriptPath, readJobScript, JobScriptError } from '../src/lrm/torque/jobscript.js';
 import { classifyStarterCall, looksLikeBatch, StarterError } from '../src/lrm/torque/starter.js';
-import { transientExitCode, userLine, PROLOGUE_EXIT } from '../src/lrm/torque/outcome.js';
+import { transientExitCode, PROLOGUE_EXIT } from '../src/lrm/torque/outcome.js';
+import { userLine } from '../src/job/outcome.js';
 import { parseEntryArgv } from '../src/lrm/torque/entry-argv.js';
 import { renderShim, mergeMomConfig, shimPlan, qmgrLines, momConfigLines, InstallError } from '../src/lrm/torque/install.js';
-import { findTicketLine } from '../src/ticket/index.js';
+import { findTicketLine } from '../src/header/scriptHeader.js';
 import { mkdir, writeFile, symlink, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 

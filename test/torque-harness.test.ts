@@ -1,11 +1,11 @@
-// Fidelity of the pbs_mom harness (src/testkit/pbsmom.ts) against DESIGN A2, with plain sh hooks that record
+// Fidelity of the pbs_mom harness (test/kit/pbsmom.ts) against DESIGN A2, with plain sh hooks that record
 // what they were given: argv layouts, env, uid, cwd, stdin, sessions, the alarm, exit-code meaning, qdel.
 import t from 'tap';
 import { mkdir, readFile, chmod, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PbsMom, ensureTestUser, hookPermissionProblem, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, JOB_EXEC_OVERLIMIT, type TestUser } from '../src/testkit/pbsmom.js';
-import { reachable } from './lib/reachable.js';
+import { PbsMom, ensureTestUser, hookPermissionProblem, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, JOB_EXEC_OVERLIMIT, type TestUser } from './kit/pbsmom.js';
+import { reachable } from './kit/reachable.js';
 
 const root = reachable(t.testdir({}));
 let user: TestUser;

@@ -2,8 +2,8 @@
 // count. The wrapper is also run by the host's real /bin/sh (dash), as the guest's busybox sh would run it.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { guestJobEnv, guestJobArgv, guestCwd, GUEST_PATH, MAX_GUEST_SCRIPT_BYTES, GuestJobError } from '../src/lrm/torque/guestJob.js';
-import { bootSlotCount } from '../src/lrm/torque/bootSlots.js';
+import { guestJobEnv, guestJobArgv, guestCwd, GUEST_PATH, MAX_GUEST_SCRIPT_BYTES, GuestJobError } from '../src/job/guestJob.js';
+import { bootSlotCount } from '../src/job/bootSlots.js';
 
 t.test('guestJobEnv: PBS_* and -v variables pass; host PATH, LD_*, shell state and bad names do not', async (t) => {
   const env = guestJobEnv({

@@ -6,15 +6,15 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { release as hostRelease } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { PbsMom, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, epilogueArgv, type JobSpec } from '../src/testkit/pbsmom.js';
-import { buildTestImage, type TestImage } from '../src/testkit/testImage.js';
+import { PbsMom, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, epilogueArgv, type JobSpec } from './kit/pbsmom.js';
+import { buildTestImage, type TestImage } from '../src/guest/testImage.js';
 import { readRecords } from '../src/accounting/store.js';
 import { ImageCache } from '../src/images/cache.js';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
-import { torqueVmEngine } from '../src/lrm/torque/vmEngine.js';
-import { makeTorqueVmSite, type TorqueVmSite } from './lib/torqueVmSite.js';
-import { hypervisorsOf } from './lib/hypervisors.js';
+import { jobVmEngine } from '../src/job/vmEngine.js';
+import { makeTorqueVmSite, type TorqueVmSite } from './kit/torqueVmSite.js';
+import { hypervisorsOf } from './kit/hypervisors.js';
 
 let s: TorqueVmSite;
 let img: TestImage;
@@ -163,8 +163,8 @@ t.test('prologue killed by $prologalarm while its VM boots: the epilogue still r
 t.test('TM tasks (pbsdsh) of a VM job are refused with a clear message', async (t) => {
   let err = '';
   const sink = { write: (s: string) => { err += s; return true; } };
-  const vm = torqueVmEngine({ stderr: sink as never, stdout: sink as never });
-  const code = await vm.runJob({ jobId: '740.wn1', user: s.user.name, group: s.user.group, cfg: s.cfg, scriptPath: '', argv: ['/bin/hostname'], env: {}, cwd: '/' });
+  const vm = jobVmEngine({ stderr: sink as never, stdout: sink as never });
+  const code = await vm.runJob({ jobId: '740.wn1', user: s.user.name, group: s.user.group, cfg: s.cfg, script: async () => '', argv: ['/bin/hostname'], env: {}, cwd: '/' });
   t.equal(code, 1);
   t.match(err, /parallel tasks \(pbsdsh, TM\) cannot be started in this job's virtual machine/);
 });

@@ -15,7 +15,7 @@ import { orphanReason } from '../src/vm/gc.js';
 import { parseStatStartTime } from '../src/vm/proc.js';
 import { decideAccel } from '../src/vm/accel.js';
 import { checkVmId, vmIdForJob, parseRecord } from '../src/vm/state.js';
-import { parseMetaDepends, parsePolicyCandidate } from '../src/testkit/testImage.js';
+import { parseMetaDepends, parsePolicyCandidate } from '../src/guest/testImage.js';
 
 t.test('cpio newc: the host cpio(1) lists and extracts what we wrote', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wnod-cpio-'));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
-import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
 import { cpioArchive, type CpioEntry } from '../src/vm/cpio.js';
@@ -16,9 +16,9 @@ import { readRecord, listRecords } from '../src/vm/state.js';
 import { isAlive } from '../src/vm/proc.js';
 import { chooseAccel, readVerdict } from '../src/vm/accel.js';
 import type { VmImage, VmSpec } from '../src/vm/driver.js';
-import { wnod, wnodBin, repoRoot, ensureBuilt } from './lib/cli.js';
-import { reachable } from './lib/reachable.js';
-import { collect } from './lib/collect.js';
+import { wnod, wnodBin, repoRoot, ensureBuilt } from './kit/cli.js';
+import { reachable } from './kit/reachable.js';
+import { collect } from './kit/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const READY_MS = 180_000; // generous: CI runners are slow and shared; the bound itself is tested below
@@ -156,7 +156,7 @@ t.test('kill -9 of the host process at each lifecycle step leaves nothing `wnod 
   await writeFile(specFile, JSON.stringify(spec('x', testVmImage(img, true), { workdir: { hostPath: work, uid: 0, gid: 0 }, user: { name: 'root', uid: 0, gid: 0 } })));
   const victims = await Promise.all(steps.map(async (step) => {
     const id = `kill-${step}`;
-    const child = execa(process.execPath, [join(repoRoot, 'test/lib/vm-hold.mjs'), sd, id, step, specFile], { reject: false, buffer: false });
+    const child = execa(process.execPath, [join(repoRoot, 'test/kit/vm-hold.mjs'), sd, id, step, specFile], { reject: false, buffer: false });
     await new Promise<void>((resolve, reject) => {
       let text = '';
       child.stdout!.on('data', (d: Buffer) => { text += d.toString(); if (text.includes(`AT ${step}`)) resolve(); });

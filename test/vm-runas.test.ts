@@ -2,7 +2,7 @@
 import t from 'tap';
 import { qemuArgs, runAsFor, type QemuPlan } from '../src/vm/qemuArgs.js';
 import { maskedArgs } from '../src/vm/snapshot.js';
-import { statusUid, stragglerOwnerOk } from '../src/lrm/torque/vmEngine.js';
+import { statusUid, stragglerOwnerOk } from '../src/job/vmEngine.js';
 import type { VmSpec } from '../src/vm/driver.js';
 
 const plan: QemuPlan = {

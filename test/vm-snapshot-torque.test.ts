@@ -5,10 +5,10 @@ import t from 'tap';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { JobSpec } from '../src/testkit/pbsmom.js';
-import { buildTestImage } from '../src/testkit/testImage.js';
+import type { JobSpec } from './kit/pbsmom.js';
+import { buildTestImage } from '../src/guest/testImage.js';
 import { lookupTemplate } from '../src/vm/snapshot.js';
-import { makeTorqueVmSite, type TorqueVmSite } from './lib/torqueVmSite.js';
+import { makeTorqueVmSite, type TorqueVmSite } from './kit/torqueVmSite.js';
 
 let s: TorqueVmSite;
 

@@ -5,7 +5,7 @@ import { chown, cp, mkdir, open, readFile, readdir, stat, truncate, writeFile } 
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestImage, testVmImage, type TestImage } from '../src/testkit/testImage.js';
+import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
 import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker } from '../src/vm/snapshot.js';
@@ -14,9 +14,9 @@ import { cpioArchive } from '../src/vm/cpio.js';
 import { listRecords } from '../src/vm/state.js';
 import { QmpClient } from '../src/vm/qmp.js';
 import { isAlive } from '../src/vm/proc.js';
-import { killStragglers } from '../src/lrm/torque/vmEngine.js';
+import { killStragglers } from '../src/job/vmEngine.js';
 import type { VmImage, VmSpec, VmState } from '../src/vm/driver.js';
-import { collect } from './lib/collect.js';
+import { collect } from './kit/collect.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const QEMU = 'qemu-system-x86_64';

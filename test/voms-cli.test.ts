@@ -5,8 +5,8 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/util/run.js';
-import { repoRoot, wnod, wnodBin, ensureBuilt } from './lib/cli.js';
-import { type TestPki, makeTestPki, makeProxy } from '../src/testkit/pki.js';
+import { repoRoot, wnod, wnodBin, ensureBuilt } from './kit/cli.js';
+import { type TestPki, makeTestPki, makeProxy } from './kit/pki.js';
 
 let pki: TestPki;
 let dirs: string[];

@@ -8,8 +8,8 @@ import { parseDer, contents } from '../src/voms/der.js';
 import { parsePem } from '../src/voms/pem.js';
 import { nameToString, nameHash } from '../src/voms/name.js';
 import { VomsError } from '../src/voms/errors.js';
-import { makeProxy, makeTestPki, acExtensionDer } from '../src/testkit/pki.js';
-import { prng } from './lib/prng.js';
+import { makeProxy, makeTestPki, acExtensionDer } from './kit/pki.js';
+import { prng } from './kit/prng.js';
 export { prng };
 
 

@@ -18,7 +18,7 @@ const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 import {
   type TestPki, makeTestPki, makeProxy, makeDelegatedProxy, graftAc, tamperAcInPlace, tamperAcDer, acExtensionDer,
   signProxy, readProxyParts,
-} from '../src/testkit/pki.js';
+} from './kit/pki.js';
 
 let pki: TestPki;
 let opts: VerifyOptions;

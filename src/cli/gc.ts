@@ -1,14 +1,15 @@
 // `wnod gc`: remove orphans (dead VMs with a record, runtime dirs without one, stale cache references). Safe any time.
 import { parseArgs } from 'node:util';
 import { gc } from '../vm/gc.js';
-import { driverFor, nodeCache, stateDirFrom } from '../vm/nodeState.js';
+import { nodeCache, stateDirFrom } from '../vm/nodeState.js';
+import { recordDriver } from '../vm/drivers.js';
 
 export const summary = 'remove orphaned VMs, runtime files and stale cache references (safe to run any time)';
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } });
   const stateDir = await stateDirFrom(values.config, values['state-dir']);
-  const r = await gc(stateDir, driverFor(stateDir), { cache: await nodeCache(values.config) });
+  const r = await gc(stateDir, (s) => recordDriver(s), { cache: await nodeCache(values.config) });
   if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else {
     for (const id of r.destroyed) process.stdout.write(`destroyed ${id}\n`);

@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, UsageError } from '../util/errors.js';
 
-export const summary = 'install the hooks: into BDII (install bdii), into pbs_mom (install torque)';
+export const summary = 'install the hooks: into BDII (install bdii), into pbs_mom (install torque), into slurmd (install slurm)';
 
 type Target = { summary: string; run(argv: string[]): Promise<number> };
 
@@ -13,6 +13,7 @@ type Target = { summary: string; run(argv: string[]): Promise<number> };
 const targets: Record<string, () => Promise<Target>> = {
   bdii: async () => ({ summary: BDII_SUMMARY, run: installBdiiCommand }),
   torque: () => import('./install-torque.js'),
+  slurm: () => import('./install-slurm.js'),
 };
 
 const BDII_SUMMARY = 'write the GLUE plugin and provider shims into <gip-dir>/plugin and <gip-dir>/provider';

@@ -1,14 +1,15 @@
 // `wnod kill-all`: destroy every VM on this node and delete their disks.
 import { parseArgs } from 'node:util';
 import { killAll } from '../vm/gc.js';
-import { driverFor, nodeCache, stateDirFrom } from '../vm/nodeState.js';
+import { nodeCache, stateDirFrom } from '../vm/nodeState.js';
+import { recordDriver } from '../vm/drivers.js';
 
 export const summary = 'destroy every VM on this node and delete their disks';
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } });
   const stateDir = await stateDirFrom(values.config, values['state-dir']);
-  const r = await killAll(stateDir, driverFor(stateDir), await nodeCache(values.config));
+  const r = await killAll(stateDir, (s) => recordDriver(s), await nodeCache(values.config));
   if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else {
     for (const id of r.destroyed) process.stdout.write(`destroyed ${id}\n`);

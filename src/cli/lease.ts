@@ -7,7 +7,7 @@ import { run as runCmd } from '../util/run.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
 import type { Identity } from '../policy/decide.js';
-import { TorqueAdapter } from '../lrm/torque/adapter.js';
+import { lrmAdapterFor } from '../lrm/adapters.js';
 import type { LrmAdapter } from '../lrm/adapter.js';
 import { listLeases, readLease, registryDir, type Lease } from '../lease/registry.js';
 import { LeaseDenied, createLease, deleteLease, parsePublicKeys, reconcile, waitFor, type Requester } from '../lease/service.js';
@@ -70,7 +70,7 @@ async function requester(cfg: SiteConfig, proxy: string | undefined): Promise<Re
       const v = await verifyProxyFile(proxy, { vomsdir: cfg.trust.vomsdir, certdir: cfg.trust.certdir, now: new Date(), host: cfg.site.ceHost });
       identity = { vo: v.vo, fqans: v.fqans, dn: v.holderSubject, source: 'proxy' };
     } catch (err) {
-      throw new LeaseDenied(`the VOMS proxy ${proxy} could not be verified (${err instanceof WnodError ? `${err.code}: ` : ''}${describe(err)})`);
+      throw new LeaseDenied(`the VOMS proxy ${proxy} could not be verified (${err instanceof WnodError ? `${err.code}: ` : ''}${describe(err)})`, { cause: err });
     }
   } else {
     identity = { fqans: [], groups, source: 'local' };
@@ -112,13 +112,13 @@ export async function run(argv: string[]): Promise<number> {
   const hours = num(values.hours, 'hours', 0.0001, 8760, true);
 
   const cfg = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
-  const lrm: LrmAdapter = new TorqueAdapter({ binDir: cfg.lrm.binDir });
+  const lrm: LrmAdapter = lrmAdapterFor(cfg);
   const root = registryDir(userInfo().homedir, cfg.lease.dir);
   try {
     switch (sub) {
       case 'create': {
         const keyText = await readFile(values['ssh-key']!, 'utf8').catch((err: NodeJS.ErrnoException) => {
-          throw new LeaseDenied(`cannot read the ssh key ${values['ssh-key']}: ${err.code ?? err.message}`);
+          throw new LeaseDenied(`cannot read the ssh key ${values['ssh-key']}: ${err.code ?? err.message}`, { cause: err });
         });
         if (keyText.length > 64 * 1024) throw new LeaseDenied(`${values['ssh-key']} is larger than 64 KiB: not a public key file`);
         const who = await requester(cfg, values.proxy);

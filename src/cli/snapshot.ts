@@ -7,7 +7,7 @@ import { UsageError } from '../util/errors.js';
 import { buildTemplate, lookupTemplate, type BuildResult } from '../vm/snapshot.js';
 import { QEMU_BINARY } from '../vm/qemu.js';
 import type { VmSpec } from '../vm/driver.js';
-import { takeBootSlot } from '../lrm/torque/bootSlots.js';
+import { takeBootSlot } from '../job/bootSlots.js';
 
 export const summary = 'warm VM snapshot templates: build one for a VM spec (snapshot build), list them (snapshot list)';
 

@@ -4,7 +4,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UsageError } from '../util/errors.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
-import { findTicketLine, loadTicketKey, ticketImage, verifyTicket } from '../ticket/index.js';
+import { loadTicketKey, ticketImage, verifyTicket } from '../ticket/index.js';
+import { findTicketLine } from '../header/scriptHeader.js';
 
 export const summary = 'make the shared ticket key (ticket key), or check the ticket in a job script (ticket verify)';
 

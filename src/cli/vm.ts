@@ -5,9 +5,10 @@ import { userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { UsageError } from '../util/errors.js';
-import { QemuDriver, vmHostname } from '../vm/qemu.js';
+import { vmHostname } from '../vm/qemu.js';
+import { newVmDriver } from '../vm/drivers.js';
 import { runOnce } from '../vm/session.js';
-import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE, type TestKernel } from '../testkit/testImage.js';
+import { buildTestImage, testVmImage, DEFAULT_TEST_IMAGE_CACHE, type TestKernel } from '../guest/testImage.js';
 import type { VmDriver, VmImage, VmSpec } from '../vm/driver.js';
 import type { SiteConfig, Image } from '../config/types.js';
 
@@ -106,11 +107,9 @@ async function runCmd(argv: string[]): Promise<number> {
   };
   const stateDir = values['state-dir'] ?? config?.vm.stateDir ?? DEFAULT_STATE_DIR;
   let missingTemplate: VmSpec | undefined;
-  const driver: VmDriver = config?.vm.driver === 'libvirt'
-    ? new (await import('../vm/libvirtDriver.js')).LibvirtDriver({ stateDir, accel: config.vm.accel, probeImage })
-    : new QemuDriver({ stateDir, accel: config?.vm.accel ?? 'auto', probeImage, ...(values.snapshot ? {
-      // --snapshot: restore from a template; a missing one is built after this run (the next run restores)
-      snapshots: { dir: join(stateDir, 'templates'), onMissing: (s: VmSpec) => { missingTemplate = s; } } } : {}) });
+  const driver: VmDriver = newVmDriver({ driver: config?.vm.driver ?? 'qemu', stateDir, accel: config?.vm.accel ?? 'auto' }, { probeImage,
+    // --snapshot: restore from a template; a missing one is built after this run (the next run restores)
+    ...(values.snapshot ? { snapshots: { dir: join(stateDir, 'templates'), onMissing: (s: VmSpec) => { missingTemplate = s; } } } : {}) });
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.on('SIGTERM', onSig);

@@ -18,7 +18,6 @@ export class JobNetCollisionError extends WnodError {
 /** A host step (ip, bridge, nft) failed while applying or removing a job network. */
 export class JobNetApplyError extends WnodError {
   constructor(message: string, cause?: unknown) {
-    super('jobnet-apply', message);
-    this.cause = cause;
+    super('jobnet-apply', message, { cause });
   }
 }

@@ -3,7 +3,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { ConfigReader } from './reader.js';
 import { ConfigError } from './errors.js';
 import { IMAGE_ID, imageDigest } from './image.js';
-import type { Artifact, Bounded, Image, Rule, SiteConfig } from './types.js';
+import type { Artifact, Bounded, Image, LrmConfig, Rule, SiteConfig } from './types.js';
 
 /** Image ids are RTE tags: GLUE IA5, safe as file names and shell words. */
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -37,15 +37,7 @@ export function parseConfig(text: string, file: string): SiteConfig {
     keyGroup: r.str(['ticket', 'key_group'], { optional: true, pattern: NAME, patternText: 'a unix group name' }),
     lifetimeS: r.int(['ticket', 'lifetime_s'], { default: 7 * 86400, min: 60, max: 90 * 86400 })!,
   };
-  const lrm = {
-    type: r.oneOf(['lrm', 'type'], ['torque'] as const, 'torque')!,
-    queue: r.str(['lrm', 'queue'], { optional: true, pattern: NAME, patternText: 'a queue name' }),
-    jobClass: r.str(['lrm', 'job_class'], { optional: true, pattern: /^[A-Za-z0-9_-]{1,32}$/, patternText: 'a job class name' }),
-    momPriv: r.str(['lrm', 'mom_priv'], { default: '/var/spool/torque/mom_priv', pattern: ABS_PATH, patternText: 'an absolute path' })!,
-    prologueBudgetS: r.int(['lrm', 'prologue_budget_s'], { default: 280, min: 10, max: 3600 })!,
-    maxRequeues: r.int(['lrm', 'max_requeues'], { default: 3, min: 0, max: 100 })!,
-    binDir: r.str(['lrm', 'bin_dir'], { optional: true, pattern: ABS_PATH, patternText: 'an absolute path' }),
-  };
+  const lrm = readLrm(r);
   const cache = {
     dir: r.str(['cache', 'dir'], { default: '/var/cache/wnod', pattern: ABS_PATH, patternText: 'an absolute path' })!,
     highWatermarkGB: r.int(['cache', 'high_watermark_gb'], { default: 200, min: 1 })!,
@@ -76,6 +68,12 @@ export function parseConfig(text: string, file: string): SiteConfig {
   };
   if (lease.portMin > lease.portMax) r.problem(['lease', 'port_min'], `must not be above port_max (${lease.portMax})`);
   if (lease.defaultHours > lease.maxHours) r.problem(['lease', 'default_hours'], `must not be above max_hours (${lease.maxHours})`);
+  if (lrm.type === 'slurm') {
+    // on Slurm the wnod partition alone says which jobs are wnod's: a per-image or per-lease queue would send jobs
+    // where no wnod hook admits them
+    images.forEach((img, i) => { if (img.queue !== undefined) r.problem(['images', i, 'queue'], 'is for lrm.type: torque; under lrm.type: slurm every wnod job runs in lrm.partition'); });
+    if (lease.queue !== undefined) r.problem(['lease', 'queue'], 'is for lrm.type: torque; under lrm.type: slurm lease pilots run in lrm.partition');
+  }
   if (lease.dir.split('/').includes('..')) r.problem(['lease', 'dir'], 'must stay inside the home directory (no ..)');
   const ce = site.ceHost || 'localhost';
   const glue = {
@@ -97,6 +95,34 @@ export function parseConfig(text: string, file: string): SiteConfig {
   const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, accountingFile, path: file };
   // Plain JSON data (no undefined members): what the compiled-config cache stores is exactly what we return.
   return JSON.parse(JSON.stringify(cfg)) as SiteConfig;
+}
+
+/** Keys of `lrm:` that mean something to one batch system only: the other one refuses them. */
+const LRM_ONLY: Record<LrmConfig['type'], readonly string[]> = {
+  torque: ['queue', 'job_class', 'mom_priv', 'max_requeues'],
+  slurm: ['partition', 'hook_dir'],
+};
+
+function readLrm(r: ConfigReader): LrmConfig {
+  const type = r.oneOf(['lrm', 'type'], ['torque', 'slurm'] as const, 'torque') ?? 'torque';
+  const other = type === 'torque' ? 'slurm' : 'torque';
+  for (const key of LRM_ONLY[other]) {
+    if (r.has(['lrm', key])) r.problem(['lrm', key], `is for lrm.type: ${other}, not for lrm.type: ${type}${type === 'slurm' && key === 'queue' ? ' (use lrm.partition)' : ''}`);
+  }
+  const torque = type === 'torque';
+  return {
+    type,
+    queue: torque ? r.str(['lrm', 'queue'], { optional: true, pattern: NAME, patternText: 'a queue name' }) : undefined,
+    jobClass: torque ? r.str(['lrm', 'job_class'], { optional: true, pattern: /^[A-Za-z0-9_-]{1,32}$/, patternText: 'a job class name' }) : undefined,
+    momPriv: torque ? r.str(['lrm', 'mom_priv'], { default: '/var/spool/torque/mom_priv', pattern: ABS_PATH, patternText: 'an absolute path' })! : '/var/spool/torque/mom_priv',
+    prologueBudgetS: r.int(['lrm', 'prologue_budget_s'], { default: 280, min: 10, max: 3600 })!,
+    maxRequeues: torque ? r.int(['lrm', 'max_requeues'], { default: 3, min: 0, max: 100 })! : 0,
+    binDir: r.str(['lrm', 'bin_dir'], { optional: true, pattern: ABS_PATH, patternText: 'an absolute path' }),
+    // Slurm partition names: letters, digits, _ . - (no commas: a job may name several partitions)
+    partition: torque ? undefined : r.str(['lrm', 'partition'], { pattern: /^[A-Za-z0-9_.-]{1,64}$/, patternText: 'a partition name' }),
+    hookDir: torque ? undefined
+      : r.str(['lrm', 'hook_dir'], { default: '/usr/local/lib/wnod/slurm', pattern: /^\/[A-Za-z0-9._\/-]*$/, patternText: 'an absolute path of [A-Za-z0-9._/-]' })!,
+  };
 }
 
 function readArtifact(r: ConfigReader, path: (string | number)[], optional: boolean): Artifact | undefined {

@@ -81,14 +81,24 @@ export interface TicketConfig {
   lifetimeS: number;          // validity from issue (covers the time a job waits in the queue)
 }
 
+/** The batch system of the site. */
+export type LrmType = 'torque' | 'slurm';
+
+/** `lrm:`. One flat shape for both batch systems (the keys that do not apply to `type` are refused in the file
+ * and left at their defaults here). */
 export interface LrmConfig {
-  type: 'torque';
-  queue?: string | undefined; // default queue for wnod jobs (printed as #PBS -q when set)
-  jobClass?: string | undefined;        // printed as #PBS -T <class> so pbs_mom runs prologue.<class>
-  momPriv: string;            // $PBS_HOME/mom_priv
-  prologueBudgetS: number;    // must fit $prologalarm (default 300 s, killed 10 s early)
-  maxRequeues: number;        // transient prologue faults requeue at most this many times, then abort
-  binDir?: string | undefined; // where qsub/qdel/qstat are (leases; like BLAH's pbs_binpath); unset = PATH
+  type: LrmType;
+  queue?: string | undefined; // torque: default queue for wnod jobs (printed as #PBS -q when set)
+  jobClass?: string | undefined;        // torque: printed as #PBS -T <class> so pbs_mom runs prologue.<class>
+  momPriv: string;            // torque: $PBS_HOME/mom_priv
+  prologueBudgetS: number;    // the VM start must fit it (torque: $prologalarm, 300 s killed 10 s early; slurm: PrologEpilogTimeout)
+  maxRequeues: number;        // torque: transient prologue faults requeue at most this many times, then abort
+  binDir?: string | undefined; // where qsub/qdel/qstat or sbatch/squeue/scancel are (leases; like BLAH's *_binpath); unset = PATH
+  /** slurm (required): the wnod partition. Every job in it is a wnod job (printed as #SBATCH --partition); jobs in
+   * any other partition run natively, untouched. */
+  partition?: string | undefined;
+  /** slurm: where `wnod install slurm` puts the Prolog/Epilog shims and the SPANK plugin (root-owned) */
+  hookDir?: string | undefined;
 }
 
 /** Leases (workspace pilots, `wnod lease`): each lease is a pilot job whose VM serves ssh. */

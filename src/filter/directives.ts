@@ -1,4 +1,4 @@
-import { DENY_PREFIX, TICKET_PREFIX, oneLine } from '../ticket/index.js';
+import { denyLine, oneLine, ticketLine } from '../header/scriptHeader.js';
 import type { Decision } from '../policy/decide.js';
 
 /** Batch directives for an allowed job (PBS): only `#PBS` lines and comments — qsub stops reading directives at
@@ -10,11 +10,11 @@ export function allowDirectives(d: Extract<Decision, { allow: true }>, opts: { t
   if (d.queue) lines.push(`#PBS -q ${d.queue}`);
   if (opts.jobClass) lines.push(`#PBS -T ${opts.jobClass}`);
   lines.push(`#PBS -l nodes=1:ppn=${d.cpus}`, `#PBS -l mem=${d.memoryMB}mb`);
-  lines.push(`${TICKET_PREFIX}${opts.token}`);
+  lines.push(ticketLine(opts.token));
   return lines.join('\n') + '\n';
 }
 
 /** The deny marker: the qsub wrapper refuses the script with this reason, and the prologue refuses it anyway. */
 export function denyDirectives(reason: string): string {
-  return `${DENY_PREFIX}${oneLine(reason)}\n`;
+  return `${denyLine(reason)}\n`;
 }

@@ -6,7 +6,7 @@ import { loadConfig } from '../config/load.js';
 import { parseBlahScript } from '../jdl/blahScript.js';
 import { requestFromScript, type JobRequest } from '../jdl/request.js';
 import { decide, type Decision, type Identity } from '../policy/decide.js';
-import { loadTicketKey, newNonce, signTicket } from '../ticket/index.js';
+import { issueTicket, loadTicketKey } from '../ticket/index.js';
 import { describe, WnodError } from '../util/errors.js';
 import { allowDirectives, denyDirectives } from './directives.js';
 import type { SiteConfig } from '../config/types.js';
@@ -53,13 +53,10 @@ export async function runFilter(scriptPath: string, configPath: string, now: Dat
       return { output: denyDirectives(decision.reason), decision, request, log, ...(identity ? { identity } : {}) };
     }
     const key = await loadTicketKey(cfg.ticket.keyFile, { allowGroup: cfg.ticket.keyGroup });
-    const iat = Math.floor(now.getTime() / 1000);
-    const token = signTicket({
-      v: 1, image: decision.image.id, digest: decision.image.digest, account: userInfo().username,
-      dn: identity?.dn ?? '', fqan: identity?.fqans[0] ?? '', vo: identity?.vo ?? request.vo ?? '',
-      cpus: decision.cpus, memoryMB: decision.memoryMB, rule: decision.rule, ce: cfg.site.ceHost,
-      iat, exp: iat + cfg.ticket.lifetimeS, nonce: newNonce(),
-    }, key);
+    const token = issueTicket({
+      image: decision.image, cpus: decision.cpus, memoryMB: decision.memoryMB, rule: decision.rule, account: userInfo().username,
+      identity, vo: identity?.vo ?? request.vo ?? '', ce: cfg.site.ceHost, lifetimeS: cfg.ticket.lifetimeS,
+    }, key, now);
     const who = identity?.fqans[0] ?? (identity?.vo ? `VO ${identity.vo}` : 'unknown user');
     log.push(`allow: ${decision.image.id} for ${who} (${identity?.source}) rule ${decision.rule}`);
     return { output: allowDirectives(decision, { token, jobClass: cfg.lrm.jobClass, who }), decision, request, log, ...(identity ? { identity } : {}) };

@@ -3,9 +3,9 @@
 // in the gip dir itself (same filesystem) and renamed into place.
 import { chmod, chown, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { run } from '../util/run.js';
 import { randomBytes } from 'node:crypto';
 import { WnodError } from '../util/errors.js';
+import { lookupUser } from '../util/unixUsers.js';
 import type { InfoProviderKind } from './info-provider.js';
 
 export class InstallError extends WnodError {
@@ -99,8 +99,9 @@ export async function installBdii(gipDir: string, p: ShimParams): Promise<string
  * one the user cannot write. Returns a note for the admin, or undefined. */
 export async function prepareLastGoodDir(lastGood: string, user: string): Promise<string | undefined> {
   if (!/^[a-z_][a-z0-9_-]*\$?$/.test(user)) throw new InstallError(`--bdii-user: ${JSON.stringify(user)} is not a user name`);
-  const uid = Number((await run('id', ['-u', user], { timeoutMs: 5000 })).stdout.trim());
-  const gid = Number((await run('id', ['-g', user], { timeoutMs: 5000 })).stdout.trim());
+  const found = await lookupUser(user);
+  if (!found) throw new InstallError(`--bdii-user: there is no user ${user} in /etc/passwd`);
+  const { uid, gid } = found;
   const dir = dirname(lastGood);
   const st = await stat(dir).catch(() => undefined);
   if (!st) {

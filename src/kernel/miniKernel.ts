@@ -12,7 +12,7 @@ import { run } from '../util/run.js';
 import { withLock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import { assertTrustedPath } from '../util/trustedPath.js';
-import { aptCandidate, aptDownload } from '../testkit/testImage.js';
+import { aptCandidate, aptDownload } from '../guest/testImage.js';
 
 export class KernelBuildError extends WnodError {
   constructor(message: string) {

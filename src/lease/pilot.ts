@@ -6,24 +6,7 @@
  *
  * The marker is not a credential: it only makes the node forward a loopback port to the VM's ssh port (the VM
  * stays `restrict=on`); who may run which image is still the ticket's or the group policy's decision. */
-import { TICKET_PREFIX } from '../ticket/index.js';
-import { LEASE_ID } from './registry.js';
-
-export const LEASE_PREFIX = '# wnod-lease: ';
-
-/** The lease id a job script's header names, if any (same header rules as the ticket line). */
-export function findLeaseMarker(scriptText: string): string | undefined {
-  for (const line of scriptText.split('\n', 4096)) {
-    const l = line.replace(/\r$/, '');
-    if (l.startsWith(LEASE_PREFIX)) {
-      const id = l.slice(LEASE_PREFIX.length).trim();
-      return LEASE_ID.test(id) ? id : undefined;
-    }
-    if (l.trim() === '' || l.startsWith('#')) continue;
-    break;
-  }
-  return undefined;
-}
+import { LEASE_ID, leaseLine, ticketLine } from '../header/scriptHeader.js';
 
 /** The pilot's batch script. The body must stay busybox-sh compatible (test images have no bash). */
 export function pilotScript(o: { leaseId: string; ticket?: string | undefined }): string {
@@ -32,8 +15,8 @@ export function pilotScript(o: { leaseId: string; ticket?: string | undefined })
   return [
     '#!/bin/sh',
     `# wnod lease pilot for ${o.leaseId}: serves ssh in its VM until the batch system ends the job`,
-    `${LEASE_PREFIX}${o.leaseId}`,
-    ...(o.ticket ? [`${TICKET_PREFIX}${o.ticket}`] : []),
+    leaseLine(o.leaseId),
+    ...(o.ticket ? [ticketLine(o.ticket)] : []),
     PILOT_BODY,
   ].join('\n');
 }

@@ -7,9 +7,8 @@ import { lstat, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { WnodError } from '../util/errors.js';
+import { LEASE_ID } from '../header/scriptHeader.js';
 import { eventFileName, parseEvent, replay, type LeaseEvent, type LeaseView } from './events.js';
-
-export const LEASE_ID = /^l[0-9a-f]{10}$/;
 
 /** What was asked for and granted (written once, at create). */
 export interface LeaseRequest {

@@ -5,9 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SiteConfig } from '../config/types.js';
 import { decide, type Decision, type Identity } from '../policy/decide.js';
-import { decideWithoutTicket } from '../lrm/torque/decision.js';
-import { Refusal } from '../lrm/torque/outcome.js';
-import { loadTicketKey, newNonce, signTicket } from '../ticket/index.js';
+import { decideWithoutTicket } from '../job/decision.js';
+import { Refusal } from '../job/outcome.js';
+import { issueTicket, loadTicketKey } from '../ticket/index.js';
 import { WnodError, describe } from '../util/errors.js';
 import type { LrmAdapter, PilotStatus } from '../lrm/adapter.js';
 import { TERMINAL } from './events.js';
@@ -16,8 +16,8 @@ import { pilotScript } from './pilot.js';
 
 /** The request was refused before anything reached the batch system; `reason` is for the user. */
 export class LeaseDenied extends WnodError {
-  constructor(readonly reason: string) {
-    super('denied', reason);
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super('denied', reason, options);
   }
 }
 
@@ -72,19 +72,17 @@ export async function carrier(cfg: SiteConfig, who: Requester, d: Extract<Decisi
     key = await loadTicketKey(cfg.ticket.keyFile, { allowGroup: cfg.ticket.keyGroup });
   } catch { /* not readable by this user: the group path below */ }
   if (key) {
-    const now = Math.floor(Date.now() / 1000);
-    return signTicket({
-      v: 1, image: d.image.id, digest: d.image.digest, account: who.user, dn: who.identity.dn ?? '', fqan: who.identity.fqans[0] ?? '',
-      vo: who.identity.vo ?? '', cpus: d.cpus, memoryMB: d.memoryMB, rule: d.rule, ce: cfg.site.ceHost,
+    return issueTicket({
+      image: d.image, cpus: d.cpus, memoryMB: d.memoryMB, rule: d.rule, account: who.user, identity: who.identity, vo: who.identity.vo ?? '',
       // valid while the pilot may wait in the queue: the ticket lifetime, and at least the lease itself
-      iat: now, exp: now + Math.max(cfg.ticket.lifetimeS, Math.ceil(hours * 3600)), nonce: newNonce(),
+      ce: cfg.site.ceHost, lifetimeS: Math.max(cfg.ticket.lifetimeS, Math.ceil(hours * 3600)),
     }, key);
   }
   let g;
   try {
     g = decideWithoutTicket(cfg, who.primaryGroup);
   } catch (err) {
-    throw new LeaseDenied(`this host cannot sign a lease ticket for you and the site runs no job without a ticket for group ${who.primaryGroup}: ${err instanceof Refusal ? err.reason : describe(err)}`);
+    throw new LeaseDenied(`this host cannot sign a lease ticket for you and the site runs no job without a ticket for group ${who.primaryGroup}: ${err instanceof Refusal ? err.reason : describe(err)}`, { cause: err });
   }
   if (g.mode !== 'vm') throw new LeaseDenied(`this site runs jobs of group ${who.primaryGroup} without a VM; a lease needs one`);
   if (g.image.id !== d.image.id || g.record.cpus !== d.cpus || g.record.memoryMB !== d.memoryMB) {

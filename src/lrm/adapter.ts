@@ -1,6 +1,6 @@
 /** The LRM adapter: how `wnod lease` talks to the batch system (submit a pilot, cancel it, ask after it). Torque
  * (src/lrm/torque/adapter.ts) implements it with qsub/qdel/qstat; tests point Torque's at a fake batch system
- * (src/testkit/fakeLrm.ts); Slurm (sbatch/scancel/squeue) can follow behind the same interface. */
+ * (test/kit/fakeLrm.ts); Slurm (sbatch/scancel/squeue) can follow behind the same interface. */
 
 /** A pilot job to submit. */
 export interface PilotSubmission {

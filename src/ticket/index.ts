@@ -4,6 +4,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { lstat, readFile, open, readdir, unlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WnodError } from '../util/errors.js';
+import { lookupGroupId } from '../util/unixUsers.js';
 import type { Image } from '../config/types.js';
 
 export interface TicketClaims {
@@ -31,8 +32,6 @@ export class TicketError extends WnodError {
   }
 }
 
-export const TICKET_PREFIX = '# wnod-ticket: ';
-export const DENY_PREFIX = '# wnod-deny: ';
 const DOMAIN = 'wnod-ticket-v1.'; // domain separation: this key signs nothing else
 const MAX_TOKEN = 4096;
 const SKEW_S = 300;
@@ -52,6 +51,29 @@ export function newNonce(): string {
 export function signTicket(claims: TicketClaims, key: Buffer): string {
   const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
   return `${payload}.${mac(key, payload).toString('base64url')}`;
+}
+
+/** What a ticket is issued for: an allowed decision, for a local account, by a CE. */
+export interface TicketGrant {
+  image: { id: string; digest: string };
+  cpus: number;
+  memoryMB: number;
+  rule: string;
+  account: string;
+  identity?: { dn?: string | undefined; fqans: readonly string[] } | undefined;
+  vo: string;
+  ce: string;
+  /** seconds the ticket stays valid from `now` */
+  lifetimeS: number;
+}
+
+/** Issue a ticket: the one place claims are made (the submit filter, the lease CLI). */
+export function issueTicket(g: TicketGrant, key: Buffer, now: Date = new Date()): string {
+  const iat = Math.floor(now.getTime() / 1000);
+  return signTicket({
+    v: 1, image: g.image.id, digest: g.image.digest, account: g.account, dn: g.identity?.dn ?? '', fqan: g.identity?.fqans[0] ?? '',
+    vo: g.vo, cpus: g.cpus, memoryMB: g.memoryMB, rule: g.rule, ce: g.ce, iat, exp: iat + g.lifetimeS, nonce: newNonce(),
+  }, key);
 }
 
 const FIELDS: Record<keyof TicketClaims, 'string' | 'number'> = {
@@ -91,36 +113,6 @@ export function verifyTicket(token: string, key: Buffer, now: Date = new Date())
   return tc;
 }
 
-/** The ticket or deny line of a job script. Only the leading block of comments and directives is read (the
- * filter's output sits there; a line further down belongs to the job), and the first wnod line wins. */
-export function findTicketLine(scriptText: string): { ticket?: string; deny?: string } {
-  let i = 0;
-  for (const line of scriptText.split('\n', 4096)) {
-    i++;
-    const l = line.replace(/\r$/, '');
-    if (l.startsWith(TICKET_PREFIX)) return { ticket: l.slice(TICKET_PREFIX.length).trim() };
-    if (l.startsWith(DENY_PREFIX)) return { deny: l.slice(DENY_PREFIX.length).trim() };
-    if (l.trim() === '' || l.startsWith('#')) continue;
-    // A shell line that only sets a variable or is `:`-like still belongs to the header only if it is blank/comment.
-    break;
-  }
-  return {};
-}
-
-/** Make one line safe as a comment: printable ASCII, bounded, no line breaks. */
-export function oneLine(text: string, max = 400): string {
-  const s = text.replace(/[^\x20-\x7e]+/g, ' ').replace(/\s+/g, ' ').trim();
-  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
-}
-
-function groupGid(group: string, etcGroup: string): number | undefined {
-  for (const line of etcGroup.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === group && gid !== undefined && /^[0-9]+$/.test(gid)) return Number(gid);
-  }
-  return undefined;
-}
-
 /** Read the shared HMAC key. Refused when it is not a regular file, is readable by others, or is
  * group-readable unless `allowGroup` names the file's group (a CE whose BLAH runs as many pool accounts). */
 export async function loadTicketKey(path: string, opts: { allowGroup?: string | undefined } = {}): Promise<Buffer> {
@@ -130,7 +122,7 @@ export async function loadTicketKey(path: string, opts: { allowGroup?: string | 
   if (!st.isFile()) throw new TicketError('bad-key', `ticket key ${path}: not a regular file`);
   if (st.mode & 0o007) throw new TicketError('bad-key', `ticket key ${path}: accessible by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
   if (st.mode & 0o070) {
-    const gid = opts.allowGroup ? groupGid(opts.allowGroup, await readFile('/etc/group', 'utf8').catch(() => '')) : undefined;
+    const gid = opts.allowGroup ? await lookupGroupId(opts.allowGroup) : undefined;
     if (gid === undefined || gid !== st.gid || st.mode & 0o030) {
       throw new TicketError('bad-key', `ticket key ${path}: group-accessible (mode ${(st.mode & 0o777).toString(8)}) and the group is not ticket.key_group; chmod 600 it`);
     }

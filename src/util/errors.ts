@@ -1,7 +1,8 @@
-/** Base of every error wnod raises on purpose: `code` is stable and machine-matchable, `message` is for people. */
+/** Base of every error wnod raises on purpose: `code` is stable and machine-matchable, `message` is for people;
+ * `cause` keeps the error it wraps. */
 export class WnodError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
+  constructor(readonly code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = new.target.name;
   }
 }

@@ -59,20 +59,21 @@ function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeout
       s.off('data', onData); s.off('end', onEnd); s.off('error', onErr); s.off('close', onEnd);
       if (err) reject(err); else resolve(v as T);
     };
+    const fail = (text: string) => new AgentError(`${what}: ${text}`, what === 'lock' ? 'vm-agent-lock' : 'vm-agent');
     const onData = (d: Buffer) => {
       buf += d.toString('latin1');
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (buf.length > 1 << 20) return done(new AgentError(`${what}: control line too long`));
+        if (buf.length > 1 << 20) return done(fail('control line too long'));
         const v = match(line);
         if (v !== undefined) return done(undefined, v);
       }
     };
-    const onEnd = () => done(new AgentError(`${what}: the VM closed the agent channel`));
-    const onErr = (err: Error) => done(new AgentError(`${what}: ${err.message}`));
-    if (timeoutMs !== undefined) timer = setTimeout(() => done(new AgentError(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    const onEnd = () => done(fail('the VM closed the agent channel'));
+    const onErr = (err: Error) => done(fail(err.message));
+    if (timeoutMs !== undefined) timer = setTimeout(() => done(fail(`no answer within ${timeoutMs} ms`)), timeoutMs);
     s.on('data', onData); s.once('end', onEnd); s.once('close', onEnd); s.once('error', onErr);
   });
 }
@@ -195,9 +196,9 @@ export async function agentSetup(control: string, context: () => string, timeout
 /** The one-way lock (`LOCK`): from now on the agent runs commands only as uid:gid and refuses SETUP/LOCK. Sent
  * before the sockets are handed to the job user, who could otherwise ask for uid 0. */
 export async function lockAgent(control: string, uid: number, gid: number, timeoutMs = 10_000): Promise<void> {
-  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) throw new AgentError(`lock: invalid uid/gid ${uid}/${gid}`);
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) throw new AgentError(`lock: invalid uid/gid ${uid}/${gid}`, 'vm-agent-lock');
   const r = await agentRequest(control, (n) => `LOCK ${n} ${uid} ${gid}`, ['LOCKED'], timeoutMs, 'lock');
-  if (r.word !== 'LOCKED') throw new AgentError(`lock: the agent refused (${r.rest.join(' ') || 'no reason'})`);
+  if (r.word !== 'LOCKED') throw new AgentError(`lock: the agent refused (${r.rest.join(' ') || 'no reason'})`, 'vm-agent-lock');
 }
 
 /** Exit code of an EXEC the locked agent refused (another uid/gid than the lock's). */

@@ -3,15 +3,15 @@ import { WnodError } from '../util/errors.js';
 
 /** Something about a VM spec or state record is invalid (bad id, path, user). */
 export class VmSpecError extends WnodError {
-  constructor(message: string) {
-    super('vm-spec', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('vm-spec', message, options);
   }
 }
 
 /** The hypervisor could not be started. */
 export class VmStartError extends WnodError {
-  constructor(message: string, readonly consoleTail = '') {
-    super('vm-start', message);
+  constructor(message: string, readonly consoleTail = '', options?: { cause?: unknown }) {
+    super('vm-start', message, options);
   }
 }
 
@@ -22,16 +22,17 @@ export class VmNotReadyError extends WnodError {
   }
 }
 
-/** The agent channel broke or spoke out of protocol during an exec. */
+/** The agent channel broke or spoke out of protocol. `vm-agent-lock`: locking the agent to the job's user failed
+ * (such a VM must never be handed over). */
 export class AgentError extends WnodError {
-  constructor(message: string) {
-    super('vm-agent', message);
+  constructor(message: string, code: 'vm-agent' | 'vm-agent-lock' = 'vm-agent', options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
 /** A state record is missing or unreadable. */
 export class VmStateError extends WnodError {
-  constructor(message: string) {
-    super('vm-state', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('vm-state', message, options);
   }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
-import { checkServedRoot, pinWorkdir, virtiofsdPidsFor } from './workdirShare.js';
+import { checkServedRoot, checkSpecWorkdir, pinWorkdir, virtiofsdPidsFor } from './workdirShare.js';
 import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
 import { checkVmId, handOverAgent, readRecord, recordDir, recordPath, removeRecord, runDirOf, stamp, writeRecord } from './state.js';
 import { createOverlay } from '../images/overlay.js';
@@ -114,10 +114,7 @@ export class LibvirtDriver implements VmDriver {
     const img = spec.image;
     if (img.kind === 'kernel' && !img.files.kernel) throw new VmSpecError(`image ${img.id}: kind kernel without a kernel file`);
     if (img.kind === 'disk' && !img.files.disk) throw new VmSpecError(`image ${img.id}: kind disk without a disk file`);
-    if (spec.workdir) {
-      const st = await lstat(spec.workdir.hostPath).catch(() => undefined);
-      if (!st || !st.isDirectory()) throw new VmSpecError(`workdir ${spec.workdir.hostPath} is not a directory (symlinks are refused)`);
-    }
+    if (spec.workdir) await checkSpecWorkdir(spec.workdir);
     const accel = spec.accel ?? await chooseAccel({ stateDir, mode: this.opts.accel ?? 'auto', ...(this.opts.probeImage ? { probeImage: this.opts.probeImage } : {}) });
     const runDir = runDirOf(stateDir, spec.id);
     const sockets = {
@@ -203,7 +200,7 @@ export class LibvirtDriver implements VmDriver {
       try {
         await this.virsh.create(join(state.runDir, 'domain.xml'));
       } catch (err) {
-        throw new VmStartError(`VM ${state.id}: libvirt could not start domain ${name}: ${(err as Error).message}`, await this.consoleTail(state));
+        throw new VmStartError(`VM ${state.id}: libvirt could not start domain ${name}: ${(err as Error).message}`, await this.consoleTail(state), { cause: err });
       }
       if (workdir && pinned) {
         // libvirtd started virtiofsd: every one serving this path must serve the pinned directory (see workdirShare.ts)

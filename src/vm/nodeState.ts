@@ -1,7 +1,4 @@
-/** Where this node's VM state lives and which driver owns a record — shared by `wnod vms`, `kill-all` and `gc`. */
-import type { VmDriver, VmState } from './driver.js';
-import { QemuDriver } from './qemu.js';
-import { LibvirtDriver } from './libvirtDriver.js';
+/** Where this node's VM state lives and its image cache — shared by `wnod vms`, `kill-all` and `gc`. */
 import type { HolderReleaser } from './gc.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/wnod';
@@ -20,15 +17,4 @@ export async function nodeCache(configPath: string | undefined): Promise<HolderR
   const { loadConfig } = await import('../config/load.js');
   const { ImageCache } = await import('../images/cache.js');
   return new ImageCache((await loadConfig(configPath)).cache);
-}
-
-/** The driver that made a record (records say which). */
-export function driverFor(stateDir: string): (s: VmState) => VmDriver {
-  const qemu = new QemuDriver({ stateDir, accel: 'tcg' });
-  let libvirt: LibvirtDriver | undefined;
-  return (s: VmState) => {
-    if (s.driver === 'qemu') return qemu;
-    if (s.driver === 'libvirt') return (libvirt ??= new LibvirtDriver({ stateDir }));
-    throw new Error(`VM ${s.id} was made by driver '${s.driver}', which this command does not know`);
-  };
 }

@@ -19,9 +19,9 @@ import { kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } f
 import { agentExec, lockAgent, requestPoweroff } from './agent.js';
 import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
-import { checkServedRoot, pinWorkdir } from './workdirShare.js';
+import { checkServedRoot, checkSpecWorkdir, pinWorkdir } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
-import { findBuiltTestImage } from '../testkit/testImage.js';
+import { findBuiltTestImage } from '../guest/testImage.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -98,14 +98,7 @@ export class QemuDriver implements VmDriver {
       if (Buffer.byteLength(p) > 107) throw new VmSpecError(`the state dir ${this.stateDir} is too long for the VM's Unix sockets (${p} is ${Buffer.byteLength(p)} bytes, at most 107): use a shorter vm.state_dir`);
     }
     if (await readRecord(this.stateDir, spec.id)) throw new VmSpecError(`a VM with id ${spec.id} exists already (${recordPath(this.stateDir, spec.id)})`);
-    if (spec.workdir) {
-      const st = await lstat(spec.workdir.hostPath).catch(() => undefined);
-      if (!st || !st.isDirectory()) throw new VmSpecError(`workdir ${spec.workdir.hostPath} is not a directory (symlinks are refused)`);
-      // the share is written with the guest caller's ids: never hand a job a directory its user does not own
-      if (spec.workdir.uid !== 0 && st.uid !== spec.workdir.uid) {
-        throw new VmSpecError(`workdir ${spec.workdir.hostPath} is owned by uid ${st.uid}, not by the job user (uid ${spec.workdir.uid})`);
-      }
-    }
+    if (spec.workdir) await checkSpecWorkdir(spec.workdir);
     const runDir = runDirOf(this.stateDir, spec.id);
     const me = await procRef(process.pid);
     const state: VmState = {
@@ -256,7 +249,7 @@ export class QemuDriver implements VmDriver {
     } catch (err) {
       const msg = err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' / ') : String(err);
       await terminate(state.pids.virtiofsd, 500);
-      throw new VmStartError(`QEMU did not start for VM ${state.id}: ${msg}`, await tail(join(state.runDir, 'console.log')));
+      throw new VmStartError(`QEMU did not start for VM ${state.id}: ${msg}`, await tail(join(state.runDir, 'console.log')), { cause: err });
     }
     const pid = Number((await readFile(join(state.runDir, 'qemu.pid'), 'utf8')).trim());
     const ref = await procRef(pid);

@@ -50,7 +50,7 @@ export function parseRecord(text: string, where: string): VmState {
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw new VmStateError(`${where}: not JSON (${(err as Error).message})`);
+    throw new VmStateError(`${where}: not JSON (${(err as Error).message})`, { cause: err });
   }
   const r = v as Partial<VmState>;
   if (!r || typeof r !== 'object' || r.version !== 1 || typeof r.id !== 'string' || typeof r.runDir !== 'string' ||
@@ -82,7 +82,7 @@ export async function readRecord(stateDir: string, id: string): Promise<VmState 
     text = await readFile(p, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new VmStateError(`${p}: ${(err as Error).message}`);
+    throw new VmStateError(`${p}: ${(err as Error).message}`, { cause: err });
   }
   return parseRecord(text, p);
 }

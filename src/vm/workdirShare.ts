@@ -3,15 +3,32 @@
 // (to /etc, say). So the directory is pinned by inode before virtiofsd starts, and what virtiofsd really serves —
 // the root of its sandboxed child, known only once QEMU has connected — must be that same inode.
 import { constants } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
-import { VmStartError } from './errors.js';
+import { lstat, open, readFile, stat } from 'node:fs/promises';
+import { VmSpecError, VmStartError } from './errors.js';
+
+/** Why `path` cannot be a working directory shared for uid `uid` (0: any owner), or undefined. lstat: a symlink
+ * is not a directory here. The one owner check of a shared directory; pinWorkdir repeats it on the opened inode. */
+export async function workdirProblem(path: string, uid: number): Promise<{ kind: 'not-dir' } | { kind: 'owner'; uid: number } | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st || !st.isDirectory()) return { kind: 'not-dir' };
+  // the share is written with the guest caller's ids: never hand a job a directory its user does not own
+  if (uid !== 0 && st.uid !== uid) return { kind: 'owner', uid: st.uid };
+  return undefined;
+}
+
+/** A driver's check of a spec's workdir (VmSpecError naming the problem). */
+export async function checkSpecWorkdir(w: { hostPath: string; uid: number }): Promise<void> {
+  const p = await workdirProblem(w.hostPath, w.uid);
+  if (p?.kind === 'not-dir') throw new VmSpecError(`workdir ${w.hostPath} is not a directory (symlinks are refused)`);
+  if (p?.kind === 'owner') throw new VmSpecError(`workdir ${w.hostPath} is owned by uid ${p.uid}, not by the job user (uid ${w.uid})`);
+}
 
 export interface PinnedDir { dev: bigint; ino: bigint; uid: number }
 
 /** Open the directory without following a final symlink and check its owner; returns its identity. */
 export async function pinWorkdir(path: string, uid: number): Promise<PinnedDir> {
   const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
-    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`);
+    throw new VmStartError(`the working directory ${path} cannot be shared: ${err.code === 'ELOOP' || err.code === 'ENOTDIR' ? 'it is a symbolic link or not a directory' : err.message}`, '', { cause: err });
   });
   try {
     const st = await fh.stat({ bigint: true });

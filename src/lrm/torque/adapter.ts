@@ -10,8 +10,8 @@ import type { LrmAdapter, PilotStatus, PilotSubmission } from '../adapter.js';
 import { parseJobId } from './argv.js';
 
 export class LrmError extends WnodError {
-  constructor(message: string) {
-    super('lrm', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('lrm', message, options);
   }
 }
 
@@ -39,7 +39,7 @@ export function parseQsubOutput(stdout: string): string {
   try {
     return parseJobId(lines[0], 'qsub output');
   } catch (err) {
-    throw new LrmError((err as Error).message);
+    throw new LrmError((err as Error).message, { cause: err });
   }
 }
 
@@ -81,7 +81,7 @@ export class TorqueAdapter implements LrmAdapter {
       const script = join(tmp, 'pilot.sh');
       await writeFile(script, j.script, { mode: 0o600 });
       const r = await run(this.bin('qsub'), qsubArgs(j, script), { cwd: j.workdir, timeoutMs: this.opts.timeoutMs ?? 60_000 }).catch((err: unknown) => {
-        throw new LrmError(`the batch system refused the pilot: ${err instanceof CommandError ? err.stderr.trim().slice(0, 500) || err.message : (err as Error).message}`);
+        throw new LrmError(`the batch system refused the pilot: ${err instanceof CommandError ? err.stderr.trim().slice(0, 500) || err.message : (err as Error).message}`, { cause: err });
       });
       return parseQsubOutput(r.stdout);
     } finally {
@@ -95,7 +95,7 @@ export class TorqueAdapter implements LrmAdapter {
       await run(this.bin('qdel'), [jobId], { timeoutMs: this.opts.timeoutMs ?? 60_000 });
     } catch (err) {
       if (err instanceof CommandError && isUnknownJob(err.stderr)) return;
-      throw new LrmError(`qdel ${jobId}: ${(err as Error).message}`);
+      throw new LrmError(`qdel ${jobId}: ${(err as Error).message}`, { cause: err });
     }
   }
 

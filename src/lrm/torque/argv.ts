@@ -1,6 +1,7 @@
 /** pbs_mom's hook argv (DESIGN A2), parsed strictly. pbs_mom is trusted to call us, but the values inside the
  * argv (job name, account, Resource_List) come from the user's qsub: every field is validated before use. */
 import { WnodError } from '../../util/errors.js';
+import { JOB_ID_RE } from '../../job/jobId.js';
 
 /** A hook argv that does not look like pbs_mom's: a bug or a hostile caller, never a user mistake. */
 export class HookArgvError extends WnodError {
@@ -50,7 +51,7 @@ export interface EpilogueArgs {
   scriptPath?: string;
 }
 
-export const JOB_ID_RE = /^[0-9]+(\[[0-9]*\])?(\.[A-Za-z0-9.-]+)?$/;
+export { JOB_ID_RE };
 // POSIX portable user/group names (plus the '$' of Samba machine accounts is NOT accepted: not a job user).
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 const QUEUE_RE = /^[A-Za-z0-9_.-]{1,64}$/;

@@ -6,8 +6,8 @@ import { parseEntryArgv } from './entry-argv.js';
 
 async function start(): Promise<number> {
   const { configPath, hook, rest } = parseEntryArgv(process.argv.slice(2));
-  // the VM engine (src/vm + src/images behind the seam of vmseam.ts), loaded only once the argv is known to be ours
-  const ctx = { configPath, vm: (await import('./vmEngine.js')).torqueVmEngine() };
+  // the core's VM engine (src/vm + src/images behind the seam of src/job/contract.ts), loaded only once the argv is ours
+  const ctx = { configPath, vm: (await import('../../job/vmEngine.js')).jobVmEngine() };
   switch (hook) {
     case 'prologue': return (await import('./prologue.js')).main(rest, process.env, ctx);
     case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);

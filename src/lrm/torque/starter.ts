@@ -1,15 +1,13 @@
 /** The job starter (`$job_starter`): pbs_mom runs `starter <login shell>` as the job user with one stdin line, the
  * job script's path, and the full job environment; for TM tasks (pbsdsh) `starter <argv…>`. Its exit status is the
- * job's. It runs the job in the job's VM (seam) or, when the prologue decided so, bare on the host. */
-import { spawn } from 'node:child_process';
-import { constants as osConstants, userInfo } from 'node:os';
+ * job's. pbs_mom's call into the core's run (src/job/run.ts): in the job's VM or, when admission decided so, bare. */
 import { basename, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SiteConfig } from '../../config/types.js';
 import { describe, WnodError } from '../../util/errors.js';
-import { run } from '../../util/run.js';
+import { runJob } from '../../job/run.js';
 import { parseJobId } from './argv.js';
-import { readModeMarker, readJobRecord } from './jobstate.js';
+import { readJobScript } from './jobscript.js';
 import type { HookContext } from './prologue.js';
 
 export class StarterError extends WnodError {
@@ -88,71 +86,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterC
     err(`the job could not be started: ${describe(e)}`);
     return 1;
   }
-  let mode;
-  try {
-    mode = await readModeMarker(cfg.vm.stateDir, jobId);
-  } catch (e) {
-    err(`the job could not be started: ${describe(e)}`);
-    return 1;
-  }
-  if (mode === undefined) {
-    err('this worker node has no wnod decision for the job (the wnod prologue did not accept it); not running it');
-    return 1;
-  }
   const cleanEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
-  if (mode === 'vm') {
-    // run the job inside its VM (vmEngine.ts: through the agent sockets, found from the job id)
-    if (!ctx.vm) {
-      err('the job should run in a virtual machine, but the wnod VM engine is not available on this node');
-      return 1;
-    }
-    return ctx.vm.runJob({
-      jobId, user: userInfo().username, group: '', cfg, env: cleanEnv, cwd: process.cwd(),
-      scriptPath: inv.kind === 'batch' ? inv.scriptPath : '', ...(inv.kind === 'tm' ? { argv: inv.argv } : {}),
-    });
-  }
-  return runBare(inv, cleanEnv, await dropTo(cfg, jobId));
-}
-
-/** With `$job_starter_run_privileged true` we start as root: run the job as its owner, never as root. */
-async function dropTo(cfg: SiteConfig, jobId: string): Promise<{ uid: number; gid: number } | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
-  const rec = await readJobRecord(cfg.vm.stateDir, jobId);
-  if (!rec) throw new StarterError(`running as root and no job record for ${jobId}: cannot tell whom to run the job as`);
-  const uid = Number((await run('id', ['-u', '--', rec.user], { timeoutMs: 10_000 })).stdout.trim());
-  const gid = Number((await run('id', ['-g', '--', rec.user], { timeoutMs: 10_000 })).stdout.trim());
-  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) throw new StarterError(`job user ${rec.user} resolves to uid ${uid}: refusing to run a job as root`);
-  return { uid, gid };
-}
-
-/** Run the job on the host as pbs_mom would without a starter: a login shell reading the script path on stdin. */
-function runBare(inv: StarterInvocation, env: Record<string, string>, ids: { uid: number; gid: number } | undefined): Promise<number> {
-  return new Promise((resolveExit) => {
-    const [file, args, argv0] = inv.kind === 'batch'
-      ? [inv.shell, [] as string[], `-${basename(inv.shell)}`]
-      : [inv.argv[0]!, inv.argv.slice(1), inv.argv[0]!];
-    const child = spawn(file, args, { argv0, env, stdio: [inv.kind === 'batch' ? 'pipe' : 'ignore', 'inherit', 'inherit'], ...(ids ?? {}) });
-    if (inv.kind === 'batch') child.stdin!.end(inv.stdinLine + '\n');
-    // pbs_mom signals the whole session (us included); pass what reaches us on to the job and wait for it
-    const forwarded = (['SIGTERM', 'SIGINT', 'SIGHUP'] as const).map((sig) => [sig, () => { child.kill(sig); }] as const);
-    for (const [sig, fn] of forwarded) process.on(sig, fn);
-    child.on('error', (e) => {
-      process.stderr.write(`wnod: cannot start ${file}: ${e.message}\n`);
-      resolveExit(127);
-    });
-    child.on('exit', (code, signal) => {
-      if (signal) {
-        // die of the same signal, so that pbs_mom records 256+signal as it would without a starter
-        for (const [sig, fn] of forwarded) process.off(sig, fn);
-        process.kill(process.pid, signal);
-        setTimeout(() => resolveExit(128 + signalNumber(signal)), 1000); // a signal we cannot die of (ignored)
-        return;
-      }
-      resolveExit(code ?? 1);
-    });
-  });
-}
-
-function signalNumber(sig: NodeJS.Signals): number {
-  return (osConstants.signals as Record<string, number>)[sig] ?? 0;
+  return runJob(cfg, jobId, {
+    guest: {
+      script: () => readJobScript(cfg.lrm.momPriv, jobId, inv.kind === 'batch' ? inv.scriptPath : undefined),
+      ...(inv.kind === 'tm' ? { argv: inv.argv } : {}),
+      env: cleanEnv, cwd: process.cwd(), workdir: env.PBS_O_WORKDIR,
+    },
+    // pbs_mom without a starter: a login shell reading the script path on stdin; a TM task: its own argv
+    bare: inv.kind === 'batch'
+      ? { file: inv.shell, args: [], argv0: `-${basename(inv.shell)}`, stdin: inv.stdinLine + '\n' }
+      : { file: inv.argv[0]!, args: inv.argv.slice(1), argv0: inv.argv[0]! },
+  }, ctx);
 }

@@ -1,0 +1,124 @@
+/** Admission of a job on this node (root): read its script's header, verify its ticket and consume its nonce,
+ * decide, record, and — through the VM engine — boot its VM. Every failure becomes an Outcome: a Refusal is told
+ * to the user, a transient fault is counted (bounded retries, then a refusal). */
+import { join } from 'node:path';
+import type { SiteConfig } from '../config/types.js';
+import { describe } from '../util/errors.js';
+import { verifyTicket, loadTicketKey, checkAndRecordNonce, TicketError, type TicketClaims } from '../ticket/index.js';
+import { readScriptHeader, oneLine } from '../header/scriptHeader.js';
+import { readJobRecord, updateJobRecord, countAttempt, newJobRecord, ensureJobStateDir } from './jobstate.js';
+import { decideWithTicket, decideWithoutTicket, fitToHolds, type Decision } from './decision.js';
+import { Refusal, TransientFault } from './outcome.js';
+import type { HookLog } from './log.js';
+import type { JobContext, JobStart, Outcome } from './contract.js';
+
+/** Where replayed tickets are detected on this node. */
+export function nonceDir(cfg: SiteConfig): string {
+  return join(cfg.vm.stateDir, 'nonces');
+}
+
+/** Admit `job`: resolves to the outcome the adapter maps onto its protocol; never throws. */
+export async function admitJob(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: HookLog): Promise<Outcome> {
+  try {
+    await ensureJobStateDir(cfg.vm.stateDir);
+    await accept(cfg, job, ctx, log);
+    return { kind: 'go' };
+  } catch (err) {
+    return refuseOrRetry(cfg, job, err, log);
+  }
+}
+
+async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: HookLog): Promise<void> {
+  const header = readScriptHeader(await job.script());
+  let decision: Decision;
+  if (header.deny !== undefined) {
+    throw new Refusal('denied', `the site refused this job: ${oneLine(header.deny, 300)}`);
+  } else if (header.ticket !== undefined) {
+    const claims = await verifiedClaims(cfg, header.ticket, ctx.now?.() ?? new Date());
+    decision = decideWithTicket(cfg, claims, job.user);
+    await consumeNonce(cfg, job, claims);
+  } else {
+    decision = decideWithoutTicket(cfg, job.group);
+  }
+  if (decision.mode === 'vm' && job.sizeByHolds) {
+    const shape = fitToHolds(cfg, decision.record, job.holds);
+    if (shape.cpus !== decision.record.cpus || shape.memoryMB !== decision.record.memoryMB) {
+      await log.detail('sized-by-holds', { decided: { cpus: decision.record.cpus, memoryMB: decision.record.memoryMB }, holds: job.holds, vm: shape });
+    }
+    decision = { ...decision, record: { ...decision.record, ...shape } };
+  }
+  const now = (ctx.now?.() ?? new Date()).toISOString();
+  await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({
+    ...(cur ?? newJobRecord(job.jobId, job.user)),
+    mode: decision.mode, decidedAt: now, ...(decision.mode === 'vm' ? { decision: decision.record } : {}),
+  }));
+  await log.detail('accepted', { mode: decision.mode, ...(decision.mode === 'vm' ? decision.record : {}), user: job.user, queue: job.queue });
+  if (decision.mode !== 'vm') return;
+  // the VM engine boots the job's VM (vmEngine.ts, wired by the adapter's entry); without one the decision is recorded only
+  if (!ctx.vm) {
+    await log.detail('vm-engine-not-wired', { image: decision.image.id });
+    return;
+  }
+  const { vmId, bootS, boot } = await ctx.vm.start({
+    jobId: job.jobId, user: job.user, group: job.group, cfg, image: decision.image, cpus: decision.record.cpus, memoryMB: decision.record.memoryMB,
+    // the job's submit dir; the engine shares it only if it is the job user's own
+    ...(job.workdir ? { workdir: job.workdir } : {}),
+    ...(header.lease ? { lease: { id: header.lease } } : {}), // a lease pilot (src/lease/pilot.ts): its ssh gets forwarded
+  });
+  await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), vmId, bootS }));
+  await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}) }); // boot: restore, or cold and why
+}
+
+async function verifiedClaims(cfg: SiteConfig, token: string, now: Date): Promise<TicketClaims> {
+  let key: Buffer;
+  try {
+    key = await loadTicketKey(cfg.ticket.keyFile); // worker nodes: root-only key, never the CE's group mode
+  } catch (err) {
+    throw new TransientFault('bad-key', describe(err), {}, { cause: err }); // an admin can fix the key: worth a bounded retry
+  }
+  try {
+    return verifyTicket(token, key, now);
+  } catch (err) {
+    if (err instanceof TicketError) throw new Refusal(err.code, `the job's wnod ticket is not valid: ${err.message}`, {}, { cause: err });
+    throw err;
+  }
+}
+
+/** A nonce is consumed once per job: a retried admission of the same job may present it again. */
+async function consumeNonce(cfg: SiteConfig, job: JobStart, claims: TicketClaims): Promise<void> {
+  const rec = await readJobRecord(cfg.vm.stateDir, job.jobId);
+  if (rec?.nonce === claims.nonce) return;
+  try {
+    await checkAndRecordNonce(nonceDir(cfg), claims);
+  } catch (err) {
+    if (err instanceof TicketError) throw new Refusal(err.code, `the job's wnod ticket is not valid: ${err.message}`, {}, { cause: err });
+    throw err;
+  }
+  await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), nonce: claims.nonce }));
+}
+
+async function refuseOrRetry(cfg: SiteConfig, job: JobStart, err: unknown, log: HookLog): Promise<Outcome> {
+  if (err instanceof Refusal) {
+    log.user(err.reason);
+    await log.detail('refused', { code: err.code, reason: err.reason, ...err.detail });
+    return { kind: 'refuse', code: err.code, reason: err.reason };
+  }
+  // A transient fault — or a bug we did not foresee: bounded retries, then a refusal.
+  const code = err instanceof TransientFault ? err.code : 'unexpected';
+  let attempts = Infinity;
+  try {
+    attempts = (await countAttempt(cfg.vm.stateDir, job.jobId, job.user, cfg.lrm.maxRequeues)).attempts;
+  } catch (countErr) {
+    await log.detail('attempt-counter-failed', { error: describe(countErr) }); // cannot damp: refuse rather than loop
+  }
+  const retry = attempts <= cfg.lrm.maxRequeues;
+  const said = retry
+    ? `a temporary problem on this worker node stopped the job; it will be retried (attempt ${attempts} of ${cfg.lrm.maxRequeues + 1})`
+    : `a problem on this worker node stopped the job ${Number.isFinite(attempts) ? `${attempts} times` : ''}; giving up`;
+  log.user(said);
+  await log.detail(retry ? 'requeue' : 'requeue-exhausted', {
+    code, error: describe(err), attempts: Number.isFinite(attempts) ? attempts : null, maxRequeues: cfg.lrm.maxRequeues,
+    ...(err instanceof TransientFault ? err.detail : {}),
+  });
+  return retry ? { kind: 'retry', code, message: describe(err) } : { kind: 'refuse', code, reason: said };
+}

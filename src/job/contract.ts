@@ -1,0 +1,100 @@
+/** The worker-node core's contract with the LRM adapters (src/lrm/<lrm>/): what a job start and a job end carry,
+ * what admission answers, and the seam to the VM engine (vmEngine.ts; tests pass stubs). An adapter turns its
+ * batch system's hook calls into these and maps the outcome onto its own protocol (Torque: prologue exit 0/1/2). */
+import type { Writable } from 'node:stream';
+import type { Image, SiteConfig } from '../config/types.js';
+import type { JobRecord } from './jobstate.js';
+
+/** What the job holds on this node, as the LRM granted it (absent = the LRM did not say). */
+export interface JobHolds {
+  cpus?: number | undefined;
+  memoryMB?: number | undefined;
+  nodes?: number | undefined;
+}
+
+/** A job reaching this node (root hook, before it runs). */
+export interface JobStart {
+  /** the adapter's name: 'torque', 'slurm' */
+  lrm: string;
+  /** the LRM's job id, validated by the adapter (see JOB_ID_RE) */
+  jobId: string;
+  user: string;
+  group: string;
+  /** the job script's text (its header carries the ticket); throws Refusal / TransientFault when it cannot be read */
+  script: () => Promise<string>;
+  /** the job's working directory as the LRM gives it (Torque: PBS_O_WORKDIR); checked before it is shared */
+  workdir?: string | undefined;
+  holds: JobHolds;
+  /** the LRM enforces what the job holds (Slurm: the allocation's cpus and memory): size the VM by it, within the
+   * image's and the rule's maxima, instead of by the ticket alone (decision.ts fitToHolds) */
+  sizeByHolds?: boolean | undefined;
+  /** the LRM queue / partition, for the log */
+  queue?: string | undefined;
+}
+
+/** A job leaving this node (root hook, after it ran, was refused or was cancelled). */
+export interface JobEnd {
+  lrm: string;
+  jobId: string;
+  user: string;
+  group: string;
+  /** the exit status as the LRM knows it (Torque: rc, 256+signal, or a negative JOB_EXEC code) */
+  exitStatus: number;
+  /** the LRM will run the job again here: keep its record (attempt counter, consumed nonce), account nothing */
+  willRetry: boolean;
+  holds: JobHolds;
+  /** what the LRM measured */
+  used: { wallS?: number | undefined; cpuS?: number | undefined };
+}
+
+/** Admission's answer. `refuse`: never run the job here (the user was told why); `retry`: a transient fault,
+ * worth another attempt (the core already counted it: an exhausted job gets `refuse`). */
+export type Outcome =
+  | { kind: 'go' }
+  | { kind: 'refuse'; code: string; reason: string }
+  | { kind: 'retry'; code: string; message: string };
+
+/** What every core entry point gets besides the config. */
+export interface JobContext {
+  /** the user's one-line messages (Torque: the job's .o file) */
+  stdout?: Writable | undefined;
+  now?: (() => Date) | undefined;
+  /** the VM engine (vmEngine.ts, wired by the adapter's entry); tests may leave it out or pass a stub */
+  vm?: JobVmEngine | undefined;
+}
+
+export interface VmJob {
+  jobId: string;
+  user: string;
+  group: string;
+  cfg: SiteConfig;
+}
+
+/** A lease pilot's VM (the script's `# wnod-lease:` marker): user-mode network with its ssh forwarded. */
+export interface LeaseBoot {
+  id: string;
+}
+
+/** How the job is run in its VM: its batch script (read lazily, as the job user), or a task's argv (refused). */
+export interface GuestRun {
+  script: () => Promise<string>;
+  /** the script's own arguments (Slurm: `sbatch job.sh a b`); Torque has none */
+  args?: string[] | undefined;
+  argv?: string[] | undefined;
+  /** the job's environment on the host (filtered for the guest) */
+  env: Record<string, string>;
+  /** the host directory the job was started in */
+  cwd: string;
+  /** the job's working directory (shared into the guest) */
+  workdir?: string | undefined;
+}
+
+export interface JobVmEngine {
+  /** Admission (root): stage the image and boot the job's VM detached; resolve once it is ready. Throw a
+   * TransientFault for faults worth a retry, a Refusal for permanent ones. */
+  start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<{ vmId: string; bootS: number; boot?: { mode: string; coldReason?: string } }>;
+  /** The job's run (job user): run the job in the job's VM, streaming its output; resolve to its exit status. */
+  runJob(job: VmJob & GuestRun): Promise<number>;
+  /** Teardown (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent. */
+  destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number }>;
+}

@@ -1,0 +1,73 @@
+/** How a job is carried into its VM (pure): the environment it sees in the guest, the command that runs its
+ * script there, and the directory it starts in. The job script lives where the LRM keeps it on the host (Torque:
+ * mom_priv), which the guest does not see, so its text travels as one argument and is written to a private file
+ * inside the guest. */
+import { WnodError } from '../util/errors.js';
+
+/** The job cannot be carried into its VM as given (script too large, no shareable workdir …). */
+export class GuestJobError extends WnodError {
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}
+
+/** The PATH jobs get in the guest: the image's own directories, never the host's. */
+export const GUEST_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin';
+
+/** The script travels as one argv word of the guest's `env` exec: Linux caps one word at 128 KiB. */
+export const MAX_GUEST_SCRIPT_BYTES = 120 * 1024;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Host-only variables: the dynamic loader's and the host's paths and shell state mean nothing (or harm) inside. */
+const HOST_ONLY = new Set(['PATH', 'HOME', 'SHELL', 'PWD', 'OLDPWD', 'SHLVL', '_', 'TMPDIR', 'MAIL', 'TERM', 'NODE_OPTIONS', 'NODE_PATH']);
+
+/** The job's environment for the guest: the LRM's variables (PBS_*, SLURM_*) and the user's pass, the host's PATH/LD_* and shell state
+ * do not; PATH is the guest's and HOME the shared workdir. Names a shell cannot carry (e.g. exported bash functions)
+ * are dropped. */
+export function guestJobEnv(hostEnv: Readonly<Record<string, string | undefined>>, home: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(hostEnv)) {
+    if (v === undefined || !ENV_NAME.test(k) || HOST_ONLY.has(k) || k.startsWith('LD_') || v.includes('\0')) continue;
+    out[k] = v;
+  }
+  out.PATH = GUEST_PATH;
+  out.HOME = home;
+  return out;
+}
+
+/** The guest command that runs a job script: write it to a fresh private file in the guest and exec it, so its
+ * `#!` line chooses the interpreter as it would on the host. An interpreter the image lacks (a minimal image
+ * without bash) falls back to /bin/sh, with one warning on the job's stderr. */
+export function guestJobArgv(script: string, args: readonly string[] = []): string[] {
+  if (Buffer.byteLength(script, 'utf8') + args.reduce((n, a) => n + Buffer.byteLength(a, 'utf8') + 1, 0) > MAX_GUEST_SCRIPT_BYTES) {
+    throw new GuestJobError('script-too-large', `the job script is larger than ${MAX_GUEST_SCRIPT_BYTES / 1024} KiB, the most wnod can carry into a VM`);
+  }
+  if (script.includes('\0')) throw new GuestJobError('script-binary', 'the job script contains a NUL byte');
+  const wrapper = [
+    // mktemp -d makes a 0700 dir; no umask here: the job keeps the guest's own
+    'd=$(mktemp -d /tmp/wnod-job.XXXXXX) || exit 125',
+    'printf %s "$1" > "$d/job" && chmod 700 "$d/job" || exit 125',
+    'shift', // the rest are the script's own arguments (sbatch job.sh a b)
+    'first=$(head -n 1 "$d/job")',
+    'case $first in',
+    "  '#!'*) interp=${first#'#!'}; interp=${interp# }; interp=${interp%% *}",
+    '         if [ ! -x "$interp" ]; then',
+    '           echo "wnod: $interp is not in this image; running the job script with /bin/sh" >&2',
+    '           exec /bin/sh "$d/job" "$@"',
+    '         fi ;;',
+    'esac',
+    'exec "$d/job" "$@"',
+  ].join('\n');
+  if (args.some((a) => a.includes('\0'))) throw new GuestJobError('script-binary', 'a job script argument contains a NUL byte');
+  return ['/bin/sh', '-c', wrapper, 'wnod-job', script, ...args];
+}
+
+/** The directory the job starts in inside the guest: the starter's cwd when it lies in the shared workdir (the
+ * same path there), else the workdir itself; without a shared workdir, /tmp. */
+export function guestCwd(hostCwd: string, workdir: string | undefined): string {
+  if (!workdir) return '/tmp';
+  const base = workdir.replace(/\/+$/, '') || '/';
+  if (hostCwd === base || hostCwd.startsWith(base === '/' ? '/' : `${base}/`)) return hostCwd;
+  return base;
+}

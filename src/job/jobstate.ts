@@ -1,0 +1,145 @@
+/** The per-job record the core keeps on the node (`<vm.stateDir>/torque/<jobId>.json`, root-only; the directory
+ * keeps its first LRM's name so that upgraded nodes find their records): admission's decision, the ticket nonce it
+ * consumed and the attempt counter that damps the LRM's retry loop.
+ * Every read-modify-write holds one lock (`<dir>/.lock`) and every write is atomic. */
+import { readFile, unlink, mkdir, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic.js';
+import { withLock } from '../util/lock.js';
+import { WnodError } from '../util/errors.js';
+import { checkJobId } from './jobId.js';
+
+/** What admission decided for a job: run it in a VM of `image`, or bare on the host (policy no_ticket: bare). */
+export type JobMode = 'vm' | 'bare';
+
+export interface JobRecord {
+  v: 1;
+  jobId: string;
+  user: string;
+  /** admission attempts that ended in a transient fault (requeue) */
+  attempts: number;
+  /** nonce of the ticket this job consumed: a retried admission may present it again, nobody else may */
+  nonce?: string;
+  mode?: JobMode;
+  /** the decision's identity and limits (from the ticket or the group default), for the epilogue's accounting */
+  decision?: {
+    image: string; digest: string; dn: string; fqan: string; vo: string; cpus: number; memoryMB: number; rule: string;
+  };
+  /** VM engine seam: the VM's id and how long its boot took */
+  vmId?: string;
+  bootS?: number;
+  decidedAt?: string;
+}
+
+export class JobRecordError extends WnodError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('job-record', message, options);
+  }
+}
+
+const LOCK_TIMEOUT_MS = 30_000;
+
+/** `<stateDir>/torque`: root-owned 0755 (the public mode markers are read by the job user's run). */
+export function jobStateDir(stateDir: string): string {
+  return join(stateDir, 'torque');
+}
+
+function recordPath(stateDir: string, jobId: string): string {
+  return join(jobStateDir(stateDir), `${checkJobId(jobId)}.json`);
+}
+
+/** The world-readable marker that tells the job's run (as the user) how to run the job. */
+export function modeMarkerPath(stateDir: string, jobId: string): string {
+  return join(jobStateDir(stateDir), `${checkJobId(jobId)}.mode`);
+}
+
+/** Create `<stateDir>/torque` (and stateDir itself when missing) 0755: the job user's run must traverse both.
+ * Call it before anything else creates a private subdirectory of stateDir (mkdir -p would make stateDir 0700). */
+export async function ensureJobStateDir(stateDir: string): Promise<string> {
+  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  const dir = jobStateDir(stateDir);
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755);
+  return dir;
+}
+
+/** Parse a job record file (pure): strict about the fields the hooks rely on. */
+export function parseJobRecord(text: string, where: string): JobRecord {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new JobRecordError(`${where}: not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const r = obj as Partial<JobRecord> | null;
+  if (!r || typeof r !== 'object' || r.v !== 1 || typeof r.jobId !== 'string' || typeof r.user !== 'string'
+    || typeof r.attempts !== 'number' || !Number.isInteger(r.attempts) || r.attempts < 0) {
+    throw new JobRecordError(`${where}: not a wnod job record (v, jobId, user, attempts)`);
+  }
+  if (r.mode !== undefined && r.mode !== 'vm' && r.mode !== 'bare') throw new JobRecordError(`${where}: mode ${JSON.stringify(r.mode)} is not vm or bare`);
+  return r as JobRecord;
+}
+
+/** Read a job's record, or undefined when there is none. */
+export async function readJobRecord(stateDir: string, jobId: string): Promise<JobRecord | undefined> {
+  const path = recordPath(stateDir, jobId);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return parseJobRecord(text, path);
+}
+
+/** Read-modify-write a job's record under the lock; `fn` returning undefined deletes it (and its mode marker). */
+export async function updateJobRecord(
+  stateDir: string, jobId: string, fn: (current: JobRecord | undefined) => JobRecord | undefined,
+): Promise<JobRecord | undefined> {
+  const dir = await ensureJobStateDir(stateDir);
+  const path = recordPath(stateDir, jobId);
+  return withLock(join(dir, '.lock'), 'exclusive', async () => {
+    const current = await readJobRecord(stateDir, jobId);
+    const next = fn(current);
+    if (next === undefined) {
+      await unlink(path).catch(ignoreMissing);
+      await unlink(modeMarkerPath(stateDir, jobId)).catch(ignoreMissing);
+      return undefined;
+    }
+    await writeFileAtomic(path, JSON.stringify(next) + '\n', 0o600);
+    if (next.mode !== undefined && next.mode !== current?.mode) await writeFileAtomic(modeMarkerPath(stateDir, jobId), `${next.mode}\n`, 0o644);
+    return next;
+  }, { timeoutMs: LOCK_TIMEOUT_MS });
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
+
+/** A fresh record for a job. */
+export function newJobRecord(jobId: string, user: string): JobRecord {
+  return { v: 1, jobId, user, attempts: 0 };
+}
+
+/** Count one more transient admission failure of `jobId`; `exhausted` once more than `maxRequeues` happened. */
+export async function countAttempt(stateDir: string, jobId: string, user: string, maxRequeues: number): Promise<{ attempts: number; exhausted: boolean }> {
+  const rec = await updateJobRecord(stateDir, jobId, (cur) => ({ ...(cur ?? newJobRecord(jobId, user)), attempts: (cur?.attempts ?? 0) + 1 }));
+  const attempts = rec!.attempts;
+  return { attempts, exhausted: attempts > maxRequeues };
+}
+
+/** Read the job's mode marker (the run is the job user and may not read the record); undefined
+ * when there is none. Other errors (e.g. a state dir the user cannot traverse) are thrown with the path. */
+export async function readModeMarker(stateDir: string, jobId: string): Promise<JobMode | undefined> {
+  const path = modeMarkerPath(stateDir, jobId);
+  let text: string;
+  try {
+    text = (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new JobRecordError(`cannot read ${path}: ${(err as Error).message} (vm.state_dir and its torque/ must be traversable by job users)`, { cause: err });
+  }
+  if (text !== 'vm' && text !== 'bare') throw new JobRecordError(`${path}: ${JSON.stringify(text.slice(0, 20))} is not vm or bare`);
+  return text;
+}

@@ -1,0 +1,84 @@
+/** What slurmd tells its root hooks about a job (the Prolog/Epilog environment, Slurm 22.05, observed), parsed
+ * strictly (pure). slurmd sets these from the job credential; the user sets only SLURM_JOB_COMMENT, which is
+ * data to verify, never a path or a command. */
+import { WnodError } from '../../util/errors.js';
+import { parseSlurmJobId } from './jobId.js';
+
+export class SlurmEnvError extends WnodError {
+  constructor(message: string) {
+    super('bad-hook-env', message);
+  }
+}
+
+const USER = /^[a-z_][a-z0-9_.-]{0,31}\$?$/i;
+const ID = /^(0|[1-9][0-9]{0,9})$/;
+
+export interface SlurmHookJob {
+  jobId: string;
+  user: string;
+  uid: number;
+  gid: number;
+  partition: string;
+  /** SLURM_JOB_COMMENT: the owner may change it while the job is pending */
+  comment: string;
+  /** SLURM_JOB_CPUS_PER_NODE on this node (first entry of `N(xM),…`) */
+  cpus?: number | undefined;
+  workdir?: string | undefined;
+  node?: string | undefined;
+}
+
+function num(v: string | undefined, name: string): number {
+  if (v === undefined || !ID.test(v)) throw new SlurmEnvError(`${name} ${JSON.stringify((v ?? '').slice(0, 20))} is not a number`);
+  return Number(v);
+}
+
+/** `2`, `2(x3)`, `4,2(x2)`: the count of the first node group (a wnod job has one node). */
+export function parseCpusPerNode(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const m = /^([1-9][0-9]{0,5})(\(x[1-9][0-9]*\))?(,.*)?$/.exec(v);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Slurm's memory spelling (`squeue -o %m`: `300M`, `2G`, `4000M`, a bare number = MB) in MB; undefined when unset (`0`). */
+export function parseSlurmMemoryMB(v: string): number | undefined {
+  const m = /^([0-9]{1,9})([KMGT]?)$/.exec(v.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const mb = { K: n / 1024, '': n, M: n, G: n * 1024, T: n * 1024 * 1024 }[m[2] as 'K' | '' | 'M' | 'G' | 'T'];
+  return mb > 0 ? Math.floor(mb) : undefined;
+}
+
+export function parseHookEnv(env: NodeJS.ProcessEnv): SlurmHookJob {
+  const jobId = parseSlurmJobId(env.SLURM_JOB_ID);
+  const user = env.SLURM_JOB_USER;
+  if (!user || !USER.test(user)) throw new SlurmEnvError(`SLURM_JOB_USER ${JSON.stringify((user ?? '').slice(0, 40))} is not a user name`);
+  const workdir = env.SLURM_JOB_WORK_DIR;
+  return {
+    jobId, user,
+    uid: num(env.SLURM_JOB_UID, 'SLURM_JOB_UID'),
+    gid: num(env.SLURM_JOB_GID, 'SLURM_JOB_GID'),
+    partition: env.SLURM_JOB_PARTITION ?? '',
+    comment: (env.SLURM_JOB_COMMENT ?? '').slice(0, 16 * 1024),
+    cpus: parseCpusPerNode(env.SLURM_JOB_CPUS_PER_NODE),
+    workdir: workdir && workdir.startsWith('/') && !workdir.includes('\0') ? workdir : undefined,
+    node: env.SLURMD_NODENAME,
+  };
+}
+
+/** The Epilog gets no SLURM_JOB_GID in 22.05: only what it needs. */
+export function parseEpilogEnv(env: NodeJS.ProcessEnv): Omit<SlurmHookJob, 'gid' | 'cpus' | 'workdir' | 'comment'> & { exitCode: number | undefined } {
+  const jobId = parseSlurmJobId(env.SLURM_JOB_ID);
+  const user = env.SLURM_JOB_USER;
+  if (!user || !USER.test(user)) throw new SlurmEnvError(`SLURM_JOB_USER ${JSON.stringify((user ?? '').slice(0, 40))} is not a user name`);
+  const ec = env.SLURM_JOB_EXIT_CODE;
+  return {
+    jobId, user, uid: num(env.SLURM_JOB_UID, 'SLURM_JOB_UID'), partition: env.SLURM_JOB_PARTITION ?? '', node: env.SLURMD_NODENAME,
+    exitCode: ec !== undefined && ID.test(ec) ? waitStatusToExit(Number(ec)) : undefined,
+  };
+}
+
+/** A wait status (SLURM_JOB_EXIT_CODE, e.g. 768) as a shell exit status: the code, or 128 + the signal. */
+export function waitStatusToExit(ws: number): number {
+  const sig = ws & 0x7f;
+  return sig === 0 ? (ws >> 8) & 0xff : 128 + sig;
+}

@@ -1,0 +1,68 @@
+/** The runner (the job user): the SPANK plugin makes a marked job's batch step exec it instead of the script
+ * (WNOD_JOB_SCRIPT names the script in slurmd's spool, WNOD_SLURM_JOB_ID the job, both set by the plugin from
+ * slurmstepd's own data). It runs the script inside the job's VM through the core (src/job/run.ts) — as the user,
+ * in the working directory, stdout and stderr to the job's own files, CONT/TERM passed on — and exits with the
+ * guest's status. A job the Prolog refused gets the reason on its stderr and REFUSED_EXIT. Either way the status
+ * is reported to the Epilog (marks.ts). */
+import { readFile } from 'node:fs/promises';
+import type { SiteConfig } from '../../config/types.js';
+import { describe } from '../../util/errors.js';
+import { runJob } from '../../job/run.js';
+import { userLine } from '../../job/outcome.js';
+import { parseSlurmJobId } from './jobId.js';
+import { readMark, REFUSED_EXIT, writeReport } from './marks.js';
+import type { SlurmHookContext } from './prolog.js';
+
+const SCRIPT_MAX = 4 << 20;
+/** Set by the plugin for the runner alone: the job in the guest does not see them. */
+const RUNNER_ONLY = new Set(['WNOD_JOB_SCRIPT', 'WNOD_SLURM_JOB_ID']);
+
+export async function main(args: string[], env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promise<number> {
+  const startedAt = Date.now();
+  const say = (text: string) => { process.stderr.write(userLine(text) + '\n'); };
+  let cfg: SiteConfig;
+  let jobId: string;
+  let script: string;
+  try {
+    cfg = await (ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig)(ctx.configPath);
+    jobId = parseSlurmJobId(env.WNOD_SLURM_JOB_ID, 'WNOD_SLURM_JOB_ID');
+    script = env.WNOD_JOB_SCRIPT ?? '';
+    if (!script.startsWith('/')) throw new Error('WNOD_JOB_SCRIPT is not set: the runner runs only in place of a batch script (wnod SPANK plugin)');
+  } catch (err) {
+    say(`the job could not be started: ${describe(err)}`);
+    return 1;
+  }
+  const report = async (exit: number) => {
+    try {
+      await writeReport(cfg.vm.stateDir, jobId, { exit, startedAt, endedAt: Date.now() });
+    } catch (err) {
+      say(`could not report the job's status to the node: ${describe(err)}`);
+    }
+    return exit;
+  };
+  let mark;
+  try {
+    mark = await readMark(cfg.vm.stateDir, jobId);
+  } catch (err) {
+    say(`the job could not be started: ${describe(err)}`);
+    return report(1);
+  }
+  if (mark?.kind === 'refuse') {
+    say(mark.reason || 'this worker node refused the job');
+    return report(REFUSED_EXIT);
+  }
+  const jobEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string' && !RUNNER_ONLY.has(e[0])));
+  const code = await runJob(cfg, jobId, {
+    guest: {
+      script: async () => {
+        const text = await readFile(script, 'utf8');
+        if (text.length > SCRIPT_MAX) throw new Error(`the job script is larger than ${SCRIPT_MAX} bytes`);
+        return text;
+      },
+      args, env: jobEnv, cwd: process.cwd(), workdir: process.cwd(),
+    },
+    // as slurmstepd would have run it
+    bare: { file: script, args, argv0: script },
+  }, ctx);
+  return report(code);
+}

@@ -1,0 +1,34 @@
+// The worker-node core's own rules: the job user from the files (no helper exec), the header reader, job ids,
+// and Torque's mapping of the core's outcomes.
+import t from 'tap';
+import { findGroupId, findPasswdEntry } from '../src/util/unixUsers.js';
+import { readScriptHeader } from '../src/header/scriptHeader.js';
+import { checkJobId } from '../src/job/jobId.js';
+import { prologueExit, PROLOGUE_EXIT } from '../src/lrm/torque/outcome.js';
+
+t.test('passwd and group entries are read from the files, strictly', async (t) => {
+  const passwd = 'root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1002:Alice:/home/alice:/bin/sh\nbad:x:12a:1:b:/:/bin/sh\nshort:x:5:5\n';
+  t.same(findPasswdEntry(passwd, 'alice'), { name: 'alice', uid: 1001, gid: 1002, home: '/home/alice', shell: '/bin/sh' });
+  t.equal(findPasswdEntry(passwd, 'ali'), undefined, 'no prefix match');
+  t.equal(findPasswdEntry(passwd, 'bad'), undefined, 'a non-numeric uid is no entry');
+  t.equal(findPasswdEntry(passwd, 'short'), undefined, 'a truncated line is no entry');
+  t.equal(findGroupId('wheel:x:10:alice\nwnod:x:998:\n', 'wnod'), 998);
+  t.equal(findGroupId('wheel:x:10:alice\n', 'wnod'), undefined);
+});
+
+t.test('one header reader: ticket or deny (first wins) and the lease marker, in the leading block only', async (t) => {
+  t.same(readScriptHeader('#!/bin/sh\n# wnod-lease: l0123456789\n# wnod-ticket: a.b\n# wnod-deny: x\necho\n'), { lease: 'l0123456789', ticket: 'a.b' });
+  t.same(readScriptHeader('#!/bin/sh\n# wnod-deny: no\n# wnod-lease: lzzzz\n'), { deny: 'no' }, 'a malformed lease id is no lease');
+  t.same(readScriptHeader('#!/bin/sh\necho\n# wnod-lease: l0123456789\n# wnod-ticket: a.b\n'), {});
+});
+
+t.test('job ids the core names files by', async (t) => {
+  for (const id of ['13.host', '7[2].host', '42']) t.equal(checkJobId(id), id);
+  for (const id of ['../x', '13.host/..', '', 'a13']) t.throws(() => checkJobId(id), { code: 'bad-job-id' });
+});
+
+t.test('Torque maps the core outcomes onto prologue exit codes', async (t) => {
+  t.equal(prologueExit({ kind: 'go' }), PROLOGUE_EXIT.go);
+  t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.abort);
+  t.equal(prologueExit({ kind: 'retry', code: 'vm-start', message: 'm' }), PROLOGUE_EXIT.requeue);
+});
