@@ -11,6 +11,8 @@ export interface GuestContext {
   user: UnixUser & { group?: string };
   workdir?: string;          // mounted from the virtiofs tag "wnodwork" at this path
   network?: { ip: string; gateway: string; dns?: string };  // static address, CIDR form ("10.0.2.15/24")
+  /** the NIC on the job's private network, found in the guest by its MAC; hosts go to /etc/hosts */
+  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }> };
   clock: number;             // seconds since the epoch: TCG guests have no RTC on microvm
   seed: Uint8Array;          // entropy the guest mixes into /dev/urandom (clones must not share RNG state)
   /** guest features whose kernel modules the init loads: mmio|pci, base, blk, fs, net, rng (all when absent) */
@@ -41,6 +43,16 @@ export function checkContext(ctx: GuestContext): void {
     if (!IPV4.test(ctx.network.gateway)) throw new VmSpecError(`invalid gateway '${ctx.network.gateway}'`);
     if (ctx.network.dns !== undefined && !IPV4.test(ctx.network.dns)) throw new VmSpecError(`invalid DNS server '${ctx.network.dns}'`);
   }
+  if (ctx.jobNet) {
+    const j = ctx.jobNet;
+    if (!CIDR.test(j.ip)) throw new VmSpecError(`invalid job network address '${j.ip}' (want a.b.c.d/n)`);
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(j.mac)) throw new VmSpecError(`invalid job network MAC '${j.mac}'`);
+    if (!Number.isInteger(j.mtu) || j.mtu < 576 || j.mtu > 65535) throw new VmSpecError(`invalid job network MTU ${j.mtu}`);
+    if (j.hosts.length > 65536) throw new VmSpecError(`too many hosts in the job network (${j.hosts.length})`);
+    for (const h of j.hosts) {
+      if (!HOSTNAME.test(h.name) || !IPV4.test(h.ip)) throw new VmSpecError(`invalid job network host ${JSON.stringify(h)}`);
+    }
+  }
   if (!Number.isInteger(ctx.clock) || ctx.clock < 0) throw new VmSpecError(`invalid clock ${ctx.clock}`);
   for (const f of ctx.features ?? []) if (!/^[a-z0-9]{1,16}$/.test(f)) throw new VmSpecError(`invalid guest feature '${f}'`);
 }
@@ -62,6 +74,12 @@ export function renderContext(ctx: GuestContext): string {
   if (ctx.network) {
     v.push(['WNOD_IP', ctx.network.ip], ['WNOD_GW', ctx.network.gateway]);
     if (ctx.network.dns) v.push(['WNOD_DNS', ctx.network.dns]);
+  }
+  if (ctx.jobNet) {
+    const j = ctx.jobNet;
+    // WNOD_JOB_HOSTS: one "address name" line per VM of the job, as /etc/hosts wants them
+    v.push(['WNOD_JOB_MAC', j.mac], ['WNOD_JOB_IP', j.ip], ['WNOD_JOB_MTU', String(j.mtu)],
+      ['WNOD_JOB_HOSTS', j.hosts.map((h) => `${h.ip} ${h.name}`).join('\n')]);
   }
   return '# wnod per-job context (generated)\n' + v.map(([k, x]) => `${k}=${shq(x)}`).join('\n') + '\n';
 }

@@ -13,6 +13,18 @@ export interface NetworkSpec {
   mac?: string;      // fixed MAC (bridge: one per slot; user: defaults to a constant)
   /** user mode: host TCP ports forwarded to guest ports (leases: 127.0.0.1:<port> → the guest's ssh) */
   forwards?: PortForward[];
+  /** a further NIC on the job's private network (src/cluster/jobNetPlan.ts), beside whatever `mode` gives */
+  job?: JobNic;
+}
+
+/** The VM's NIC on its job's private network: the tap the root step made for it, and what the guest is told. */
+export interface JobNic {
+  tap: string;       // host tap on the job's bridge (created by applyJobNet, owned by the job user)
+  mac: string;       // chosen by wnod
+  ip: string;        // the guest's address, CIDR form (a.b.c.d/n)
+  mtu: number;       // the job network's MTU (the site network's less the VXLAN overhead)
+  /** every VM of the job: the guest's /etc/hosts */
+  hosts: Array<{ name: string; ip: string }>;
 }
 
 /** One host → guest TCP forward of user-mode networking. */

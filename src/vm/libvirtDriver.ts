@@ -74,6 +74,7 @@ export function statusFrom(dom: DomainState, steps: VmState['steps']): VmStatus 
 /** What the guest network looks like to the XML. Pure. */
 export function domainNetwork(spec: VmSpec, filter: boolean, ip: string | undefined): DomainNetwork {
   const n = spec.network;
+  if (n.job) throw new VmSpecError(`VM ${spec.id}: job networks are implemented by the QEMU driver only (vm.driver: qemu)`);
   if (n.mode === 'none') return { mode: 'none' };
   if (n.mode === 'user') return { mode: 'user', mac: n.mac ?? DEFAULT_USER_MAC };
   if (!n.bridge || !n.mac) throw new VmSpecError(`VM ${spec.id}: network bridge needs vm.bridge and a fixed MAC per slot`);

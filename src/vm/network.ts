@@ -30,7 +30,7 @@ export interface SlotLease {
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
-function ipToInt(ip: string): number {
+export function ipToInt(ip: string): number {
   const m = IPV4.exec(ip);
   if (!m) throw new VmSpecError(`invalid IPv4 address '${ip}'`);
   const parts = m.slice(1).map(Number);
@@ -38,7 +38,7 @@ function ipToInt(ip: string): number {
   return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
 }
 
-const intToIp = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+export const intToIp = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 
 /** The fixed MAC, address, name and tap of one slot. Pure. */
 export function slotLease(plan: SlotPlan, slot: number): SlotLease {
@@ -67,9 +67,26 @@ export function dnsmasqHost(l: SlotLease): string {
 /** The nftables table name of one tap's rules (deleting the table removes them all). */
 export const ruleTable = (tap: string): string => `wnod_${tap}`;
 
-/** Anti-spoofing rules for frames entering the bridge from `port` (the VM's tap): only the lease's MAC as source,
- * IPv4 only from the lease's address (DHCP discovery from 0.0.0.0 allowed), ARP only about itself, no IPv6 (RA,
- * ND spoofing), and nothing else. Pure: the text for `nft -f -`. */
+/** The anti-spoofing rule lines for frames entering the bridge from one port (the VM's tap), for a chain that sees
+ * only that port's frames: only `mac` as source, IPv4 only from `ip` (and, with `dhcp`, DHCP discovery from
+ * 0.0.0.0), ARP only about itself, no IPv6 (RA, ND spoofing), and nothing else. Pure. */
+export function antiSpoofLines(mac: string, ip: string, opts: { dhcp: boolean }): string[] {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new VmSpecError(`invalid MAC '${mac}'`);
+  intToIp(ipToInt(ip)); // validates
+  return [
+    `ether saddr != ${mac} drop`,
+    `ether type arp arp saddr ether != ${mac} drop`,
+    `ether type arp arp saddr ip != ${ip}${opts.dhcp ? ' arp saddr ip != 0.0.0.0' : ''} drop`,
+    `ether type arp accept`,
+    ...(opts.dhcp ? ['ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept'] : []),
+    `ether type ip ip saddr != ${ip} drop`,
+    `ether type ip accept`,
+    `drop`,
+  ];
+}
+
+/** Anti-spoofing rules for frames entering the bridge from `port` (the VM's tap), DHCP discovery allowed (site
+ * slots lease by DHCP). Pure: the text for `nft -f -`. */
 export function antiSpoofRules(port: string, l: SlotLease): string {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(port)) throw new VmSpecError(`invalid interface name '${port}'`);
   const t = ruleTable(port);
@@ -78,14 +95,7 @@ export function antiSpoofRules(port: string, l: SlotLease): string {
     `  chain prerouting {`,
     `    type filter hook prerouting priority -200; policy accept;`,
     `    iifname != "${port}" accept`,
-    `    ether saddr != ${l.mac} drop`,
-    `    ether type arp arp saddr ether != ${l.mac} drop`,
-    `    ether type arp arp saddr ip != ${l.ip} arp saddr ip != 0.0.0.0 drop`,
-    `    ether type arp accept`,
-    `    ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept`,
-    `    ether type ip ip saddr != ${l.ip} drop`,
-    `    ether type ip accept`,
-    `    drop`,
+    ...antiSpoofLines(l.mac, l.ip, { dhcp: true }).map((r) => `    ${r}`),
     `  }`,
     `}`,
     '',

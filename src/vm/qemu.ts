@@ -35,6 +35,9 @@ export interface QemuDriverOptions {
   probeImage?: ProbeGuest;
   /** warm snapshots (src/vm/snapshot.ts): restore kernel images from a matching template instead of booting */
   snapshots?: SnapshotOptions;
+  /** start QEMU inside this network namespace (a worker node kept in a namespace, as the tests' nodes are): its
+   * taps live there */
+  netns?: string;
 }
 
 /** Limits a spec must respect whatever the caller computed (the catalog bounds come before this). */
@@ -47,6 +50,11 @@ function checkSpec(spec: VmSpec): void {
   if (spec.image.kind === 'disk' && !f.disk) throw new VmSpecError(`image ${spec.image.id}: kind disk without a disk file`);
   for (const [role, p] of Object.entries(f)) {
     if (p !== undefined && (!p.startsWith('/') || /[\0\n]/.test(p))) throw new VmSpecError(`image ${spec.image.id}: ${role} path '${p}' is not absolute`);
+  }
+  if (spec.network.job) {
+    const j = spec.network.job;
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(j.tap)) throw new VmSpecError(`invalid job network tap name '${j.tap}'`);
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(j.mac)) throw new VmSpecError(`invalid job network MAC '${j.mac}'`);
   }
   if (spec.network.mode === 'bridge') throw new VmSpecError('network mode bridge is not implemented by the QEMU driver yet (see src/vm/network.ts)');
 }
@@ -138,9 +146,10 @@ export class QemuDriver implements VmDriver {
     const ctx: GuestContext = {
       hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
       network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
+      jobNet: spec.network.job ? { ip: spec.network.job.ip, mac: spec.network.job.mac, mtu: spec.network.job.mtu, hosts: spec.network.job.hosts } : undefined,
       clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
       features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
-        ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' ? ['net'] : []),
+        ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' || spec.network.job ? ['net'] : []),
         // a lease's ssh server needs the kernel's RNG ready at once: virtio-rng credits it (else ~1.4 s under TCG)
         ...(spec.network.forwards?.length ? ['rng'] : [])],
     };
@@ -230,7 +239,11 @@ export class QemuDriver implements VmDriver {
     }
     const args = qemuArgs(this.plan(state, await tscKhz()));
     try {
-      await run(this.opts.qemu ?? QEMU_BINARY, args, { timeoutMs: 30_000 });
+      const qemu = this.opts.qemu ?? QEMU_BINARY;
+      if (this.opts.netns !== undefined) {
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(this.opts.netns)) throw new VmSpecError(`invalid network namespace name '${this.opts.netns}'`);
+        await run('/usr/sbin/ip', ['netns', 'exec', this.opts.netns, qemu, ...args], { timeoutMs: 30_000 });
+      } else await run(qemu, args, { timeoutMs: 30_000 });
     } catch (err) {
       const msg = err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' / ') : String(err);
       await terminate(state.pids.virtiofsd, 500);

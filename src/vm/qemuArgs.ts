@@ -148,6 +148,13 @@ export function qemuArgs(p: QemuPlan): string[] {
     a.push('-netdev', `tap,id=net0,ifname=${p.network.tap},script=no,downscript=no`);
     a.push('-device', `${dev('virtio-net')},netdev=net0,mac=${p.network.mac}`);
   }
+  if (p.network.job) {
+    // the job's private network: a tap on the job's bridge, opened as root before -runas (QEMU opens netdevs first)
+    const { tap, mac } = p.network.job;
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tap) || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`invalid job network NIC ${JSON.stringify({ tap, mac })}`);
+    a.push('-netdev', `tap,id=net1,ifname=${tap},script=no,downscript=no`);
+    a.push('-device', `${dev('virtio-net')},netdev=net1,mac=${mac}`);
+  }
   a.push('-qmp', `unix:${q(p.sockets.qmp)},server=on,wait=off`);
   if (p.incoming) a.push('-incoming', p.incoming);
   if (p.runAs) {

@@ -90,6 +90,7 @@ export function restoreBlocker(spec: VmSpec): string | undefined {
   if (spec.image.kind !== 'kernel') return 'bootable disk images are not snapshotted (kernel images only)';
   if (spec.image.files.disk) return 'images with a root disk are not snapshotted (the disk overlay would be shared)';
   if (spec.network.mode === 'bridge') return 'bridged networking is not snapshotted';
+  if (spec.network.job) return 'job networks are not snapshotted (the template has no tap of the job)';
   if ((spec.network as { forwards?: unknown[] }).forwards?.length) return 'user-mode port forwards are not snapshotted';
   return undefined;
 }
