@@ -1,6 +1,6 @@
 #!/bin/sh
 # The holder of one test Torque's private namespaces (started by test/kit/torque.ts as
-# `unshare --net --mount --uts -- sh torque-ns.sh DIR HOST OWNER_PID`). Torque has fixed ports (15001-15004), a fixed
+# `unshare --net --mount --uts -- sh torque-ns.sh DIR HOST OWNER_PID [REPO]`). Torque has fixed ports (15001-15004), a fixed
 # PBS_HOME (/var/spool/torque) and a fixed auth socket (/tmp/trqauthd-unix): inside these namespaces they are ours
 # alone. Every command of the fixture enters them with nsenter. When stdin closes (the test ended or died), every
 # process left in the network namespace (daemons, jobs, VMs) is killed; the mounts go with the namespace.
@@ -12,11 +12,19 @@ hostname "$host"
 printf '127.0.0.1\t%s localhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$host" > "$dir/hosts"
 mount --bind "$dir/hosts" /etc/hosts
 mount --bind "$dir/spool" /var/spool/torque
-# a private /tmp that still shows DIR (itself directly under /tmp) at the same path
+# a private /tmp that still shows DIR (itself directly under /tmp) at the same path, and the checkout (REPO, the
+# 4th argument) when it lies under /tmp too: the hooks and wrappers the jobs run live there
 base=$(basename "$dir")
 mkdir -p "$dir/nstmp/$base"
 chmod 1777 "$dir/nstmp"
 mount --bind "$dir" "$dir/nstmp/$base"
+repo=${4:-}
+case "$repo" in
+  /tmp/*)
+    top=${repo#/tmp/}; top=/tmp/${top%%/*}   # keep the whole top-level dir, so the path's parents keep their modes
+    mkdir -p "$dir/nstmp/${top#/tmp/}"
+    mount --bind "$top" "$dir/nstmp/${top#/tmp/}" ;;
+esac
 mount --rbind "$dir/nstmp" /tmp
 echo ready
 read -r _ || true
