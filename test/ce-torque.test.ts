@@ -2,6 +2,7 @@
 // `#PBS -l nodes=1:ppn=N` and the `#PBS -l nodes=<NodeNumber>` BLAH appends after it (CREAM always sends NodeNumber).
 // Straight to qsub the later line wins; through the installed wrapper the filter's request is on qsub's command line
 // and wins. Jobs are submitted held (-h): only the server's record of the request matters here.
+import { reachableRepo } from './kit/reachable.js';
 import t from 'tap';
 import { chown, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,7 +26,7 @@ if (why) {
     for (const d of ['', 'libexec', 'wbin', 'site', 'jobs']) await mkdir(join(ce, d), { recursive: true, mode: 0o755 });
     await chown(join(ce, 'jobs'), user.uid, user.gid);
     const site = await makeTestSite(join(ce, 'site'));
-    const inst = await wnod(['install', 'blah', '--config', site.configPath, '--blah-dir', join(ce, 'libexec'), '--bin-dir', join(ce, 'wbin'), '--real', '/usr/local/bin/qsub']);
+    const inst = await wnod(['install', 'blah', '--config', site.configPath, '--blah-dir', join(ce, 'libexec'), '--bin-dir', join(ce, 'wbin'), '--real', '/usr/local/bin/qsub', '--prefix', reachableRepo()]);
     t.equal(inst.exitCode, 0, inst.stderr);
 
     // the filter's block for a 2-cpu job, inside the batch script pbs_submit.sh writes (NodeNumber = 1)

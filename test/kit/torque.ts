@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { reachableRepo } from './reachable.js';
 import { execa } from 'execa';
 import { withLock } from '../../src/util/lock.js';
 import type { TestUser } from './pbsmom.js';
@@ -15,8 +16,6 @@ import type { TestUser } from './pbsmom.js';
 export const TORQUE_TARBALL = process.env.WNOD_TORQUE_TARBALL ?? '/work/shared/torque/torque-6.1.3-debian12-amd64.tar.xz';
 const STAMP_DIR = '/var/lib/wnod-test';
 const NS_HELPER = join(import.meta.dirname, 'torque-ns.sh');
-/** the checkout: a clone under /tmp (as CI may make) must stay visible behind the namespace's private /tmp */
-const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 const SBIN = '/usr/local/sbin';
 const BIN = '/usr/local/bin';
 /** pbs_mom hands its own environment to the hooks: keep it what an init script gives it */
@@ -265,7 +264,7 @@ export async function startTorque(opts: TorqueOptions): Promise<TorqueNode> {
   await chmod(dir, 0o755); // job users reach their workdirs and the wnod state under it
   await spoolFromTarball(join(dir, 'spool'), tarball);
   await writeFile(join(dir, 'spool', 'server_name'), `${host}\n`);
-  const holder = spawn('/usr/bin/unshare', ['--net', '--mount', '--uts', '--', '/bin/sh', NS_HELPER, dir, host, String(process.pid), REPO_ROOT], {
+  const holder = spawn('/usr/bin/unshare', ['--net', '--mount', '--uts', '--', '/bin/sh', NS_HELPER, dir, host, String(process.pid), reachableRepo()], {
     stdio: ['pipe', 'pipe', 'inherit'], env: DAEMON_ENV,
   });
   const node = new TorqueNode(dir, host, holder);
