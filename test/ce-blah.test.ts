@@ -1,5 +1,6 @@
 // The CE side as installed by `wnod install blah`: the submit-attributes shim sourced by a BLAH temp script built
 // the way blahpd builds it (the unwound CeRequirements lines first, then `source`), and the qsub/sbatch wrapper.
+import { reachableRepo } from './kit/reachable.js';
 import t, { type Test } from 'tap';
 import { mkdtemp, mkdir, readFile, writeFile, chmod, chown, readdir, readlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -35,7 +36,7 @@ async function installCe(t: Test, site: TestSite, opts: { lrm?: 'torque' | 'slur
   const realArgs = join(dir, 'real-args');
   await writeFile(real, `#!/bin/bash\nprintf '%s\\n' "$@" > ${realArgs}\necho 42.server\n`, { mode: 0o755 });
   await writeFile(join(realDir, opts.lrm === 'slurm' ? 'scancel' : 'qstat'), '#!/bin/sh\n', { mode: 0o755 });
-  const r = await wnod(['install', 'blah', '--config', site.configPath, '--blah-dir', blahDir, '--bin-dir', binDir, '--real', real, ...(opts.extra ?? [])]);
+  const r = await wnod(['install', 'blah', '--config', site.configPath, '--blah-dir', blahDir, '--bin-dir', binDir, '--real', real, '--prefix', reachableRepo(), ...(opts.extra ?? [])]);
   t.equal(r.exitCode, 0, r.stderr);
   return { blahDir, binDir, real, realArgs, dir };
 }
@@ -76,7 +77,7 @@ t.test('CeRequirements cannot override the shim: no variable of the temp script 
   const shim = await readFile(join(ce.blahDir, 'pbs_local_submit_attributes.sh'), 'utf8');
   const cmd = shim.split('\n').filter((l) => l && !l.startsWith('#'));
   t.equal(cmd.length, 1, 'one command line');
-  t.match(cmd[0], new RegExp(`^\\( exec -c ${process.execPath} ${repoRoot}/dist/hot/filter\\.cjs --config ${site.configPath} -- "\\$0" \\) 2>/dev/null \\|\\| printf`));
+  t.match(cmd[0], new RegExp(`^\\( exec -c ${process.execPath} ${reachableRepo()}/dist/hot/filter\\.cjs --config ${site.configPath} -- "\\$0" \\) 2>/dev/null \\|\\| printf`));
   t.notMatch(cmd[0], /\$(?!0)/, 'no variable but $0');
 });
 

@@ -241,7 +241,8 @@ t.test('an ordinary user of the node cannot bind the lease range first (the deni
   const u = await ensureTestUser('wrtports');
   let port = -1;
   for (let q = TEST_PORTS.min; q <= TEST_PORTS.max && port < 0; q++) if (await canBind('127.0.0.1', q)) port = q;
-  const r = await execa('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', process.execPath, '-e',
+  // env -i: tap's process tracker puts its loader into every child's NODE_OPTIONS, which the user may not reach
+  const r = await execa('/usr/bin/env', ['-i', '/usr/bin/setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', process.execPath, '-e',
     `require('node:net').createServer().once('error', (e) => { console.log(e.code); process.exit(0); }).listen(${port}, '127.0.0.1', () => { console.log('BOUND'); process.exit(0); })`],
   { reject: false, env: {}, extendEnv: false });
   t.equal(r.stdout.trim(), 'EACCES', `the user's bind of 127.0.0.1:${port} is refused (${r.stderr.slice(0, 200)})`);

@@ -160,7 +160,7 @@ export async function startBdii(opts: BdiiOptions): Promise<RunningBdii> {
       }
     }, 15_000, 'slapd to answer');
     // bdii-update forks twice and calls setsid: its pid (from the pid file) leads a group we kill on stop().
-    await execa('python3', [bdiiUpdate, '-c', bdiiConf, '-d'], { timeout: 10_000, stdio: 'ignore' });
+    await execa('python3', [bdiiUpdate, '-c', bdiiConf, '-d'], { timeout: 60_000, stdio: 'ignore' });
   } catch (err) {
     await stop();
     throw err;
