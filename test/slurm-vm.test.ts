@@ -2,6 +2,7 @@
 // then jobs submitted with sbatch by an unprivileged user: a grid job with a ticket in its comment (as the filter
 // prints it) runs in its VM; a refused job gets the reason in its stderr file and the node stays up; a job of
 // another partition runs natively on the same node.
+import { reachableRepo } from './kit/reachable.js';
 import t from 'tap';
 import { chmod, chown, mkdtemp, readFile, rm, writeFile, stat } from 'node:fs/promises';
 import { release as hostRelease } from 'node:os';
@@ -33,11 +34,11 @@ t.test('wnod on a real Slurm', { skip: skip ?? false }, async (t) => {
   const cfg = await loadConfig(site.configPath);
 
   const confBefore = await readFile(fx.conf, 'utf8');
-  const dry = await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'install', 'slurm', '--config', site.configPath, '--slurm-conf', fx.conf]);
+  const dry = await execa(process.execPath, [join(reachableRepo(), 'dist', 'cli', 'main.js'), 'install', 'slurm', '--config', site.configPath, '--slurm-conf', fx.conf]);
   t.match(dry.stdout, /add PrologFlags=Alloc/);
   t.match(dry.stdout, /required .*wnod_spank\.so runner=.* marks=/);
   t.equal(await readFile(fx.conf, 'utf8'), confBefore, 'without --apply nothing changes');
-  await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'install', 'slurm', '--config', site.configPath, '--slurm-conf', fx.conf, '--apply']);
+  await execa(process.execPath, [join(reachableRepo(), 'dist', 'cli', 'main.js'), 'install', 'slurm', '--config', site.configPath, '--slurm-conf', fx.conf, '--apply']);
   for (const [f, mode] of [['prolog', 0o500], ['epilog', 0o500], ['runner', 0o555], ['wnod_spank.so', 0o755]] as const) {
     const st = await stat(join(dir, 'hooks', f));
     t.same([st.uid, st.mode & 0o777], [0, mode], `${f} root-owned ${mode.toString(8)}`);
