@@ -40,7 +40,7 @@ t.test('the .config verifier names every option Kconfig dropped', async (t) => {
 
 t.test('a mini test image carries its machine options: acpi=off and its command line', async (t) => {
   const fake = (kernelFlavor: 'debian' | 'mini'): TestImage => ({ dir: '/c/k', key: 'k', kernel: '/c/k/vmlinux', initrd: '/c/k/initrd.img',
-    rootDisk: '/c/k/root.ext4', kernelPackage: 'p', busyboxVersion: 'b', modules: [], kernelFlavor });
+    rootDisk: '/c/k/root.ext4', kernelPackage: 'p', busyboxVersion: 'b', bashPackages: [], modules: [], kernelFlavor });
   const mini = testVmImage(fake('mini'), true);
   t.equal(mini.acpi, false);
   t.equal(mini.cmdline, 'nolapic_timer noreplace-smp wnod.root=/dev/vda');

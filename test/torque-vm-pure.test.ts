@@ -2,7 +2,8 @@
 // count. The wrapper is also run by the host's real /bin/sh (dash), as the guest's busybox sh would run it.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { guestJobEnv, guestJobArgv, guestCwd, GUEST_PATH, MAX_GUEST_SCRIPT_BYTES, GuestJobError } from '../src/job/guestJob.js';
+import { Writable } from 'node:stream';
+import { guestJobEnv, guestJobArgv, guestCwd, guestNoteFilter, GUEST_PATH, MAX_GUEST_SCRIPT_BYTES, GuestJobError } from '../src/job/guestJob.js';
 import { bootSlotCount } from '../src/job/bootSlots.js';
 
 t.test('guestJobEnv: PBS_* and -v variables pass; host PATH, LD_*, shell state and bad names do not', async (t) => {
@@ -33,9 +34,34 @@ t.test('guestJobArgv: the script travels as one word; its #! chooses the interpr
     err = x.stderr;
   }
   t.match(err, 'wnod: /nonexistent/bash is not in this image; running the job script with /bin/sh');
+  // with the run's tag: the note is the first stderr line, headed by the tag, before anything of the job's
+  try {
+    execFileSync('/bin/sh', guestJobArgv('#!/nonexistent/zsh\necho out; echo err >&2; exit 5\n', ['a1'], 'wnod-note-T1').slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    t.equal((e as { stderr: Buffer }).stderr.toString(), 'wnod-note-T1 /nonexistent/zsh is not in this image; running the job script with /bin/sh\nerr\n');
+  }
   t.equal(runIt("echo no-shebang 'quotes' \"$HOME\" >/dev/null; echo ok\n"), 'ok\n', 'no #!: run as a script file by sh');
   t.throws(() => guestJobArgv('x'.repeat(MAX_GUEST_SCRIPT_BYTES + 1)), GuestJobError);
   t.throws(() => guestJobArgv('echo \0'), GuestJobError);
+});
+
+t.test('guestNoteFilter: the tagged first line goes to the admin\'s note, the rest of stderr is untouched', async (t) => {
+  const run = (chunks: string[]) => {
+    let got = '';
+    const notes: string[] = [];
+    const out = new Writable({ write(c: Buffer, _e, cb) { got += c.toString(); cb(); } });
+    const f = guestNoteFilter('wnod-note-T1', out, (n) => notes.push(n));
+    for (const c of chunks) f.write(Buffer.from(c));
+    f.flush();
+    return { got, notes };
+  };
+  t.same(run(['wnod-note-T1 /bin/zsh is not in this image\nerr1\n', 'err2\n']), { got: 'err1\nerr2\n', notes: ['/bin/zsh is not in this image'] });
+  t.same(run(['wnod-no', 'te-T1 split', ' note\n', 'e']), { got: 'e', notes: ['split note'] }, 'a note split across chunks');
+  t.same(run(['plain error\n', 'wnod-note-T1 later\n']), { got: 'plain error\nwnod-note-T1 later\n', notes: [] }, 'only the first line can be a note');
+  t.same(run(['wnod-note-T2 other tag\n']), { got: 'wnod-note-T2 other tag\n', notes: [] }, 'another run\'s tag is the job\'s text');
+  t.same(run(['wnod-note']), { got: 'wnod-note', notes: [] }, 'a prefix of the tag at the end is flushed, not lost');
+  t.same(run(['wnod-note-T1 ' + 'x'.repeat(2000)]), { got: 'wnod-note-T1 ' + 'x'.repeat(2000), notes: [] }, 'an endless first line is passed on, not held');
+  t.same(run([]), { got: '', notes: [] });
 });
 
 t.test('guestCwd: the starter\'s cwd when inside the shared workdir, else the workdir, else /tmp', async (t) => {

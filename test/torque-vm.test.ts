@@ -1,6 +1,6 @@
 // The Torque hooks with the real VM engine: `wnod install torque` puts the shims into a mom_priv, the pbs_mom harness
 // drives prologue → starter → epilogue, and every job runs in a real QEMU VM (TCG) of the test image.
-// VMs booted here: 4 (valid job, two qdels, alarm); the refusals boot none.
+// VMs booted here: 5 (valid job, an interpreter the image lacks, two qdels, alarm); the refusals boot none.
 import t, { type Test } from 'tap';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { release as hostRelease } from 'node:os';
@@ -47,7 +47,8 @@ t.test('valid ticket: the job runs in its VM, writes into the workdir as the use
   usedTicket = s.ticket();
   const body = [
     'echo "kernel=$(uname -r)"', 'echo "host=$(hostname)"', 'echo "uid=$(id -u)"', 'echo "path=$PATH"',
-    'echo "jobid=$PBS_JOBID var=$MY_VAR ld=${LD_PRELOAD:-none}"', 'echo from-the-vm > result.txt', 'exit 7',
+    'echo "jobid=$PBS_JOBID var=$MY_VAR ld=${LD_PRELOAD:-none}"', 'echo from-the-vm > result.txt',
+    'a=(x y); [[ ${a[1]} == y ]] && echo "bash=${BASH_VERSINFO[0]}"', 'exit 7',
   ].join('\n') + '\n';
   const r = await s.mom.runJob(job('700.wn1', `# wnod-ticket: ${usedTicket}`, body, { vars: { MY_VAR: 'a b', LD_PRELOAD: '/tmp/evil.so' } }));
   t.equal(r.attempts[0]!.prologue!.exitCode, 0, 'prologue: VM ready');
@@ -59,7 +60,8 @@ t.test('valid ticket: the job runs in its VM, writes into the workdir as the use
   t.match(r.stdout, `uid=${s.user.uid}\n`, 'runs as the job user inside');
   t.match(r.stdout, 'path=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n', 'the guest PATH, not the host\'s');
   t.match(r.stdout, 'jobid=700.wn1 var=a b ld=none\n', 'PBS_* and -v variables pass, LD_* does not');
-  t.match(r.stderr, '/bin/bash is not in this image; running the job script with /bin/sh', 'the minimal image has no bash: said so');
+  t.match(r.stdout, /\nbash=[45]\n/, 'the #!/bin/bash script ran in real bash (arrays, [[ ]])');
+  t.notMatch(r.stderr, /is not in this image/, 'no interpreter note on the job\'s stderr');
   const st = await stat(join(s.workdir, 'result.txt'));
   t.equal(await readFile(join(s.workdir, 'result.txt'), 'utf8'), 'from-the-vm\n');
   t.equal(st.uid, s.user.uid, 'the file is owned by the job user');
@@ -76,6 +78,18 @@ t.test('valid ticket: the job runs in its VM, writes into the workdir as the use
     { cwd: s.site.momPriv, env: { PATH: '/bin:/usr/bin' }, reject: false });
   t.equal(again.exitCode, 0, 'second epilogue: exit 0');
   t.equal((await readRecords(s.cfg.accountingFile)).records.filter((x) => x.jobId === '700.wn1').length, 1, 'accounted once');
+});
+
+t.test('an interpreter the image lacks: the job runs with /bin/sh, the note goes to the root log, not the job\'s stderr', async (t) => {
+  const spec = job('701.wn1', `# wnod-ticket: ${s.ticket()}`, 'echo "ran-by-sh"\n');
+  const r = await s.mom.runJob({ ...spec, script: spec.script.replace('#!/bin/bash', '#!/usr/bin/zsh') });
+  t.equal(r.exitStatus, 0);
+  t.match(r.stdout, 'ran-by-sh\n');
+  t.notMatch(r.stderr, /zsh|not in this image|wnod-note/, 'nothing of the note in the job\'s .e');
+  const notes = (await readFile(s.cfg.logFile, 'utf8')).split('\n').filter((l) => l.includes('"guest-note"') && l.includes('"701.wn1"'));
+  t.equal(notes.length, 1, 'one guest-note line for the job in the root log');
+  t.match(JSON.parse(notes[0]!), { hook: 'epilogue', note: '/usr/bin/zsh is not in this image; running the job script with /bin/sh' });
+  await assertNoVm(t, 'after the job');
 });
 
 t.test('refused tickets (forged, expired, other user, replayed): exit 1, the reason in the job output, no VM', async (t) => {
@@ -107,7 +121,8 @@ t.test('qdel: TERM reaches the job in the guest, the starter stops the VM before
   // wait for the trap's file, then for the VM to go — while the harness still waits out kill_delay (12 s),
   // i.e. before its SIGKILL and before the epilogue: only the starter can have stopped it
   const termFile = join(s.workdir, 'term.txt');
-  while (!done && !(await stat(termFile).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+  // its content, not just the file: the trap's `echo >` creates it and writes it in two steps
+  while (!done && (await readFile(termFile, 'utf8').catch(() => '')) === '') await new Promise((r) => setTimeout(r, 100));
   t.equal(await readFile(termFile, 'utf8').catch(() => ''), 'got-term\n', 'the guest job got TERM and ran its trap');
   while (!done && (await hypervisors()).length > 0) await new Promise((r) => setTimeout(r, 100));
   t.notOk(done, 'the VM was gone while pbs_mom still waited out kill_delay');

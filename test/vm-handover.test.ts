@@ -1,11 +1,11 @@
-// handOverAgent: the job user gets its VM's three agent sockets and the exec lock, never the directory (a user who
+// handOverAgent: the job user gets its VM's three agent sockets, the exec lock and the notes file, never the directory (a user who
 // owned it could swap a file for a symlink while root chowns by path, or plant one for the epilogue's rm -r).
 import t from 'tap';
 import { createServer, type Server } from 'node:net';
 import { chown, lstat, mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { handOverAgent } from '../src/vm/state.js';
+import { handOverAgent, readAgentNotes } from '../src/vm/state.js';
 
 const UID = 65534;
 const GID = 65534;
@@ -32,7 +32,7 @@ t.test('the sockets and the exec lock go to the user, the directory stays root\'
   const d = await lstat(dir);
   t.equal(d.uid, 0, 'directory owner');
   t.equal(d.mode & 0o777, 0o711, 'directory mode: traversable, not listable or writable');
-  for (const p of [...Object.values(sockets), join(dir, 'exec.lock')]) {
+  for (const p of [...Object.values(sockets), join(dir, 'exec.lock'), join(dir, 'notes')]) {
     const st = await lstat(p);
     t.same([st.uid, st.gid, st.mode & 0o777], [UID, GID, 0o600], p);
   }
@@ -62,4 +62,20 @@ t.test('a symlinked exec.lock is not followed', async (t) => {
   await symlink(target, join(dir, 'exec.lock'));
   await t.rejects(handOverAgent(sockets, dir, UID, GID), /ELOOP/);
   t.equal((await lstat(target)).uid, 0, 'the symlink target was not chowned');
+});
+
+t.test('the notes the user\'s run left: read bounded, never through a symlink', async (t) => {
+  const { dir, sockets } = await agentDir();
+  t.same(await readAgentNotes(dir), [], 'no notes file: none');
+  await handOverAgent(sockets, dir, UID, GID);
+  t.same(await readAgentNotes(dir), [], 'empty');
+  await writeFile(join(dir, 'notes'), 'first\n\nsecond\n' + 'x'.repeat(10_000));
+  const got = await readAgentNotes(dir);
+  t.same(got.slice(0, 2), ['first', 'second']);
+  t.ok(got.join('\n').length <= 4096, 'at most 4 KiB read');
+  const target = join(dir, '..', 'secret');
+  await writeFile(target, 'root-only\n', { mode: 0o600 });
+  await unlink(join(dir, 'notes'));
+  await symlink(target, join(dir, 'notes'));
+  t.same(await readAgentNotes(dir), [], 'a symlink is not followed');
 });

@@ -96,5 +96,5 @@ export interface JobVmEngine {
   /** The job's run (job user): run the job in the job's VM, streaming its output; resolve to its exit status. */
   runJob(job: VmJob & GuestRun): Promise<number>;
   /** Teardown (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent. */
-  destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number }>;
+  destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number; /** the job's run's notes for the admin */ notes?: string[] }>;
 }

@@ -40,7 +40,10 @@ export async function endJob(cfg: SiteConfig, job: JobEnd, ctx: JobContext, log:
   if (ctx.vm) {
     const t0 = performance.now();
     try {
-      vmCpuS = (await ctx.vm.destroy({ jobId: job.jobId, user: job.user, group: job.group, cfg, ...(rec ? { record: rec } : {}) })).vmCpuS;
+      const d = await ctx.vm.destroy({ jobId: job.jobId, user: job.user, group: job.group, cfg, ...(rec ? { record: rec } : {}) });
+      vmCpuS = d.vmCpuS;
+      // written by the job user's run (e.g. the script's interpreter is not in the image): the job's side, as text
+      for (const note of d.notes ?? []) await log.detail('guest-note', { vmId: rec?.vmId, note: note.slice(0, 512) });
     } catch (err) {
       ok = false;
       await log.detail('vm-destroy-failed', { error: describe(err), vmId: rec?.vmId });

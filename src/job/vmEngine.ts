@@ -5,7 +5,8 @@
  *   teardown (root)   destroy whatever exists of it (never created, half created, running), release the cache.
  * The VM is found from the job id alone (vmIdForJob): the job's run cannot read root's records. */
 import { appendFile, mkdir, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, join } from 'node:path';
@@ -17,7 +18,7 @@ import { describe } from '../util/errors.js';
 import { withLock, type Lock } from '../util/lock.js';
 import type { VmDriver, VmSpec, VmState, UnixUser } from '../vm/driver.js';
 import { AgentError, VmNotReadyError, VmSpecError, VmStartError } from '../vm/errors.js';
-import { readRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
+import { AGENT_NOTES, readAgentNotes, readRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
 import { vmHostname } from '../vm/qemu.js';
 import { newVmDriver, recordDriver } from '../vm/drivers.js';
 import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
@@ -32,7 +33,7 @@ import { readJobRecord } from './jobstate.js';
 import { jobUser } from './jobUser.js';
 import { runningWorkdir, shareableWorkdir } from './workdir.js';
 import { Refusal, TransientFault, userLine } from './outcome.js';
-import { guestCwd, guestJobArgv, guestJobEnv, GUEST_PATH } from './guestJob.js';
+import { guestCwd, guestJobArgv, guestJobEnv, guestNoteFilter, GUEST_PATH } from './guestJob.js';
 import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
 import { restoreBlocker, shapeBlocker } from '../vm/snapshot.js';
 import { assertTrustedPath } from '../util/trustedPath.js';
@@ -141,9 +142,10 @@ class JobVm implements JobVmEngine {
     let vmId: string;
     let argv: string[];
     let user: UnixUser;
+    const noteTag = `wnod-note-${randomBytes(16).toString('hex')}`;
     try {
       vmId = vmIdForJob(job.jobId);
-      argv = guestJobArgv(await job.script(), job.args ?? []);
+      argv = guestJobArgv(await job.script(), job.args ?? [], noteTag);
       user = await starterUser(cfg, job.jobId);
     } catch (err) {
       say(`the job could not be started in its virtual machine: ${describe(err)}`);
@@ -173,11 +175,19 @@ class JobVm implements JobVmEngine {
     };
     const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
     for (const s of signals) process.on(s, onSignal);
+    // the wrapper's note (an interpreter the image lacks) is for the admin: into the notes file the teardown logs
+    let noted: Promise<unknown> = Promise.resolve();
+    const jobStderr = guestNoteFilter(noteTag, stderr, (text) => {
+      noted = appendFile(join(runDirOf(cfg.vm.stateDir, vmId), 'agent', AGENT_NOTES), `${text}\n`, { flag: constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW })
+        .catch(() => {});
+    });
     try {
       const code = await execInJobVm(cfg.vm.stateDir, vmId, {
         argv, cwd, env: { ...guestJobEnv(job.env, workdir ?? '/tmp'), ...(await leaseGuestEnv(cfg.vm.stateDir, vmId)) }, uid: user.uid, gid: user.gid,
-        stdout, stderr, signal: term.signal, poweroff: poweroff.signal,
+        stdout, stderr: jobStderr, signal: term.signal, poweroff: poweroff.signal,
       });
+      jobStderr.flush();
+      await noted;
       if (terminated) {
         stopped = true;
         await requestPoweroff(control); // the job is being ended: its VM goes now, the epilogue removes the rest
@@ -191,19 +201,21 @@ class JobVm implements JobVmEngine {
       say(`lost contact with the job's virtual machine (${(err as { code?: string }).code ?? 'error'}); the job's result is unknown`);
       return 1;
     } finally {
+      jobStderr.flush();
       if (graceTimer) clearTimeout(graceTimer);
       for (const s of signals) process.off(s, onSignal);
     }
   }
 
   /** Teardown (root): destroy the job's VM, whatever state it is in, and drop its image-cache reference. */
-  async destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number }> {
+  async destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number; notes?: string[] }> {
     return this.destroyVm(job.cfg, vmIdForJob(job.jobId), job.record);
   }
 
-  private async destroyVm(cfg: SiteConfig, vmId: string, rec: JobRecord | undefined): Promise<{ vmCpuS?: number }> {
+  private async destroyVm(cfg: SiteConfig, vmId: string, rec: JobRecord | undefined): Promise<{ vmCpuS?: number; notes?: string[] }> {
     const stateDir = cfg.vm.stateDir;
     const state = await readRecord(stateDir, vmId);
+    const notes = await readAgentNotes(join(runDirOf(stateDir, vmId), 'agent'));
     let vmCpuS: number | undefined;
     if (state) {
       vmCpuS = await cpuSeconds(state.pids.qemu);
@@ -221,7 +233,7 @@ class JobVm implements JobVmEngine {
       const cache = new ImageCache(cfg.cache);
       for (const d of digests) await cache.release(d, vmId);
     }
-    return vmCpuS === undefined ? {} : { vmCpuS };
+    return { ...(vmCpuS === undefined ? {} : { vmCpuS }), ...(notes.length ? { notes } : {}) };
   }
 }
 

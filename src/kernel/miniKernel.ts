@@ -13,6 +13,7 @@ import { withLock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import { assertTrustedPath } from '../util/trustedPath.js';
 import { aptCandidate, aptDownload } from '../guest/testImage.js';
+import { resolvedOnce, PACKAGE_VERSION } from '../guest/aptRecord.js';
 
 export class KernelBuildError extends WnodError {
   constructor(message: string) {
@@ -136,7 +137,7 @@ async function build(cacheDir: string, key: string, sourceVersion: string, compi
 }
 
 /** Build the minimal kernel unless it is cached; return where it is. */
-export async function buildMiniKernel(opts: { cacheDir?: string; log?: (s: string) => void } = {}): Promise<MiniKernel> {
+export async function buildMiniKernel(opts: { cacheDir?: string; log?: (s: string) => void; /** apt's package lists (tests) */ aptLists?: string } = {}): Promise<MiniKernel> {
   const cacheDir = opts.cacheDir ?? DEFAULT_KERNEL_CACHE;
   const log = opts.log ?? (() => {});
   await mkdir(cacheDir, { recursive: true, mode: 0o755 });
@@ -145,7 +146,11 @@ export async function buildMiniKernel(opts: { cacheDir?: string; log?: (s: strin
   const fragmentPath = fragmentFile();
   const fragmentText = await readFile(fragmentPath, 'utf8');
   const fragment = parseFragment(fragmentText, fragmentPath);
-  const [sourceVersion, compiler] = await Promise.all([aptCandidate(SOURCE_PACKAGE, log), toolchain()]);
+  // the source version is resolved once per state of apt's lists (src/guest/aptRecord.ts), not on every call
+  const isVersion = (v: unknown): v is string => typeof v === 'string' && PACKAGE_VERSION.test(v);
+  const [sourceVersion, compiler] = await Promise.all([
+    resolvedOnce(join(cacheDir, 'resolved.json'), () => aptCandidate(SOURCE_PACKAGE, log), isVersion, { log, ...(opts.aptLists ? { lists: opts.aptLists } : {}) }),
+    toolchain()]);
   const key = miniKernelKey({ fragment: fragmentText, sourceVersion, compiler });
   const dir = join(cacheDir, key);
   let built = false;

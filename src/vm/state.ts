@@ -116,19 +116,39 @@ export async function removeRecord(stateDir: string, id: string): Promise<void> 
   });
 }
 
-/** Give the job user its VM's agent sockets and exec lock — and nothing else. The agent directory stays root's
+/** In the agent directory, the job user's one file for notes to the admin (the job's run writes, the teardown reads). */
+export const AGENT_NOTES = 'notes';
+const MAX_NOTES_BYTES = 4096;
+
+/** The notes the job's run left for the admin (written by the job user: untrusted text, bounded, no symlinks). */
+export async function readAgentNotes(agentDir: string): Promise<string[]> {
+  const fh = await open(join(agentDir, AGENT_NOTES), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!fh) return [];
+  try {
+    if (!(await fh.stat()).isFile()) return [];
+    const buf = Buffer.alloc(MAX_NOTES_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, MAX_NOTES_BYTES, 0);
+    return buf.subarray(0, bytesRead).toString('utf8').split('\n').filter(Boolean).slice(0, 8);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Give the job user its VM's agent sockets, exec lock and notes file — and nothing else. The agent directory stays root's
  * (0711): a user who owned it could swap a file for a symlink while root chowns by path (root would hand over
  * /etc/shadow), or plant a symlinked subdirectory for the epilogue's recursive delete to follow. */
 export async function handOverAgent(sockets: { control: string; stdout: string; stderr: string }, agentDir: string, uid: number, gid: number): Promise<void> {
   const st = await lstat(agentDir);
   if (!st.isDirectory() || st.uid !== 0) throw new VmStateError(`${agentDir} is not a root-owned directory; refusing to hand it over`);
   await chmod(agentDir, 0o711);
-  const fh = await open(join(agentDir, 'exec.lock'), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  try {
-    await fh.chown(uid, gid);
-    await fh.chmod(0o600);
-  } finally {
-    await fh.close();
+  for (const f of ['exec.lock', AGENT_NOTES]) {
+    const fh = await open(join(agentDir, f), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    try {
+      await fh.chown(uid, gid);
+      await fh.chmod(0o600);
+    } finally {
+      await fh.close();
+    }
   }
   for (const path of [sockets.control, sockets.stdout, sockets.stderr]) {
     if (!(await lstat(path)).isSocket()) throw new VmStateError(`${path} is not the agent's socket`);
