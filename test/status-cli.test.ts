@@ -9,6 +9,8 @@ import { execa } from 'execa';
 import { wnod, ensureBuilt } from './kit/cli.js';
 import { makeTestSite, type TestSiteOptions } from './kit/site.js';
 import { imageDigest, loadConfig } from '../src/config/load.js';
+import { ensureTestUser } from './kit/pbsmom.js';
+import { reachable } from './kit/reachable.js';
 
 const root = t.testdir({});
 const PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -145,4 +147,12 @@ t.test('a bad command line or config: UNKNOWN is 3 (unlike other commands\' 2); 
   const missing = await status(join(root, 'nonexistent.yaml'));
   t.equal(missing.exitCode, 2);
   t.match(missing.stdout, /^WNOD CRITICAL - the site config .*nonexistent.yaml cannot be used/);
+});
+
+t.test('not root: UNKNOWN (3) — the node is judged as the hooks (root) see it', { skip: process.getuid?.() !== 0 ? 'needs root to switch users' : false }, async (t) => {
+  const user = await ensureTestUser('wststat');
+  const r = await execa('/usr/sbin/runuser', ['-u', user.name, '--', process.execPath, reachable(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js')), 'status', '--config', '/nonexistent.yaml'],
+    { reject: false, env: { PATH }, extendEnv: false, cwd: '/' });
+  t.equal(r.exitCode, 3, r.stderr);
+  t.match(r.stdout, /^WNOD UNKNOWN - wnod status must run as root/);
 });

@@ -52,6 +52,8 @@ export async function run(argv: string[]): Promise<number> {
   if (target && values.json) return unknown('bad command line: --json and --for are exclusive', false);
   if (values.node !== undefined && target !== 'slurm') return unknown('bad command line: --node goes with --for slurm', false);
 
+  // the state, the cache and /dev/kvm are judged as the hooks see them, which is as root (NRPE: run it with sudo)
+  if (process.getuid?.() !== 0) return unknown('wnod status must run as root: the state and cache directories, the root log and /dev/kvm are judged as the hooks (root) see them', target === 'torque');
   let report;
   try {
     report = reportOf(await gatherFacts(values.config ?? DEFAULT_CONFIG_PATH));

@@ -82,7 +82,8 @@ async function bootSlotFacts(cfg: SiteConfig): Promise<{ total: number; inUse: n
 async function cacheFacts(cfg: SiteConfig): Promise<CacheFacts> {
   const dir = await dirFacts(cfg.cache.dir);
   const facts: CacheFacts = {
-    dir, wantUid: process.getuid?.() ?? 0, bytes: 0, entries: 0, inUse: 0, broken: 0,
+    // wantUid 0: the hooks run as root, and the cache refuses a directory that is not theirs
+    dir, wantUid: 0, bytes: 0, entries: 0, inUse: 0, broken: 0,
     highWatermarkBytes: Math.floor(cfg.cache.highWatermarkGB * GiB), lowWatermarkBytes: Math.floor(cfg.cache.lowWatermarkGB * GiB),
   };
   if (dir.kind !== 'dir' || dir.error) return facts;
