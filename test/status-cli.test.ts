@@ -151,8 +151,9 @@ t.test('a bad command line or config: UNKNOWN is 3 (unlike other commands\' 2); 
 
 t.test('not root: UNKNOWN (3) — the node is judged as the hooks (root) see it', { skip: process.getuid?.() !== 0 ? 'needs root to switch users' : false }, async (t) => {
   const user = await ensureTestUser('wststat');
-  const r = await execa('/usr/sbin/runuser', ['-u', user.name, '--', process.execPath, reachable(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js')), 'status', '--config', '/nonexistent.yaml'],
-    { reject: false, env: { PATH }, extendEnv: false, cwd: '/' });
+  // env -i: tap's process tracker puts its loader into every child's NODE_OPTIONS, which the user may not reach
+  const r = await execa('/usr/bin/env', ['-i', `PATH=${PATH}`, '/usr/sbin/runuser', '-u', user.name, '--', process.execPath,
+    reachable(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js')), 'status', '--config', '/nonexistent.yaml'], { reject: false, env: {}, extendEnv: false, cwd: '/' });
   t.equal(r.exitCode, 3, r.stderr);
   t.match(r.stdout, /^WNOD UNKNOWN - wnod status must run as root/);
 });

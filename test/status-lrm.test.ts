@@ -46,7 +46,8 @@ t.test('Torque: $node_check_script takes the node down with wnod\'s message, and
       configPath = s.configPath;
       // a site setting, not wnod's: status updates (and so node checks) every 5 s instead of 45, for a short test
       await writeFile(join(n.dir, 'spool', 'mom_priv', 'config'), '$status_update_time 5\n');
-      const inst = await n.exec([process.execPath, join(repo, 'dist', 'cli', 'main.js'), 'install', 'torque', '--mom-priv', n.momPriv, '--config', configPath, '--prefix', repo, '--apply']);
+      // env -i: tap's loader (in every child's NODE_OPTIONS) lives in the checkout, which the namespace may not show
+      const inst = await n.exec(['/usr/bin/env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', process.execPath, join(repo, 'dist', 'cli', 'main.js'), 'install', 'torque', '--mom-priv', n.momPriv, '--config', configPath, '--prefix', repo, '--apply']);
       if (inst.exitCode !== 0) throw new Error(`wnod install torque: ${inst.stderr}`);
     },
   });
