@@ -10,6 +10,8 @@ import { wnod, ensureBuilt } from './kit/cli.js';
 import { makeTestSite, type TestSiteOptions } from './kit/site.js';
 import { imageDigest, loadConfig } from '../src/config/load.js';
 import { ensureTestUser } from './kit/pbsmom.js';
+import { acquireLock } from '../src/util/lock.js';
+import { procRef } from '../src/vm/proc.js';
 import { reachable } from './kit/reachable.js';
 
 const root = t.testdir({});
@@ -156,4 +158,44 @@ t.test('not root: UNKNOWN (3) — the node is judged as the hooks (root) see it'
     reachable(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js')), 'status', '--config', '/nonexistent.yaml'], { reject: false, env: {}, extendEnv: false, cwd: '/' });
   t.equal(r.exitCode, 3, r.stderr);
   t.match(r.stdout, /^WNOD UNKNOWN - wnod status must run as root/);
+});
+
+t.test('a busy node: VMs by state and job, a boot slot held, failures by reason from the root log', { skip: qemuMissing ? 'no qemu-system-x86_64 installed' : false }, async (t) => {
+  const s = await site('busy', { vm: { max_booting: 2 } });
+  const state = join(s.dir, 'state');
+  await mkdir(join(state, 'vms'), { recursive: true, mode: 0o700 });
+  await mkdir(join(state, 'torque'), { recursive: true, mode: 0o755 });
+  // a VM whose "QEMU" is this test process (alive), and one whose QEMU is gone (a process that exited)
+  const gone = await execa(process.execPath, ['-e', 'console.log(process.pid)'], { env: {}, extendEnv: false });
+  const record = async (id: string, ref: { pid: number; startTime: string }) => writeFile(join(state, 'vms', `${id}.json`), JSON.stringify({
+    version: 1, id, jobId: `${id}.ce.test`, driver: 'qemu', stateDir: state, runDir: join(state, 'run', id),
+    spec: { image: { id: 'vm_el9', digest: 'd' }, cpus: 1, memoryMB: 512 }, pids: { qemu: ref }, sockets: { control: 'c', stdout: 'o', stderr: 'e' },
+    files: [], steps: { prepared: '2026-12-03T00:00:00Z', started: '2026-12-03T00:00:01Z', ready: '2026-12-03T00:00:02Z' }, owner: ref,
+  }), { mode: 0o600 });
+  await record('11', (await procRef(process.pid))!);
+  await record('12', { pid: Number(gone.stdout.trim()), startTime: '1' });
+  // a prologue booting a VM holds a boot slot (src/job/bootSlots.ts)
+  const slot = await acquireLock(join(state, 'torque', 'boot-slot-1.lock'), 'exclusive');
+  t.teardown(() => slot.release());
+  const line = (time: string, event: string, code?: string) => JSON.stringify({ time, hook: 'prologue', job: '9.ce', pid: 1, event, ...(code ? { code } : {}) });
+  const now = Date.now();
+  const ago = (min: number) => new Date(now - min * 60_000).toISOString();
+  await writeFile(s.configPath.replace(/wnod\.yaml$/, 'wnod.log'), [
+    line(ago(90), 'vm-ready'), line(ago(60), 'refused', 'ticket-expired'), line(ago(50), 'refused', 'ticket-expired'), line(ago(40), 'requeue', 'vm-not-ready'),
+  ].join('\n') + '\n', { mode: 0o600 });
+
+  const r = await status(s.configPath, ['--json']);
+  t.equal(r.exitCode, 1, r.stdout + r.stderr);
+  const o = JSON.parse(r.stdout) as Record<string, any>;
+  t.same(o.problems.map((p: { code: string }) => p.code), ['vms-dead']);
+  t.same(o.vms.byState, { booting: 0, running: 1, stopping: 0, dead: 1 });
+  t.same(o.vms.list.map((v: { id: string; jobId: string; state: string }) => [v.id, v.jobId, v.state]), [['11', '11.ce.test', 'running'], ['12', '12.ce.test', 'dead']]);
+  t.same(o.bootSlots, { total: 2, inUse: 1 }, 'the held slot is seen (from /proc/locks), without taking any');
+  t.same(o.failures.byReason, { 'refused:ticket-expired': 2, 'requeue:vm-not-ready': 1 });
+  t.same([o.failures.bootsOk, o.failures.bootsFailed], [1, 1]);
+  const text = (await status(s.configPath)).stdout;
+  t.match(text, /^WNOD WARNING - 1 VM recorded but not running \(12\): run `wnod gc`$/m);
+  t.match(text, /^ {2}11 job 11\.ce\.test image vm_el9: running$/m);
+  t.match(text, /^boot slots: 1 of 2 in use$/m);
+  t.match(text, /refused:ticket-expired ×2/);
 });
