@@ -32,7 +32,7 @@ t.test('a healthy node: OK, exit 0, the summary says what runs and the probe\'s 
   const r = reportOf(healthy());
   t.equal(r.health, 'ok');
   t.equal(exitCodeOf(r.health), 0);
-  t.equal(nagiosLine(r.health, r.problems, r.summary), 'WNOD OK - 1 VMs running, KVM (probed 3 h ago), cache 3.0 GiB of 20.0 GiB, 0 failures in 24 h');
+  t.equal(nagiosLine(r.health, r.problems, r.summary), 'WNOD OK - 1 VM running, KVM (probed 3 h ago), cache 3.0 GiB of 20.0 GiB, 0 failures in 24 h');
 });
 
 t.test('broken: whatever stops every VM boot; CRITICAL, exit 2, worst first', async (t) => {

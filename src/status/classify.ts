@@ -241,7 +241,9 @@ export const NAGIOS_WORD: Record<Health | 'unknown', string> = { ok: 'OK', degra
 export function summaryOf(f: StatusFacts): string {
   const parts: string[] = [];
   const vms = f.vms ?? [];
-  parts.push(`${vms.filter((v) => v.state === 'running').length} VMs running${vms.some((v) => v.state === 'booting') ? `, ${vms.filter((v) => v.state === 'booting').length} booting` : ''}`);
+  const running = vms.filter((v) => v.state === 'running').length;
+  const booting = vms.filter((v) => v.state === 'booting').length;
+  parts.push(`${running} VM${running === 1 ? '' : 's'} running${booting ? `, ${booting} booting` : ''}`);
   if (f.accel) {
     const a = f.accel;
     parts.push(a.kind === null ? 'KVM not probed yet' : `${a.kind.toUpperCase()}${a.probedAt ? ` (probed ${age((f.now - Date.parse(a.probedAt)) / 1000)} ago)` : ''}`);
