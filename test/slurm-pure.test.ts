@@ -13,19 +13,31 @@ const BASE = 'ClusterName=c\nSlurmctldHost=h\nProctrackType=proctrack/linuxproc\
 t.test('layout: everything in hook_dir, marks under vm.state_dir, plugstack.conf beside slurm.conf', async (t) => {
   t.same(layout, {
     hookDir: '/opt/wnod/slurm', prolog: '/opt/wnod/slurm/prolog', epilog: '/opt/wnod/slurm/epilog', runner: '/opt/wnod/slurm/runner',
-    plugin: '/opt/wnod/slurm/wnod_spank.so', marks: '/var/lib/wnod/slurm', plugstack: '/etc/slurm/plugstack.conf',
+    health: '/opt/wnod/slurm/health', plugin: '/opt/wnod/slurm/wnod_spank.so', marks: '/var/lib/wnod/slurm', plugstack: '/etc/slurm/plugstack.conf',
   });
   t.throws(() => slurmLayout(cfg as never, '/etc/slurm dir/slurm.conf'), SlurmInstallError);
 });
 
 t.test('slurm.conf: Prolog, Epilog and PrologFlags=Alloc added once; idempotent', async (t) => {
   const p = mergeSlurmConf(BASE, layout, 280);
-  t.same(p.changes, ['add Prolog=/opt/wnod/slurm/prolog', 'add Epilog=/opt/wnod/slurm/epilog', 'add PrologFlags=Alloc']);
+  t.same(p.changes, ['add Prolog=/opt/wnod/slurm/prolog', 'add Epilog=/opt/wnod/slurm/epilog', 'add PrologFlags=Alloc',
+    'add HealthCheckProgram=/opt/wnod/slurm/health', 'add HealthCheckInterval=60']);
+  t.same(p.notes, []);
   t.ok(p.text.startsWith(BASE), 'the site lines are kept as they were');
   t.match(p.text, /^Prolog=\/opt\/wnod\/slurm\/prolog$/m);
   const again = mergeSlurmConf(p.text, layout, 280);
   t.same(again.changes, []);
   t.equal(again.text, p.text);
+});
+
+t.test('slurm.conf: the health check — a site\'s own HealthCheckProgram and interval are kept, with a note', async (t) => {
+  const p = mergeSlurmConf(BASE + 'HealthCheckProgram=/usr/sbin/nhc\nHealthCheckInterval=300\n', layout, 280, 30);
+  t.notMatch(p.text, /HealthCheckProgram=\/opt/);
+  t.match(p.text, /^HealthCheckInterval=300$/m);
+  t.match(p.notes.join('\n'), /already has HealthCheckProgram=\/usr\/sbin\/nhc .*run \/opt\/wnod\/slurm\/health too/);
+  const q = mergeSlurmConf(BASE, layout, 280, 30);
+  t.match(q.text, /^HealthCheckInterval=30$/m, '--health-interval when slurm.conf sets none');
+  t.match(mergeSlurmConf(BASE + 'HealthCheckInterval=0\n', layout, 280).notes.join('\n'), /never runs/);
 });
 
 t.test('slurm.conf: existing PrologFlags gain Alloc in place; one with Alloc is kept', async (t) => {

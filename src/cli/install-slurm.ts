@@ -12,14 +12,16 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { run as runCommand } from '../util/run.js';
 import {
   checkInstallPath, mergePlugstack, mergeSlurmConf, PLUGIN_MODE, pluginBuildArgs, renderSlurmShim, SHIM_MODES,
-  SlurmInstallError, slurmLayout, type SlurmShim,
+  SlurmInstallError, slurmLayout, type SlurmShim, HEALTH_CHECK_INTERVAL_S,
 } from '../lrm/slurm/install.js';
 
 export const summary = 'install the Slurm hooks (Prolog, Epilog, SPANK plugin and its runner) and their slurm.conf lines';
 
-const HELP = `usage: wnod install slurm --config FILE --slurm-conf FILE [--apply]
+const HELP = `usage: wnod install slurm --config FILE --slurm-conf FILE [--health-interval S] [--apply]
   --config FILE      the site config the hooks will read (lrm.type: slurm)
   --slurm-conf FILE  this node's slurm.conf; plugstack.conf is written beside it
+  --health-interval S  HealthCheckInterval when slurm.conf sets none (default ${HEALTH_CHECK_INTERVAL_S}); the health check
+                     (wnod status --for slurm) drains a node that cannot boot VMs and resumes it when fixed
   --apply            write slurm.conf, plugstack.conf, the shims and the plugin (default: print what would change)
 `;
 
@@ -31,7 +33,7 @@ function prefix(): string {
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandLine({
     args: argv, strict: true, allowPositionals: false,
-    options: { config: { type: 'string' }, 'slurm-conf': { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string' }, 'slurm-conf': { type: 'string' }, 'health-interval': { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   }, HELP);
   if (values.help) {
     process.stdout.write(HELP);
@@ -39,6 +41,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.config) throw new UsageError(`--config is required\n${HELP}`);
   if (!values['slurm-conf']) throw new UsageError(`--slurm-conf is required\n${HELP}`);
+  const healthInterval = Number(values['health-interval'] ?? HEALTH_CHECK_INTERVAL_S);
+  if (!Number.isInteger(healthInterval) || healthInterval < 1) throw new UsageError(`--health-interval must be a whole number of seconds >= 1, got '${values['health-interval']}'\n${HELP}`);
   const configPath = checkInstallPath(resolve(values.config), '--config');
   const slurmConf = checkInstallPath(resolve(values['slurm-conf']), '--slurm-conf');
   const root = checkInstallPath(prefix(), 'the wnod install dir');
@@ -50,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
   const confText = await readFile(slurmConf, 'utf8').catch((e: NodeJS.ErrnoException) => {
     throw new SlurmInstallError(`cannot read ${slurmConf}: ${e.code ?? e.message}`);
   });
-  const plan = mergeSlurmConf(confText, layout, cfg.lrm.prologueBudgetS);
+  const plan = mergeSlurmConf(confText, layout, cfg.lrm.prologueBudgetS, healthInterval);
   const oldPlugstack = await readFile(layout.plugstack, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
   const plugstack = mergePlugstack(oldPlugstack, layout);
   const entry = join(root, 'dist', 'hot', 'slurm-hook.cjs');
@@ -59,7 +63,8 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.apply) {
     out.push(`would change ${slurmConf}:`, ...(plan.changes.length ? plan.changes : ['nothing (already configured)']).map((c) => `  ${c}`));
     out.push(`would write ${layout.plugstack}:`, ...plugstack.trimEnd().split('\n').map((l) => `  ${l}`));
-    out.push(`would install into ${layout.hookDir} (root-owned): prolog (0500), epilog (0500), runner (0555), wnod_spank.so (0755, built with gcc from lrm-hooks/slurm/wnod_spank.c)`);
+    out.push(`would install into ${layout.hookDir} (root-owned): prolog (0500), epilog (0500), runner (0555), health (0500), wnod_spank.so (0755, built with gcc from lrm-hooks/slurm/wnod_spank.c)`);
+    out.push(...plan.notes.map((n) => `note: ${n}`));
     out.push(`would create ${layout.marks} (root, 0755): the Prolog's marks read by the plugin`);
     out.push('rerun with --apply to do it; then restart slurmctld and slurmd (PrologFlags needs a restart)');
     process.stdout.write(out.join('\n') + '\n');
@@ -73,10 +78,12 @@ export async function run(argv: string[]): Promise<number> {
   await ensureRootDir(layout.marks, 0o755);
 
   const installed: string[] = [];
-  for (const shim of ['prolog', 'epilog', 'runner'] as SlurmShim[]) {
+  for (const shim of ['prolog', 'epilog', 'runner', 'health'] as SlurmShim[]) {
     const template = await readFile(join(root, 'lrm-hooks', 'slurm', shim), 'utf8');
     const path = join(layout.hookDir, shim);
-    const text = renderSlurmShim(template, { node: process.execPath, entry, config: configPath, slurmConf, partition: cfg.lrm.partition });
+    // the health check runs wnod's CLI (wnod status --for slurm), the hooks the bundled entry
+    const text = renderSlurmShim(template, { node: process.execPath, entry: shim === 'health' ? join(root, 'dist', 'cli', 'main.js') : entry,
+      config: configPath, slurmConf, partition: cfg.lrm.partition });
     await writeFileAtomic(path, text, SHIM_MODES[shim]);
     await chown(path, 0, 0);
     await verifyRootFile(path, SHIM_MODES[shim]);
@@ -93,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
   out.push('installed:', ...installed.map((l) => `  ${l}`));
   out.push(`wrote ${slurmConf}:`, ...(plan.changes.length ? plan.changes : ['nothing to change (already configured)']).map((c) => `  ${c}`));
   out.push(`wrote ${layout.plugstack}:`, ...plugstack.trimEnd().split('\n').map((l) => `  ${l}`));
+  out.push(...plan.notes.map((n) => `note: ${n}`));
   out.push('restart slurmctld and slurmd to apply (PrologFlags needs a restart)');
   process.stdout.write(out.join('\n') + '\n');
   return 0;

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { UsageError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InstallError, renderShim, shimPlan, permissionProblem, momConfigLines, mergeMomConfig, qmgrLines, checkShimPath } from '../lrm/torque/install.js';
+import { foreignNodeCheck, nodeCheckLines, NODE_CHECK_MODE, NODE_CHECK_NAME } from '../lrm/torque/nodeCheck.js';
 
 export const summary = 'install the Torque hooks (prologue, epilogue, job starter) into mom_priv';
 
@@ -15,7 +16,8 @@ const HELP = `usage: wnod install torque --mom-priv DIR [--config FILE] [--prefi
   --mom-priv DIR   pbs_mom's $PBS_HOME/mom_priv
   --config FILE    the site config the hooks will read (default /etc/wnod/wnod.yaml)
   --prefix DIR     where wnod is installed (holds dist/ and lrm-hooks/; default: this installation)
-  --apply          also write $prologalarm and $job_starter into DIR/config (default: print them)
+  --apply          also write $prologalarm, $job_starter and the node check ($node_check_script: wnod status
+                   --for torque) into DIR/config (default: print them)
 `;
 
 /** This installation's root: dist/cli/install-torque.js → ../.. */
@@ -58,12 +60,20 @@ export async function run(argv: string[]): Promise<number> {
     if (problem || (st.mode & 0o777) !== s.mode) throw new InstallError(`${path}: after writing, ${problem ?? `mode is ${(st.mode & 0o777).toString(8)}, not ${s.mode.toString(8)}`}`);
     installed.push(`${path} (${s.mode.toString(8)}, root)`);
   }
+  // the node health check (wnod status --for torque): the shim runs wnod's CLI, not the hooks' bundle
+  const nodeCheck = join(momPriv, NODE_CHECK_NAME);
+  await writeFileAtomic(nodeCheck, renderShim(await readFile(join(prefix, 'lrm-hooks', 'node-check'), 'utf8'),
+    { node: process.execPath, entry: join(prefix, 'dist', 'cli', 'main.js'), config: configPath }), NODE_CHECK_MODE);
+  await chown(nodeCheck, 0, 0);
+  installed.push(`${nodeCheck} (${NODE_CHECK_MODE.toString(8)}, root)`);
+  const cfgFile = join(momPriv, 'config');
+  const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
+  const check = nodeCheckLines(nodeCheck, foreignNodeCheck(existing, nodeCheck));
   const starter = join(momPriv, 'wnod-starter');
-  const momLines = momConfigLines(cfg, starter);
+  const momLines = [...momConfigLines(cfg, starter), ...check.lines];
   const out: string[] = ['installed:', ...installed.map((l) => `  ${l}`)];
+  if (check.note) out.push(`note: ${check.note}`);
   if (values.apply) {
-    const cfgFile = join(momPriv, 'config');
-    const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
     await writeFileAtomic(cfgFile, mergeMomConfig(existing, momLines), 0o644);
     out.push(`wrote to ${cfgFile} (restart pbs_mom to apply):`, ...momLines.map((l) => `  ${l}`));
   } else {

@@ -15,6 +15,7 @@ const commands: Record<string, Loader> = {
   find: () => import('./find.js'), install: () => import('./install.js'),
   kernel: () => import('./kernel.js'),
   snapshot: () => import('./snapshot.js'),
+  status: () => import('./status.js'),
   ticket: () => import('./ticket.js'),
   voms: () => import('./voms.js'),
   lease: () => import('./lease.js'),

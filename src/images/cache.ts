@@ -181,7 +181,15 @@ export class ImageCache {
   /** Every entry in the cache, complete or not (reads without locking: records are replaced atomically). */
   async list(): Promise<CacheEntry[]> {
     await this.ensureLayout();
-    const names = (await readdir(join(this.dir, 'images'))).filter(isSha256).sort();
+    return this.peek();
+  }
+
+  /** `list` without creating the layout first (read-only, for `wnod status`): no images/ yet means no entries. */
+  async peek(): Promise<CacheEntry[]> {
+    const names = (await readdir(join(this.dir, 'images')).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    })).filter(isSha256).sort();
     const out: CacheEntry[] = [];
     for (const digest of names) {
       const e = await this.describeEntry(digest);

@@ -35,7 +35,8 @@ export function decideAccel(mode: AccelMode, kvmUsable: boolean, cached: AccelVe
 
 export const KVM_DEVICE = '/dev/kvm';
 
-async function kvmUsable(device = KVM_DEVICE): Promise<boolean> {
+/** Can this process open the KVM device read-write? */
+export async function kvmUsable(device = KVM_DEVICE): Promise<boolean> {
   return access(device, constants.R_OK | constants.W_OK).then(() => true, () => false);
 }
 

@@ -25,6 +25,8 @@ export interface SlurmLayout {
   prolog: string;
   epilog: string;
   runner: string;
+  /** HealthCheckProgram: `wnod status --for slurm` (drains the node when it cannot boot VMs) */
+  health: string;
   plugin: string;
   /** the Prolog's marks, read by the SPANK plugin as the job user: root-owned 0755 */
   marks: string;
@@ -38,17 +40,18 @@ export function slurmLayout(cfg: Pick<SiteConfig, 'lrm' | 'vm'>, slurmConf: stri
     prolog: join(hookDir, 'prolog'),
     epilog: join(hookDir, 'epilog'),
     runner: join(hookDir, 'runner'),
+    health: join(hookDir, 'health'),
     plugin: join(hookDir, 'wnod_spank.so'),
     marks: checkInstallPath(slurmStateDir(cfg.vm.stateDir), 'vm.state_dir'),
     plugstack: join(dirname(checkInstallPath(slurmConf, '--slurm-conf')), 'plugstack.conf'),
   };
 }
 
-export type SlurmShim = 'prolog' | 'epilog' | 'runner';
+export type SlurmShim = 'prolog' | 'epilog' | 'runner' | 'health';
 
 /** The files `--apply` writes into hook_dir, with their modes: root hooks 0500, the runner (exec'd by the job user)
  * and the plugin (loaded by slurmstepd, which runs it as the user) world-readable. */
-export const SHIM_MODES: Record<SlurmShim, number> = { prolog: 0o500, epilog: 0o500, runner: 0o555 };
+export const SHIM_MODES: Record<SlurmShim, number> = { prolog: 0o500, epilog: 0o500, runner: 0o555, health: 0o500 };
 export const PLUGIN_MODE = 0o755;
 
 /** Fill a shim template from lrm-hooks/slurm/ (pure). */
@@ -84,7 +87,12 @@ export interface SlurmConfPlan {
   text: string;
   /** what changed, one line each, for the operator */
   changes: string[];
+  /** what the operator must do by hand (a health check of the site's own already configured) */
+  notes: string[];
 }
+
+/** HealthCheckInterval wnod sets when slurm.conf has none: `wnod status` is cheap (no VM boots, no locks). */
+export const HEALTH_CHECK_INTERVAL_S = 60;
 
 const MANAGED = '# wnod (wnod install slurm): root Prolog admits wnod jobs and starts their VMs; Epilog destroys them';
 
@@ -98,10 +106,11 @@ function keyOf(line: string): { key: string; value: string } | undefined {
  * configured is an error: Slurm 22.05 runs one of each), PrologFlags gains Alloc (the VM boots at allocation, before
  * the batch step), a PlugStackConfig elsewhere than beside slurm.conf is an error (plugstack.conf goes there), and a
  * PrologEpilogTimeout below the VM start budget is an error (the Prolog would be killed and the node drained). */
-export function mergeSlurmConf(existing: string, l: SlurmLayout, budgetS: number): SlurmConfPlan {
+export function mergeSlurmConf(existing: string, l: SlurmLayout, budgetS: number, healthIntervalS = HEALTH_CHECK_INTERVAL_S): SlurmConfPlan {
   const lines = existing.split('\n');
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   const changes: string[] = [];
+  const notes: string[] = [];
   const add: string[] = [];
   const found = new Map<string, number>();
   lines.forEach((line, i) => {
@@ -130,13 +139,21 @@ export function mergeSlurmConf(existing: string, l: SlurmLayout, budgetS: number
   if (timeout !== undefined && (!/^\d+$/.test(timeout) || Number(timeout) < budgetS + 30)) {
     throw new SlurmInstallError(`slurm.conf has PrologEpilogTimeout=${timeout}: the VM start may take lrm.prologue_budget_s=${budgetS} s; set it to at least ${budgetS + 30} (or remove it: the default is unlimited)`);
   }
+  // node health (wnod status --for slurm drains the node itself): Slurm runs one HealthCheckProgram, so a site's
+  // own (e.g. LBNL NHC) is kept and told to call ours; an interval already set is the site's choice
+  const hc = val('healthcheckprogram');
+  if (hc === undefined) add.push(`HealthCheckProgram=${l.health}`);
+  else if (hc !== l.health) notes.push(`slurm.conf already has HealthCheckProgram=${hc} (Slurm runs one): have it run ${l.health} too`);
+  const interval = val('healthcheckinterval');
+  if (interval === undefined) add.push(`HealthCheckInterval=${healthIntervalS}`);
+  else if (interval === '0') notes.push('slurm.conf has HealthCheckInterval=0: the health check never runs, so a node that cannot boot VMs is not drained');
   if (add.length > 0) {
     const at = lines.indexOf(MANAGED);
     if (at >= 0) lines.splice(at + 1, 0, ...add);
     else lines.push(MANAGED, ...add);
     changes.push(...add.map((a) => `add ${a}`));
   }
-  return { text: lines.join('\n') + '\n', changes };
+  return { text: lines.join('\n') + '\n', changes, notes };
 }
 
 /** The compiler command for the plugin (argv; the source and output are absolute paths). */
