@@ -99,7 +99,7 @@ t.test('degraded: jobs run, worse than they should; WARNING, exit 1', async (t) 
   noKvm.accel = { kind: 'tcg', source: 'no-kvm', reason: '/dev/kvm is missing', mode: 'auto', kvmUsable: false };
   t.same(codes(noKvm), [], 'no KVM on the host at all is how the node is, not a fault');
   const pending = healthy();
-  pending.accel = { kind: null, source: 'pending', reason: 'not probed yet', mode: 'auto', kvmUsable: true };
+  pending.accel = { kind: 'kvm', source: 'pending', reason: 'not probed yet', mode: 'auto', kvmUsable: true };
   t.same(codes(pending), []);
 
   const over = healthy();

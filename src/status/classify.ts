@@ -31,8 +31,9 @@ export interface DirFacts {
 }
 
 export interface AccelFacts {
-  /** what jobs get: null while the next VM start will probe (no verdict for this host kernel, QEMU and probe guest) */
-  kind: 'kvm' | 'tcg' | null;
+  /** what jobs get; with source 'pending' (no verdict yet for this host kernel, QEMU and probe guest) what the next
+   * VM start will try first: KVM when /dev/kvm is usable (its probe boot decides), else TCG */
+  kind: 'kvm' | 'tcg';
   /** src/vm/accel.ts AccelStatus.source */
   source: 'config' | 'no-kvm' | 'probe' | 'no-guest' | 'pending';
   reason: string;
@@ -246,7 +247,7 @@ export function summaryOf(f: StatusFacts): string {
   parts.push(`${running} VM${running === 1 ? '' : 's'} running${booting ? `, ${booting} booting` : ''}`);
   if (f.accel) {
     const a = f.accel;
-    parts.push(a.kind === null ? 'KVM not probed yet' : `${a.kind.toUpperCase()}${a.probedAt ? ` (probed ${age((f.now - Date.parse(a.probedAt)) / 1000)} ago)` : ''}`);
+    parts.push(a.source === 'pending' ? `${a.kind.toUpperCase()} (not probed yet)` : `${a.kind.toUpperCase()}${a.probedAt ? ` (probed ${age((f.now - Date.parse(a.probedAt)) / 1000)} ago)` : ''}`);
   }
   if (f.cache) parts.push(`cache ${size(f.cache.bytes)} of ${size(f.cache.highWatermarkBytes)}`);
   if (f.failures) {

@@ -189,8 +189,9 @@ export async function gatherFacts(configPath: string, o: GatherOptions = {}): Pr
   const found = await whichInPath(name, pathVar);
   const qemuPath = cfg.vm.driver === 'libvirt' ? await whichInPath(QEMU_BINARY, pathVar) : found;
   const a = await accelStatus({ stateDir: cfg.vm.stateDir, mode: cfg.vm.accel, ...(qemuPath ? { qemu: qemuPath } : {}) });
+  const usable = await kvmUsable();
   const accel = {
-    kind: a.accel === 'unknown' ? null : a.accel, source: a.source, reason: a.reason, mode: cfg.vm.accel, kvmUsable: await kvmUsable(),
+    kind: a.accel === 'unknown' ? (usable ? 'kvm' as const : 'tcg' as const) : a.accel, source: a.source, reason: a.reason, mode: cfg.vm.accel, kvmUsable: usable,
     ...(a.at ? { probedAt: a.at } : {}), ...(a.probeMs !== undefined ? { probeMs: a.probeMs } : {}),
   };
   const stateDir = await dirFacts(cfg.vm.stateDir);

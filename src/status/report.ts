@@ -58,7 +58,7 @@ export function statusText(r: StatusReport): string {
   if (f.configError !== undefined) return out.join('\n') + '\n';
   if (f.accel) {
     const a = f.accel;
-    const what = a.kind === null ? 'not decided yet' : a.kind === 'kvm' ? 'KVM' : 'TCG (software emulation)';
+    const what = `${a.kind === 'kvm' ? 'KVM' : 'TCG (software emulation)'}${a.source === 'pending' ? ', to be confirmed by the probe' : ''}`;
     out.push(`accelerator: ${what} — ${a.reason}${a.probedAt ? ` (probed ${a.probedAt}, ${age((f.now - Date.parse(a.probedAt)) / 1000)} ago)` : ''}`);
   }
   if (f.binary) out.push(`${f.binary.name}: ${f.binary.path ?? 'not found in PATH'}`);
