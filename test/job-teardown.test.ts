@@ -18,6 +18,8 @@ import type { VmState } from '../src/vm/driver.js';
 import { updateJobRecord, newJobRecord } from '../src/job/jobstate.js';
 import { pointerPath } from '../src/job/pointer.js';
 import { privilegedStarter } from '../src/cli/check.js';
+import { main as slurmEpilog } from '../src/lrm/slurm/epilog.js';
+import { rememberStateDir } from '../src/job/pointer.js';
 import { ensureBuilt, wnod } from './kit/cli.js';
 import { reachable } from './kit/reachable.js';
 
@@ -102,6 +104,26 @@ t.test('pbs_mom harness: the epilogue destroys the job\'s VM although the config
   t.notOk(await stat(runDirOf(cfg.vm.stateDir, vm.id)).then(() => true, () => false), 'its runtime dir is gone');
   t.notOk(await stat(join(cfg.vm.stateDir, 'torque', '801.wn1.json')).then(() => true, () => false), 'its job record is gone');
   t.match(r.stderr, /wnod epilogue: job 801\.wn1: destroyed its VM 801\.wn1 in .* \(named by the state-dir pointer\); not accounted/);
+});
+
+t.test('Slurm Epilog: the same teardown without a config (in-process, a real process as the hypervisor)', async (t) => {
+  const { cfg, path } = await siteConfig('slurm-noconfig');
+  await rememberStateDir(path, cfg.vm.stateDir); // what the Prolog's admission does
+  const vm = await fakeVm(cfg.vm.stateDir, '4242');
+  await writeFile(path, 'lrm: {\n', { mode: 0o644 });
+  const said: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((s: string) => { said.push(String(s)); return true; }) as typeof process.stderr.write;
+  let code;
+  try {
+    code = await slurmEpilog({ SLURM_JOB_ID: '4242', SLURM_JOB_USER: user.name, SLURM_JOB_UID: String(user.uid), SLURM_JOB_PARTITION: 'wnod' }, { configPath: path });
+  } finally {
+    process.stderr.write = write;
+  }
+  t.equal(code, 1, 'the Epilog reports the config fault');
+  t.notOk(await isAlive(vm.ref), 'the job\'s hypervisor is gone');
+  t.equal(await readRecord(cfg.vm.stateDir, vm.id), undefined);
+  t.match(said.join(''), /wnod epilog: job 4242: destroyed its VM 4242/);
 });
 
 t.test('wnod gc: a VM whose job is gone from the node is an orphan although its hypervisor runs', async (t) => {
