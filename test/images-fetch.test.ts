@@ -55,9 +55,29 @@ const server = http.createServer((req, res) => {
     next();
     return;
   }
+  if (path === '/ranged' || path === '/trickle') {
+    // honours `Range: bytes=N-`; a full request (no range) is cut after half the body the first time
+    ranges.push(req.headers.range ?? '');
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (m) {
+      const from = Number(m[1]);
+      if (from >= payload.length) { res.writeHead(416); res.end(); return; }
+      res.writeHead(206, { 'content-length': payload.length - from, 'content-range': `bytes ${from}-${payload.length - 1}/${payload.length}` });
+      res.end(payload.subarray(from));
+      return;
+    }
+    res.writeHead(200, { 'content-length': payload.length });
+    if (path === '/trickle' && onTrickle) { res.write(payload.subarray(0, 100_000), () => onTrickle?.()); return; } // then nothing more
+    if (cutNext) { cutNext = false; res.write(payload.subarray(0, payload.length >> 1), () => res.destroy()); return; }
+    res.end(payload);
+    return;
+  }
   res.writeHead(404, 'Not Found');
   res.end('no such image');
 });
+let ranges: string[] = [];
+let cutNext = false;
+let onTrickle: (() => void) | undefined;
 let base = '';
 
 t.before(async () => {
@@ -65,7 +85,7 @@ t.before(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
-t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+t.teardown(() => { server.closeAllConnections(); return new Promise<void>((r) => server.close(() => r())); });
 
 t.test('parseSource accepts paths, file:// and http(s) only', async (t) => {
   t.same(parseSource('/a/b/../c.img'), { kind: 'file', path: '/a/c.img' });
@@ -170,4 +190,61 @@ t.test('a full disk (tiny tmpfs) raises no-space and leaves nothing behind', asy
   await writeFile(join(dir, 'small.img'), small);
   await fetchArtifact(join(dir, 'small.img'), sha(small), dest, { tmpDir: join(mnt, 'tmp') });
   t.ok((await readFile(dest)).equals(small), 'next attempt starts clean');
+});
+
+t.test('resume: a cut HTTP download keeps its .part and the next fetch continues it with a Range request', async (t) => {
+  const a = await area('resume');
+  const o = { tmpDir: a.tmpDir, tmpPrefix: 'd.disk', resume: true };
+  ranges = [];
+  cutNext = true;
+  await t.rejects(fetchArtifact(`${base}/ranged`, payloadSha, a.dest, o), { code: 'source-unreadable' });
+  const kept = await stat(join(a.tmpDir, 'd.disk.part'));
+  t.ok(kept.size > 0 && kept.size < payload.length, `the cut download is kept (${kept.size} bytes)`);
+  await fetchArtifact(`${base}/ranged`, payloadSha, a.dest, o);
+  t.same(ranges, ['', `bytes=${kept.size}-`], 'the second fetch asked for the rest only');
+  t.ok((await readFile(a.dest)).equals(payload), 'the joined file is the source, verified by its digest');
+  t.same(await readdir(a.tmpDir), [], 'no .part left');
+  // without resume (the default), a cut download leaves nothing
+  const b = await area('no-resume');
+  cutNext = true;
+  await t.rejects(fetchArtifact(`${base}/ranged`, payloadSha, b.dest, { tmpDir: b.tmpDir }), { code: 'source-unreadable' });
+  t.same(await b.empty(), []);
+});
+
+t.test('resume: a server that ignores Range, a part past the end, or kept bytes that do not add up restart clean', async (t) => {
+  const a = await area('resume-restart');
+  const o = { tmpDir: a.tmpDir, tmpPrefix: 'd.disk', resume: true };
+  await writeFile(join(a.tmpDir, 'd.disk.part'), payload.subarray(0, 5000));
+  hits.set('/ok', 0);
+  await fetchArtifact(`${base}/ok`, payloadSha, a.dest, o); // /ok answers 200 to any range: the part is dropped
+  t.ok((await readFile(a.dest)).equals(payload));
+  t.equal(hits.get('/ok'), 1, 'one request');
+  const b = await area('resume-past-end');
+  await writeFile(join(b.tmpDir, 'd.disk.part'), Buffer.concat([payload, Buffer.from('x')]));
+  ranges = [];
+  await fetchArtifact(`${base}/ranged`, payloadSha, b.dest, { ...o, tmpDir: b.tmpDir });
+  t.same(ranges, [`bytes=${payload.length + 1}-`, ''], '416, then the whole body');
+  t.ok((await readFile(b.dest)).equals(payload));
+  const c = await area('resume-bad-bytes');
+  await writeFile(join(c.tmpDir, 'd.disk.part'), randomBytes(5000)); // not the source's first bytes
+  ranges = [];
+  await fetchArtifact(`${base}/ranged`, payloadSha, c.dest, { ...o, tmpDir: c.tmpDir });
+  t.same(ranges, ['bytes=5000-', ''], 'the digest failed over the resumed bytes: fetched again from zero');
+  t.ok((await readFile(c.dest)).equals(payload));
+  t.same(await readdir(c.tmpDir), []);
+});
+
+t.test('a deadline (AbortSignal) stops a stalled download with fetch-deadline; the part is kept for the next attempt', async (t) => {
+  const a = await area('deadline');
+  const ac = new AbortController();
+  onTrickle = () => ac.abort();
+  const err = await fetchArtifact(`${base}/trickle`, payloadSha, a.dest, { tmpDir: a.tmpDir, tmpPrefix: 'd.disk', resume: true, signal: ac.signal }).catch((e) => e);
+  onTrickle = undefined;
+  t.equal(err.code, 'fetch-deadline');
+  const kept = await stat(join(a.tmpDir, 'd.disk.part')).catch(() => undefined);
+  t.ok(kept && kept.size <= 100_000, `what arrived is kept (${kept?.size} bytes)`);
+  ranges = [];
+  await fetchArtifact(`${base}/trickle`, payloadSha, a.dest, { tmpDir: a.tmpDir, tmpPrefix: 'd.disk', resume: true });
+  t.same(ranges, [kept!.size > 0 ? `bytes=${kept!.size}-` : ''], 'continued where the cut left it');
+  t.ok((await readFile(a.dest)).equals(payload));
 });

@@ -206,7 +206,7 @@ t.test('requeue of one job: its own nonce is accepted again, the counter turns i
   t.equal(await prologueMain(argv, {}, ctx), 2, 'attempt 2: requeue — the same job may present its nonce again');
   t.equal(await prologueMain(argv, {}, ctx), 0, 'attempt 3: the VM is up');
   const rec = await readJobRecord(s.cfg.vm.stateDir, id);
-  t.match(rec, { attempts: 2, mode: 'vm', vmId: 'vm-600', bootS: 1.5 });
+  t.match(rec, { attempts: 3, mode: 'vm', vmId: 'vm-600', bootS: 1.5 }, 'three admissions started (counted when each starts)');
   // a fresh job with exhausted budget: max_requeues 2 → the third transient failure aborts
   const id2 = '601.wn1';
   await writeFile(join(s.cfg.lrm.momPriv, 'jobs', `${id2}.SC`), `#!/bin/bash\n# wnod-ticket: ${ticket(s.cfg)}\n`, { mode: 0o500 });

@@ -1,5 +1,6 @@
 import { parseCommandLine } from './args.js';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
 import { unprivilegedPortStart } from '../job/leasePorts.js';
@@ -26,6 +27,30 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
   return out;
 }
 
+/** pbs_mom's default home of its config (Torque's PBS_HOME/mom_priv). */
+export const DEFAULT_MOM_PRIV = '/var/spool/torque/mom_priv';
+
+/** Whether a mom config turns `$job_starter_run_privileged` on (pure): pbs_mom then starts the job starter as root
+ * with the job's whole environment (PATH, LD_PRELOAD…), so user code runs as root before any wnod code does.
+ * pbs_mom reads a boolean as true when it starts with t, y or 1 (any case), or is `on`; the last line wins. */
+export function privilegedStarter(momConfig: string): boolean {
+  let on = false;
+  for (const line of momConfig.split('\n')) {
+    const m = /^\s*\$job_starter_run_privileged\s+(\S+)/.exec(line);
+    if (m) on = /^([ty1]|on$)/i.test(m[1]!);
+  }
+  return on;
+}
+
+/** Errors of the node around a valid config (exit 1): a privileged job starter in the mom config. */
+async function hostErrors(cfg: SiteConfig, momPriv: string | undefined): Promise<string[]> {
+  const dir = momPriv ?? (cfg.lrm.type === 'torque' ? cfg.lrm.momPriv : DEFAULT_MOM_PRIV);
+  const path = join(dir, 'config');
+  const text = await readFile(path, 'utf8').catch(() => undefined);
+  if (text === undefined || !privilegedStarter(text)) return [];
+  return [`${path}: $job_starter_run_privileged is on: pbs_mom starts the job starter as root with the job's own environment, so a job's PATH or LD_PRELOAD runs its code as root; remove the line (wnod never needs it) and restart pbs_mom`];
+}
+
 /** One line for people: what this node's VMs get, why, and since when. Pure. */
 export function accelLine(a: AccelStatus): string {
   const what = a.accel === 'unknown' ? 'not decided yet' : a.accel === 'kvm' ? 'KVM (hardware virtualisation)' : 'TCG (software emulation, much slower)';
@@ -33,27 +58,30 @@ export function accelLine(a: AccelStatus): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' },
+  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' }, 'mom-priv': { type: 'string' },
     help: { type: 'boolean' } }, strict: true, allowPositionals: false });
   if (values.help) {
-    process.stdout.write(`usage: wnod check [--config FILE] [--json] [--probe]\n${summary}, and say which accelerator this node's VMs get ` +
-      `and why (--probe: run the KVM probe now if no verdict is cached; root); exit 0 when valid, 1 otherwise\n`);
+    process.stdout.write(`usage: wnod check [--config FILE] [--json] [--probe] [--mom-priv DIR]\n${summary}, and say which accelerator this node's VMs get ` +
+      `and why (--probe: run the KVM probe now if no verdict is cached; root). A Torque node's mom config (DIR/config; default lrm.mom_priv, ` +
+      `else ${DEFAULT_MOM_PRIV}) must not start the job starter as root. Exit 0 when valid, 1 otherwise\n`);
     return 0;
   }
   const path = values.config ?? DEFAULT_CONFIG_PATH;
   try {
     const cfg = await loadConfig(path);
     const warnings = await hostWarnings(cfg);
+    const errors = await hostErrors(cfg, values['mom-priv']);
     const accelOpts = { stateDir: cfg.vm.stateDir, mode: cfg.vm.accel };
     const accel = values.probe ? await probeAccelNow(accelOpts) : await accelStatus(accelOpts);
     if (values.json) {
-      process.stdout.write(JSON.stringify({ ok: true, file: path, images: cfg.images.map((i) => i.id), rules: cfg.policy.rules.map((r) => r.name), warnings, accel }) + '\n');
+      process.stdout.write(JSON.stringify({ ok: errors.length === 0, file: path, images: cfg.images.map((i) => i.id), rules: cfg.policy.rules.map((r) => r.name), errors, warnings, accel }) + '\n');
     } else {
-      process.stdout.write(`${path}: OK — ${cfg.images.length} images (${cfg.images.map((i) => i.id).join(', ')}), ${cfg.policy.rules.length} rules\n`);
+      process.stdout.write(`${path}: ${errors.length ? 'the config is valid, the node is not' : 'OK'} — ${cfg.images.length} images (${cfg.images.map((i) => i.id).join(', ')}), ${cfg.policy.rules.length} rules\n`);
       process.stdout.write(`${accelLine(accel)}\n`);
+      for (const e of errors) process.stdout.write(`error: ${e}\n`);
       for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
     }
-    return 0;
+    return errors.length ? 1 : 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     if (values.json) {

@@ -3,13 +3,16 @@ import { parseArgs } from 'node:util';
 import { gc } from '../vm/gc.js';
 import { nodeCache, stateDirFrom } from '../vm/nodeState.js';
 import { recordDriver } from '../vm/drivers.js';
+import { jobOnNode } from '../job/alive.js';
 
 export const summary = 'remove orphaned VMs, runtime files and stale cache references (safe to run any time)';
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } });
   const stateDir = await stateDirFrom(values.config, values['state-dir']);
-  const r = await gc(stateDir, (s) => recordDriver(s), { cache: await nodeCache(values.config) });
+  const lrm = values.config ? (await (await import('../config/load.js')).loadConfig(values.config)).lrm : undefined;
+  // a VM whose batch job no longer exists on this node is an orphan (src/job/alive.ts)
+  const r = await gc(stateDir, (s) => recordDriver(s), { cache: await nodeCache(values.config), jobAlive: (id) => jobOnNode({ stateDir, lrm }, id) });
   if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else {
     for (const id of r.destroyed) process.stdout.write(`destroyed ${id}\n`);

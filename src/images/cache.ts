@@ -4,7 +4,9 @@
 //   <dir>/images/<sha256>/meta.json              digest/size/mtime per file, image ids, last use, holders
 //   <dir>/locks/<sha256>.lock                    flock: exclusive while an entry is fetched or its record changes
 //   <dir>/locks/evict.lock                       one eviction at a time
-//   <dir>/tmp/<sha256>.<role>.<pid>.<rand>.part  downloads in flight (same file system: atomic rename)
+//   <dir>/tmp/<sha256>.<role>.<pid>.<rand>.part  copies in flight (same file system: atomic rename)
+//   <dir>/tmp/<sha256>.<role>.part               an HTTP download cut short, continued by the next fetch (Range);
+//                                                dropped when the job that wanted it is over, or after a day
 //   <dir>/trash/                                 entries being deleted (renamed away first: they vanish at once)
 //   <dir>/fetch.log                              one JSON line per completed fetch
 // Every process that wants an entry takes its exclusive lock, so 16 processes asking for an uncached image at
@@ -98,6 +100,8 @@ export interface EvictResult {
 export interface AcquireOptions {
   /** wait at most this long for another process fetching the same entry (default: as long as it takes) */
   lockTimeoutMs?: number;
+  /** stop fetching when this aborts (the prologue's deadline); a cut download is kept and resumed next time */
+  signal?: AbortSignal;
   onProgress?: (role: Role, p: FetchProgress) => void;
 }
 
@@ -111,6 +115,8 @@ export class CacheDirError extends WnodError {
 const GiB = 2 ** 30;
 const META = 'meta.json';
 const RELEASE_LOCK_TIMEOUT_MS = 300_000;
+/** A cut download older than this is not continued (the source may have moved on): removed instead. */
+const RESUME_KEEP_MS = 86_400_000;
 
 /** The node-local, root-only image cache described in the module comment. */
 export class ImageCache {
@@ -141,7 +147,7 @@ export class ImageCache {
     const artifacts = imageArtifacts(image);
     await this.ensureLayout();
     return withLock(this.lockPath(digest), 'exclusive', async () => {
-      const meta = await this.fill(image, digest, artifacts, opts.onProgress);
+      const meta = await this.fill(image, digest, artifacts, opts.onProgress, undefined, opts.signal);
       const t = this.now().toISOString();
       meta.holders[holder] = t;
       meta.lastUsed = t;
@@ -299,7 +305,7 @@ export class ImageCache {
 
   /** Under the entry lock: fetch every role whose file is missing or does not match its record. */
   private async fill(image: Image, digest: string, artifacts: RoleArtifact[], onProgress?: (role: Role, p: FetchProgress) => void,
-    onFetched?: (bytes: number) => void): Promise<EntryMeta> {
+    onFetched?: (bytes: number) => void, signal?: AbortSignal): Promise<EntryMeta> {
     const dir = this.entryDir(digest);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     let meta = await this.readMeta(digest).catch(() => undefined);
@@ -307,7 +313,7 @@ export class ImageCache {
     for (const a of artifacts) if (!meta.roles.includes(a.role)) meta.roles.push(a.role);
     if (!meta.imageIds.includes(image.id)) meta.imageIds.push(image.id);
     try {
-      await this.fetchMissing(image, digest, artifacts, meta, onProgress, onFetched);
+      await this.fetchMissing(image, digest, artifacts, meta, onProgress, onFetched, signal);
     } catch (err) {
       await rmdir(dir).catch(() => {}); // only succeeds when nothing at all arrived: leave no empty entry behind
       throw err;
@@ -316,16 +322,17 @@ export class ImageCache {
   }
 
   private async fetchMissing(image: Image, digest: string, artifacts: RoleArtifact[], meta: EntryMeta,
-    onProgress?: (role: Role, p: FetchProgress) => void, onFetched?: (bytes: number) => void): Promise<void> {
+    onProgress?: (role: Role, p: FetchProgress) => void, onFetched?: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
     const dir = this.entryDir(digest);
     for (const a of artifacts) {
       const path = join(dir, a.role);
       if (await this.hit(meta, a, path)) continue;
       delete meta.files[a.role];
-      await this.removeTemps(digest, a.role); // a crashed earlier attempt: start clean
+      await this.removeTemps(digest, a.role, { keepResumable: true }); // a crashed copy: gone; a cut download: continued
       const t0 = Date.now();
       const r = await fetchArtifact(a.source, a.sha256, path, {
         tmpDir: join(this.dir, 'tmp'), tmpPrefix: `${digest}.${a.role}`, onProgress: onProgress && ((p) => onProgress(a.role, p)),
+        resume: true, ...(signal ? { signal } : {}),
       });
       meta.files[a.role] = { sha256: r.sha256, size: r.size, mtimeMs: r.mtimeMs, source: a.source, ...(await fingerprint(path)) };
       meta.fetchedAt = this.now().toISOString();
@@ -451,10 +458,44 @@ export class ImageCache {
     for (const name of await readdir(trash)) await rm(join(trash, name), { recursive: true, force: true });
   }
 
-  private async removeTemps(digest: string, role: Role): Promise<void> {
+  /** Drop the partial downloads of entry `digest` kept for a retry (the job that wanted them is over), unless a
+   * fetch of it is running right now. Returns the names removed. */
+  async discardPartial(digest: string): Promise<string[]> {
+    checkDigest(digest);
+    await this.ensureLayout();
+    let lock;
+    try {
+      lock = await acquireLock(this.lockPath(digest), 'exclusive', { wait: false });
+    } catch (err) {
+      if (err instanceof LockTimeoutError) return []; // another job is fetching it: its part is its own
+      throw err;
+    }
+    try {
+      const removed: string[] = [];
+      for (const role of ROLES) removed.push(...await this.removeTemps(digest, role));
+      await rmdir(this.entryDir(digest)).catch(() => {}); // an entry nothing arrived in
+      return removed;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Remove `<digest>.<role>.*.part` (under the entry's lock); `keepResumable` keeps a cut download younger than
+   * a day for the next fetch to continue. */
+  private async removeTemps(digest: string, role: Role, o: { keepResumable?: boolean } = {}): Promise<string[]> {
     const tmp = join(this.dir, 'tmp');
     const prefix = `${digest}.${role}.`;
-    for (const name of await readdir(tmp)) if (name.startsWith(prefix) && name.endsWith('.part')) await rm(join(tmp, name), { force: true });
+    const removed: string[] = [];
+    for (const name of await readdir(tmp)) {
+      if (!name.startsWith(prefix) || !name.endsWith('.part')) continue;
+      if (o.keepResumable && name === `${prefix}part`) {
+        const st = await lstat(join(tmp, name)).catch(() => undefined);
+        if (st?.isFile() && this.now().getTime() - st.mtimeMs < RESUME_KEEP_MS) continue;
+      }
+      await rm(join(tmp, name), { force: true });
+      removed.push(name);
+    }
+    return removed;
   }
 
   /** Temp files of crashed fetches whose entry nobody is working on. */
@@ -470,7 +511,7 @@ export class ImageCache {
         throw err;
       }
       try {
-        for (const role of ROLES) await this.removeTemps(digest, role);
+        for (const role of ROLES) await this.removeTemps(digest, role, { keepResumable: true });
       } finally {
         await lock.release();
       }

@@ -1,7 +1,10 @@
 // Fetch one artifact (a path, file:// or http(s):// URL) into the cache: stream it into a temp file beside its
 // final place while hashing, fsync, check size and sha256, and only then rename it into place. Whatever goes
-// wrong, the temp file is removed and nothing is visible under the final name.
+// wrong, nothing is visible under the final name and the temp file is removed — except, with `resume`, an HTTP
+// download cut short (connection lost, the caller's deadline): its `.part` stays and the next fetch continues it
+// with a Range request. A server that ignores the range, or bytes that do not add up to the digest, restart it clean.
 import { copyFile as kernelCopy, open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +37,13 @@ export class DigestMismatchError extends WnodError {
 export class SizeMismatchError extends WnodError {
   constructor(readonly source: string, readonly expected: number, readonly actual: number) {
     super('size-mismatch', `image source ${source}: got ${actual} bytes, expected ${expected}`);
+  }
+}
+
+/** The caller's deadline (its AbortSignal) ended the fetch; with `resume`, what arrived is kept for the next one. */
+export class FetchAbortedError extends WnodError {
+  constructor(readonly source: string, readonly bytes: number) {
+    super('fetch-deadline', `fetching ${source} was stopped after ${bytes} bytes (deadline)`);
   }
 }
 
@@ -103,6 +113,11 @@ export interface FetchOptions {
   idleTimeoutMs?: number;
   /** mode of the final file (default 0400: a cached base is never written) */
   mode?: number;
+  /** keep an HTTP download cut short as `<tmpPrefix>.part` and continue it next time (the caller must make sure
+   * only one fetch of that prefix runs at a time: the image cache holds the entry's lock) */
+  resume?: boolean;
+  /** stop when this aborts (FetchAbortedError) */
+  signal?: AbortSignal;
 }
 
 export interface FetchResult {
@@ -121,26 +136,57 @@ const MAX_REDIRECTS = 5;
 
 /** Stream `source` into `dest` (atomic), verifying `sha256` on the way. See the module comment. */
 export async function fetchArtifact(source: string, sha256: string, dest: string, opts: FetchOptions): Promise<FetchResult> {
+  try {
+    return await fetchOnce(source, sha256, dest, opts);
+  } catch (err) {
+    // resumed bytes that do not add up (the source changed, a torn write): once more from zero (the part is gone)
+    if (err instanceof DigestMismatchError && (err as DigestMismatchError & { resumed?: boolean }).resumed) return fetchOnce(source, sha256, dest, opts);
+    throw err;
+  }
+}
+
+/** The name of a resumable download of `tmpPrefix` (stable: the next attempt finds it). */
+export function resumablePart(tmpDir: string, tmpPrefix: string): string {
+  return join(tmpDir, `${tmpPrefix}.part`);
+}
+
+async function fetchOnce(source: string, sha256: string, dest: string, opts: FetchOptions): Promise<FetchResult> {
   const expected = sha256.toLowerCase();
   if (!isSha256(expected)) throw new BadSourceError(source, `expected sha256 '${sha256}' is not 64 hex digits`);
   const parsed = parseSource(source);
-  const tmp = join(opts.tmpDir, `${opts.tmpPrefix ?? basename(dest)}.${process.pid}.${randomBytes(6).toString('hex')}.part`);
+  const prefix = opts.tmpPrefix ?? basename(dest);
+  const resumable = opts.resume === true && parsed.kind === 'http';
+  const tmp = resumable ? resumablePart(opts.tmpDir, prefix) : join(opts.tmpDir, `${prefix}.${process.pid}.${randomBytes(6).toString('hex')}.part`);
   let out: FileHandle | undefined;
   let written = 0;
+  let from = 0;
+  let keep = false;
   try {
-    out = await open(tmp, 'wx', 0o600);
-    const hash = createHash('sha256');
+    // O_APPEND: every write lands at the end, whatever was there; O_NOFOLLOW: the cache's own file only
+    out = await open(tmp, resumable ? constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW : 'wx', 0o600);
+    let hash = createHash('sha256');
+    if (opts.signal?.aborted) throw new FetchAbortedError(source, 0);
     if (parsed.kind === 'file') {
-      written = await copyLocal(parsed.path, tmp, hash, opts.onProgress);
+      written = await copyLocal(parsed.path, tmp, hash, opts.onProgress, opts.signal);
     } else {
-      const sink = new Sink(out, hash, opts.onProgress);
-      await copyHttp(parsed.url, sink, opts.idleTimeoutMs ?? 60_000, 0);
-      await sink.finish();
-      written = sink.bytes;
+      from = resumable ? await hashPrefix(out, hash) : 0;
+      const sink = new Sink(out, hash, opts.onProgress, from);
+      try {
+        await copyHttp(parsed.url, sink, opts.idleTimeoutMs ?? 60_000, 0, opts.signal);
+        await sink.finish();
+      } catch (err) {
+        // what arrived before the cut is good: keep it for the next attempt (written through, no torn tail)
+        keep = resumable && (err instanceof ReadSideError || err instanceof FetchAbortedError);
+        throw err;
+      } finally {
+        written = sink.bytes;
+      }
+      hash = sink.hash;
+      if (sink.restarted) from = 0;
     }
     if (opts.size !== undefined && written !== opts.size) throw new SizeMismatchError(source, opts.size, written);
     const actual = hash.digest('hex');
-    if (actual !== expected) throw new DigestMismatchError(source, expected, actual, written);
+    if (actual !== expected) throw Object.assign(new DigestMismatchError(source, expected, actual, written), { resumed: from > 0 });
     await out.chmod(opts.mode ?? 0o400);
     await out.sync();
     await out.close();
@@ -151,8 +197,21 @@ export async function fetchArtifact(source: string, sha256: string, dest: string
     return { path: dest, size: st.size, sha256: actual, mtimeMs: st.mtimeMs };
   } catch (err) {
     await out?.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
+    if (!keep) await unlink(tmp).catch(() => {});
+    if (opts.signal?.aborted && !(err instanceof WnodError)) throw new FetchAbortedError(source, written);
     throw mapError(err, source, dirname(dest), written);
+  }
+}
+
+/** Hash what a kept `.part` already holds; returns its length (where the download continues). */
+async function hashPrefix(fh: FileHandle, hash: Hash): Promise<number> {
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let pos = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
+    if (bytesRead === 0) return pos;
+    hash.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
   }
 }
 
@@ -168,13 +227,26 @@ type SinkError = NodeJS.ErrnoException & { written?: number };
 
 /** The write side: hashes and writes chunks in order, with early write-back. */
 class Sink {
-  bytes = 0;
+  bytes: number;
+  /** the server sent the whole body instead of the range asked for: the part was emptied */
+  restarted = false;
   private sinceFlush = 0;
   private flushBusy = false;
   private flushError: Error | undefined;
   private flushing: Promise<void> = Promise.resolve();
-  constructor(private readonly fh: FileHandle, private readonly hash: Hash, private readonly onProgress?: (p: FetchProgress) => void) {}
+  constructor(private readonly fh: FileHandle, public hash: Hash, private readonly onProgress?: (p: FetchProgress) => void, readonly from = 0) {
+    this.bytes = from;
+  }
   total: number | undefined;
+
+  /** Drop what the file holds and start over (O_APPEND: writes follow the new end). */
+  async restart(): Promise<void> {
+    await this.flushing;
+    await this.fh.truncate(0);
+    this.hash = createHash('sha256');
+    this.bytes = 0;
+    this.restarted = true;
+  }
 
   async write(chunks: Buffer[]): Promise<void> {
     // the write runs in the thread pool while this thread hashes the same (read-only) bytes
@@ -232,7 +304,7 @@ function skip(bufs: Buffer[], n: number): Buffer[] {
 /** A local source: the kernel copies it (copy_file_range, as cp does: no bytes through this process) while this
  * thread hashes the *copy* as it grows, from the page cache. The digest is thus over the bytes the cache keeps,
  * whatever the source does meanwhile, and hash and copy overlap (bench/cache-copy.ts). Returns the bytes copied. */
-async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p: FetchProgress) => void): Promise<number> {
+async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p: FetchProgress) => void, signal?: AbortSignal): Promise<number> {
   let src: FileHandle;
   try {
     src = await open(path, 'r');
@@ -254,6 +326,7 @@ async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p:
     try {
       for (;;) {
         if (failed) throw failed;
+        if (signal?.aborted) throw new FetchAbortedError(path, pos);
         const wasDone = done;
         const { bytesRead } = await copy.read(buf, 0, CHUNK, pos);
         if (bytesRead > 0) {
@@ -279,10 +352,12 @@ async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p:
   }
 }
 
-function copyHttp(url: URL, sink: Sink, idleTimeoutMs: number, redirects: number): Promise<void> {
+function copyHttp(url: URL, sink: Sink, idleTimeoutMs: number, redirects: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? https.get : http.get;
-    const req = get(url, { agent: false, headers: { 'user-agent': 'wnod-cache', 'accept-encoding': 'identity' } }, (res) => {
+    const from = sink.bytes;
+    const headers: Record<string, string> = { 'user-agent': 'wnod-cache', 'accept-encoding': 'identity', ...(from > 0 ? { range: `bytes=${from}-` } : {}) };
+    const req = get(url, { agent: false, headers, ...(signal ? { signal } : {}) }, (res) => {
       const status = res.statusCode ?? 0;
       if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
         res.resume();
@@ -295,33 +370,51 @@ function copyHttp(url: URL, sink: Sink, idleTimeoutMs: number, redirects: number
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') return reject(new ReadSideError(`redirect to unsupported scheme ${next.protocol}`));
         if (url.protocol === 'https:' && next.protocol === 'http:') return reject(new ReadSideError(`refusing a redirect from https to ${next.href}`));
-        copyHttp(next, sink, idleTimeoutMs, redirects + 1).then(resolve, reject);
+        copyHttp(next, sink, idleTimeoutMs, redirects + 1, signal).then(resolve, reject);
         return;
       }
-      if (status !== 200) {
+      if (from > 0 && status === 416) {
+        // the range is past the source's end (it changed, or the part is whole but unverified): start over
+        res.resume();
+        sink.restart().then(() => copyHttp(url, sink, idleTimeoutMs, redirects, signal)).then(resolve, reject);
+        return;
+      }
+      const partial = from > 0 && status === 206 && contentRangeStart(res.headers['content-range']) === from;
+      if (status !== 200 && !partial) {
         res.resume();
         return reject(new ReadSideError(`HTTP ${status} ${res.statusMessage ?? ''} from ${url.href}`.trim()));
       }
       const cl = res.headers['content-length'];
-      const total = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      const length = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      const total = length === undefined ? undefined : partial ? from + length : length;
       sink.total = total;
       (async () => {
+        // a server that ignores Range sends the whole body: the kept part goes
+        if (from > 0 && !partial) await sink.restart();
         let batch: Buffer[] = [];
         let batchLen = 0;
-        for await (const chunk of res as AsyncIterable<Buffer>) {
-          batch.push(chunk);
-          batchLen += chunk.length;
-          if (batchLen >= CHUNK) {
-            await sink.write(batch);
-            batch = [];
-            batchLen = 0;
+        try {
+          for await (const chunk of res as AsyncIterable<Buffer>) {
+            batch.push(chunk);
+            batchLen += chunk.length;
+            if (batchLen >= CHUNK) {
+              const full = batch;
+              batch = [];
+              batchLen = 0;
+              await sink.write(full);
+            }
           }
+        } catch (err) {
+          // the bytes that did arrive are good (in order): keep them for a resumed download
+          if (batchLen > 0) await sink.write(batch);
+          throw err;
         }
         if (batchLen > 0) await sink.write(batch);
         if (!res.complete) throw new ReadSideError(`connection to ${url.host} closed before the end of the body`);
         if (total !== undefined && sink.bytes !== total) throw new ReadSideError(`got ${sink.bytes} bytes, Content-Length said ${total}`);
       })().then(resolve, (err) => {
         req.destroy();
+        if (signal?.aborted) return reject(new FetchAbortedError(url.href, sink.bytes));
         const code = (err as NodeJS.ErrnoException)?.code;
         // errors of the response stream are read-side; write errors (ENOSPC …) keep their code
         if (err instanceof ReadSideError || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error)?.message === 'aborted') {
@@ -330,8 +423,14 @@ function copyHttp(url: URL, sink: Sink, idleTimeoutMs: number, redirects: number
       });
     });
     req.setTimeout(idleTimeoutMs, () => req.destroy(new ReadSideError(`no data from ${url.host} for ${idleTimeoutMs} ms`)));
-    req.on('error', (err) => reject(err instanceof ReadSideError ? err : new ReadSideError((err as Error).message)));
+    req.on('error', (err) => reject(signal?.aborted ? new FetchAbortedError(url.href, sink.bytes) : err instanceof ReadSideError ? err : new ReadSideError((err as Error).message)));
   });
+}
+
+/** The first byte of a `Content-Range: bytes a-b/total` answer, or undefined. Pure. */
+export function contentRangeStart(header: string | undefined): number | undefined {
+  const m = header === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim());
+  return m ? Number(m[1]) : undefined;
 }
 
 /** fsync a directory so that a rename in it survives a crash. */

@@ -1,13 +1,18 @@
 /** Admission of a job on this node (root): read its script's header, verify its ticket and consume its nonce,
  * decide, record, and — through the VM engine — boot its VM. Every failure becomes an Outcome: a Refusal is told
- * to the user, a transient fault is counted (bounded retries, then a refusal). */
+ * to the user, a transient fault is worth a bounded retry.
+ * One admission per job id at a time (the job's claim, jobstate.ts): a second prologue for the same id waits, and
+ * finds the job admitted (its VM up) rather than replacing it. Each admission is counted when it starts, so one the
+ * LRM kills (Torque's $prologalarm) counts too, and the retries stay bounded. */
 import { join } from 'node:path';
 import type { SiteConfig } from '../config/types.js';
 import { describe } from '../util/errors.js';
 import { verifyTicket, loadTicketKey, checkAndRecordNonce, TicketError, type TicketClaims } from '../ticket/index.js';
 import { readScriptHeader, oneLine } from '../header/scriptHeader.js';
-import { readJobRecord, updateJobRecord, countAttempt, newJobRecord, ensureJobStateDir } from './jobstate.js';
-import { decideWithTicket, decideWithoutTicket, fitToHolds, type Decision } from './decision.js';
+import { readJobRecord, updateJobRecord, countAttempt, newJobRecord, ensureJobStateDir, claimJob } from './jobstate.js';
+import { decideWithTicket, decideWithoutTicket, fitToHolds, ticketShapeProblem, type Decision } from './decision.js';
+import { rememberStateDir } from './pointer.js';
+import type { Lock } from '../util/lock.js';
 import { Refusal, TransientFault } from './outcome.js';
 import type { HookLog } from './log.js';
 import type { JobContext, JobStart, Outcome } from './contract.js';
@@ -19,13 +24,40 @@ export function nonceDir(cfg: SiteConfig): string {
 
 /** Admit `job`: resolves to the outcome the adapter maps onto its protocol; never throws. */
 export async function admitJob(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: HookLog): Promise<Outcome> {
+  let claim: Lock | undefined;
+  let attempts: number | undefined;
   try {
     await ensureJobStateDir(cfg.vm.stateDir);
+    // the epilogue finds this state dir even when it cannot read the config (pointer.ts)
+    if (ctx.configPath) await rememberStateDir(ctx.configPath, cfg.vm.stateDir).catch((err) => log.detail('state-dir-pointer-failed', { error: describe(err) }));
+    claim = await claimJob(cfg.vm.stateDir, job.jobId, cfg.lrm.prologueBudgetS * 1000);
+    if (await alreadyAdmitted(cfg, job, ctx)) {
+      await log.detail('already-admitted', { note: 'another admission of this job id booted its VM; left as it is' });
+      return { kind: 'go' };
+    }
+    attempts = (await countAttempt(cfg.vm.stateDir, job.jobId, job.user, cfg.lrm.maxRequeues)).attempts;
+    if (attempts > cfg.lrm.maxRequeues + 1) throw new AttemptsExhausted(attempts - 1);
     await accept(cfg, job, ctx, log);
     return { kind: 'go' };
   } catch (err) {
-    return refuseOrRetry(cfg, job, err, log);
+    return await refuseOrRetry(cfg, job, err, log, attempts);
+  } finally {
+    await claim?.release().catch(() => {});
   }
+}
+
+/** The last allowed admission never answered (the LRM killed it): give up before trying again. */
+class AttemptsExhausted extends Error {
+  constructor(readonly started: number) {
+    super(`${started} admissions of this job were started and none succeeded`);
+  }
+}
+
+/** A job whose VM another admission already booted and handed over (a second prologue for one job id). */
+async function alreadyAdmitted(cfg: SiteConfig, job: JobStart, ctx: JobContext): Promise<boolean> {
+  const rec = await readJobRecord(cfg.vm.stateDir, job.jobId);
+  if (rec?.mode !== 'vm' || rec.vmId === undefined || !ctx.vm?.running) return false;
+  return ctx.vm.running({ jobId: job.jobId, user: job.user, group: job.group, cfg });
 }
 
 async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: HookLog): Promise<void> {
@@ -36,6 +68,9 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
   } else if (header.ticket !== undefined) {
     const claims = await verifiedClaims(cfg, header.ticket, ctx.now?.() ?? new Date());
     decision = decideWithTicket(cfg, claims, job.user);
+    // a ticket admits a job of its own shape: a copied ticket cannot size a VM beyond what the LRM gave the job
+    const shape = job.sizeByHolds ? undefined : ticketShapeProblem(claims, job.holds);
+    if (shape) throw new Refusal('ticket-shape', `the wnod ticket was issued for ${shape}; the job was not started`, { holds: job.holds, cpus: claims.cpus, memoryMB: claims.memoryMB });
     await consumeNonce(cfg, job, claims);
   } else {
     decision = decideWithoutTicket(cfg, job.group);
@@ -97,7 +132,13 @@ async function consumeNonce(cfg: SiteConfig, job: JobStart, claims: TicketClaims
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), nonce: claims.nonce }));
 }
 
-async function refuseOrRetry(cfg: SiteConfig, job: JobStart, err: unknown, log: HookLog): Promise<Outcome> {
+async function refuseOrRetry(cfg: SiteConfig, job: JobStart, err: unknown, log: HookLog, counted: number | undefined): Promise<Outcome> {
+  if (err instanceof AttemptsExhausted) {
+    const said = `a problem on this worker node stopped the job ${err.started} times; giving up`;
+    log.user(said);
+    await log.detail('requeue-exhausted', { code: 'attempts-exhausted', attempts: err.started, maxRequeues: cfg.lrm.maxRequeues, note: 'the last admission never answered (killed by the batch system?)' });
+    return { kind: 'refuse', code: 'attempts-exhausted', reason: said };
+  }
   if (err instanceof Refusal) {
     log.user(err.reason);
     await log.detail('refused', { code: err.code, reason: err.reason, ...err.detail });
@@ -105,11 +146,14 @@ async function refuseOrRetry(cfg: SiteConfig, job: JobStart, err: unknown, log: 
   }
   // A transient fault — or a bug we did not foresee: bounded retries, then a refusal.
   const code = err instanceof TransientFault ? err.code : 'unexpected';
-  let attempts = Infinity;
-  try {
-    attempts = (await countAttempt(cfg.vm.stateDir, job.jobId, job.user, cfg.lrm.maxRequeues)).attempts;
-  } catch (countErr) {
-    await log.detail('attempt-counter-failed', { error: describe(countErr) }); // cannot damp: refuse rather than loop
+  // counted when the admission started; a fault before that (the claim, the state dir) is counted now
+  let attempts = counted ?? Infinity;
+  if (counted === undefined) {
+    try {
+      attempts = (await countAttempt(cfg.vm.stateDir, job.jobId, job.user, cfg.lrm.maxRequeues)).attempts;
+    } catch (countErr) {
+      await log.detail('attempt-counter-failed', { error: describe(countErr) }); // cannot damp: refuse rather than loop
+    }
   }
   const retry = attempts <= cfg.lrm.maxRequeues;
   const said = retry

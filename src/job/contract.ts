@@ -61,6 +61,9 @@ export interface JobContext {
   now?: (() => Date) | undefined;
   /** the VM engine (vmEngine.ts, wired by the adapter's entry); tests may leave it out or pass a stub */
   vm?: JobVmEngine | undefined;
+  /** the config file the hook was started with (baked into its shim): admission points it at its state dir so
+   * that a teardown which cannot read the config still finds the job's VM (pointer.ts) */
+  configPath?: string | undefined;
 }
 
 export interface VmJob {
@@ -95,6 +98,9 @@ export interface JobVmEngine {
   start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<{ vmId: string; bootS: number; boot?: { mode: string; coldReason?: string } }>;
   /** The job's run (job user): run the job in the job's VM, streaming its output; resolve to its exit status. */
   runJob(job: VmJob & GuestRun): Promise<number>;
-  /** Teardown (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent. */
-  destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number; /** the job's run's notes for the admin */ notes?: string[] }>;
+  /** Teardown (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent.
+   * `final`: the LRM will not run the job here again — staging it left for a retry (a partial download) goes too. */
+  destroy(job: VmJob & { record?: JobRecord; final?: boolean }): Promise<{ vmCpuS?: number; /** the job's run's notes for the admin */ notes?: string[] }>;
+  /** Is the job's VM up and handed over (a second admission of the same job id must leave it alone)? */
+  running?(job: VmJob): Promise<boolean>;
 }

@@ -61,3 +61,12 @@ export function fitToHolds(cfg: Pick<SiteConfig, 'images' | 'policy'>, record: N
   const memoryMB = holds.memoryMB !== undefined && holds.memoryMB >= 1 ? holds.memoryMB : record.memoryMB;
   return { cpus: Math.max(1, Math.min(cpus, cpusMax)), memoryMB: Math.max(1, Math.min(memoryMB, memMax)) };
 }
+
+/** Why a ticket does not fit the job that carries it (pure), or undefined: the job holds less than the ticket's
+ * VM (where the LRM says what it holds). The CE's filter asks the LRM for exactly the ticket's shape, so a
+ * mismatch is a ticket copied into another job — which would get a VM bigger than its allocation. */
+export function ticketShapeProblem(claims: Pick<TicketClaims, 'cpus' | 'memoryMB'>, holds: { cpus?: number | undefined; memoryMB?: number | undefined }): string | undefined {
+  if (holds.cpus !== undefined && holds.cpus < claims.cpus) return `${claims.cpus} cpus and this job holds ${holds.cpus}`;
+  if (holds.memoryMB !== undefined && holds.memoryMB < claims.memoryMB) return `${claims.memoryMB} MB of memory and this job holds ${holds.memoryMB} MB`;
+  return undefined;
+}

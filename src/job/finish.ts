@@ -6,7 +6,10 @@ import type { SiteConfig } from '../config/types.js';
 import { describe } from '../util/errors.js';
 import { appendRecord } from '../accounting/store.js';
 import type { AccountingRecord } from '../accounting/record.js';
-import { readJobRecord, updateJobRecord, type JobRecord } from './jobstate.js';
+import { readJobRecord, updateJobRecord, claimPath, type JobRecord } from './jobstate.js';
+import { fallbackStateDir } from './pointer.js';
+import { vmIdForJob } from '../vm/state.js';
+import { rm } from 'node:fs/promises';
 import type { HookLog } from './log.js';
 import type { JobContext, JobEnd } from './contract.js';
 
@@ -40,7 +43,7 @@ export async function endJob(cfg: SiteConfig, job: JobEnd, ctx: JobContext, log:
   if (ctx.vm) {
     const t0 = performance.now();
     try {
-      const d = await ctx.vm.destroy({ jobId: job.jobId, user: job.user, group: job.group, cfg, ...(rec ? { record: rec } : {}) });
+      const d = await ctx.vm.destroy({ jobId: job.jobId, user: job.user, group: job.group, cfg, final: !job.willRetry, ...(rec ? { record: rec } : {}) });
       vmCpuS = d.vmCpuS;
       // written by the job user's run (e.g. the script's interpreter is not in the image): the job's side, as text
       for (const note of d.notes ?? []) await log.detail('guest-note', { vmId: rec?.vmId, note: note.slice(0, 512) });
@@ -55,6 +58,7 @@ export async function endJob(cfg: SiteConfig, job: JobEnd, ctx: JobContext, log:
   if (!retry) {
     try {
       await updateJobRecord(cfg.vm.stateDir, job.jobId, () => undefined);
+      await rm(claimPath(cfg.vm.stateDir, job.jobId), { force: true }); // a waiter on it retries on a new inode (lock.ts)
     } catch (err) {
       ok = false;
       await log.detail('cleanup-failed', { error: describe(err) });
@@ -74,4 +78,24 @@ async function account(cfg: SiteConfig, job: JobEnd, rec: JobRecord, teardownS: 
     await log.detail('accounting-failed', { error: describe(err) });
     return false;
   }
+}
+
+/** End `job` when the site config cannot be read (a broken edit, a missing file): still destroy what belongs to the
+ * job id — its VM and runtime files, found in the state dir admission pointed at (pointer.ts) or the default one —
+ * and drop its record unless the LRM will retry it. Nothing can be accounted (the accounting file is in the config):
+ * `say` tells the admin. Resolves to false (the hook reports the config fault); never throws. */
+export async function endJobWithoutConfig(configPath: string | undefined, job: Pick<JobEnd, 'jobId' | 'willRetry'>, say: (line: string) => void): Promise<false> {
+  try {
+    const { stateDir, from } = await fallbackStateDir(configPath);
+    const { destroyVmProcesses } = await import('./vmEngine.js');
+    const { state } = await destroyVmProcesses(stateDir, vmIdForJob(job.jobId));
+    say(`job ${job.jobId}: ${state ? `destroyed its VM ${state.id}` : 'no VM to destroy'} in ${stateDir} (${from === 'pointer' ? 'named by the state-dir pointer' : 'the default state dir'}); not accounted`);
+    if (!job.willRetry) {
+      await updateJobRecord(stateDir, job.jobId, () => undefined);
+      await rm(claimPath(stateDir, job.jobId), { force: true });
+    }
+  } catch (err) {
+    say(`job ${job.jobId}: cannot destroy its VM without the site config: ${describe(err)}`);
+  }
+  return false;
 }

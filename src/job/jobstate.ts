@@ -5,7 +5,7 @@
 import { readFile, unlink, mkdir, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
-import { withLock } from '../util/lock.js';
+import { acquireLock, withLock, type Lock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import { checkJobId } from './jobId.js';
 
@@ -16,7 +16,8 @@ export interface JobRecord {
   v: 1;
   jobId: string;
   user: string;
-  /** admission attempts that ended in a transient fault (requeue) */
+  /** admissions of this job started on this node (counted when each starts, so one killed by the LRM's alarm
+   * counts too): bounds the LRM's requeue loop */
   attempts: number;
   /** nonce of the ticket this job consumed: a retried admission may present it again, nobody else may */
   nonce?: string;
@@ -46,6 +47,18 @@ export function jobStateDir(stateDir: string): string {
 
 function recordPath(stateDir: string, jobId: string): string {
   return join(jobStateDir(stateDir), `${checkJobId(jobId)}.json`);
+}
+
+/** The job's claim: an flock held by the one admission (or teardown) working on the job, so that a second
+ * prologue for the same job id can neither replace nor kill what the first is building. */
+export function claimPath(stateDir: string, jobId: string): string {
+  return join(jobStateDir(stateDir), `${checkJobId(jobId)}.claim`);
+}
+
+/** Take the job's claim, waiting at most `timeoutMs` (a crashed holder's claim is freed by the kernel). */
+export async function claimJob(stateDir: string, jobId: string, timeoutMs: number): Promise<Lock> {
+  await ensureJobStateDir(stateDir);
+  return acquireLock(claimPath(stateDir, jobId), 'exclusive', { timeoutMs });
 }
 
 /** The world-readable marker that tells the job's run (as the user) how to run the job. */
@@ -122,7 +135,8 @@ export function newJobRecord(jobId: string, user: string): JobRecord {
   return { v: 1, jobId, user, attempts: 0 };
 }
 
-/** Count one more transient admission failure of `jobId`; `exhausted` once more than `maxRequeues` happened. */
+/** Count one more admission of `jobId` (atomic: under the records' lock); `exhausted` once more than
+ * `maxRequeues` happened. */
 export async function countAttempt(stateDir: string, jobId: string, user: string, maxRequeues: number): Promise<{ attempts: number; exhausted: boolean }> {
   const rec = await updateJobRecord(stateDir, jobId, (cur) => ({ ...(cur ?? newJobRecord(jobId, user)), attempts: (cur?.attempts ?? 0) + 1 }));
   const attempts = rec!.attempts;

@@ -22,7 +22,7 @@ import { AGENT_NOTES, readAgentNotes, readRecord, runDirOf, vmIdForJob, vmSocket
 import { vmHostname } from '../vm/qemu.js';
 import { newVmDriver, recordDriver } from '../vm/drivers.js';
 import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
-import { parseStatStartTime, type ProcRef } from '../vm/proc.js';
+import { isAlive, parseStatStartTime, type ProcRef } from '../vm/proc.js';
 import { ImageCache, type CachedImage } from '../images/cache.js';
 import { imageDigest } from '../images/artifacts.js';
 import type { JobVmEngine, VmJob, LeaseBoot, GuestRun } from './contract.js';
@@ -74,7 +74,8 @@ class JobVm implements JobVmEngine {
     const cache = new ImageCache(cfg.cache);
     let cached: CachedImage;
     try {
-      cached = await cache.acquire(job.image, vmId, { lockTimeoutMs: remaining(deadline) });
+      // staging ends by the prologue's deadline: a download cut there is resumed by the next attempt
+      cached = await cache.acquire(job.image, vmId, { lockTimeoutMs: remaining(deadline), signal: AbortSignal.timeout(remaining(deadline)) });
     } catch (err) {
       throw new TransientFault('image-staging', `staging image ${job.image.id}: ${describe(err)}`, {}, { cause: err });
     }
@@ -208,33 +209,50 @@ class JobVm implements JobVmEngine {
   }
 
   /** Teardown (root): destroy the job's VM, whatever state it is in, and drop its image-cache reference. */
-  async destroy(job: VmJob & { record?: JobRecord }): Promise<{ vmCpuS?: number; notes?: string[] }> {
-    return this.destroyVm(job.cfg, vmIdForJob(job.jobId), job.record);
+  async destroy(job: VmJob & { record?: JobRecord; final?: boolean }): Promise<{ vmCpuS?: number; notes?: string[] }> {
+    return this.destroyVm(job.cfg, vmIdForJob(job.jobId), job.record, job.final === true);
   }
 
-  private async destroyVm(cfg: SiteConfig, vmId: string, rec: JobRecord | undefined): Promise<{ vmCpuS?: number; notes?: string[] }> {
-    const stateDir = cfg.vm.stateDir;
-    const state = await readRecord(stateDir, vmId);
-    const notes = await readAgentNotes(join(runDirOf(stateDir, vmId), 'agent'));
-    let vmCpuS: number | undefined;
-    if (state) {
-      vmCpuS = await cpuSeconds(state.pids.qemu);
-      await recordDriver(state, cfg.vm.accel).destroy(state);
-    }
-    // a prologue killed by $prologalarm between QEMU's daemonising and the record update leaves a QEMU the record
-    // does not name: find it by its runtime dir
-    await killStragglers(runDirOf(stateDir, vmId), state?.spec.user.uid);
-    await rm(runDirOf(stateDir, vmId), { recursive: true, force: true });
+  /** The job's VM is up and handed over to it (its hypervisor alive). */
+  async running(job: VmJob): Promise<boolean> {
+    const state = await readRecord(job.cfg.vm.stateDir, vmIdForJob(job.jobId)).catch(() => undefined);
+    return state?.handedOver === true && await isAlive(state.pids.qemu);
+  }
+
+  private async destroyVm(cfg: SiteConfig, vmId: string, rec: JobRecord | undefined, final = false): Promise<{ vmCpuS?: number; notes?: string[] }> {
+    // read before the runtime dir goes with the VM
+    const notes = await readAgentNotes(join(runDirOf(cfg.vm.stateDir, vmId), 'agent'));
+    const { state, vmCpuS } = await destroyVmProcesses(cfg.vm.stateDir, vmId, cfg.vm.accel);
     const digests = new Set<string>();
     if (state?.spec.image.digest) digests.add(state.spec.image.digest);
     const img = rec?.decision ? cfg.images.find((i) => i.id === rec.decision!.image) : undefined;
     if (img) digests.add(imageDigest(img));
     if (digests.size > 0) {
       const cache = new ImageCache(cfg.cache);
-      for (const d of digests) await cache.release(d, vmId);
+      for (const d of digests) {
+        await cache.release(d, vmId);
+        // the job's last attempt is over: a partial download kept for its retry is left to nobody
+        if (final) await cache.discardPartial(d);
+      }
     }
     return { ...(vmCpuS === undefined ? {} : { vmCpuS }), ...(notes.length ? { notes } : {}) };
   }
+}
+
+/** Destroy VM `vmId`'s processes and runtime files from its record and runtime dir alone — no site config needed
+ * (the record names its driver): the teardown of a job whose config cannot be read uses it too (finish.ts). */
+export async function destroyVmProcesses(stateDir: string, vmId: string, accel?: SiteConfig['vm']['accel']): Promise<{ state?: VmState; vmCpuS?: number }> {
+  const state = await readRecord(stateDir, vmId);
+  let vmCpuS: number | undefined;
+  if (state) {
+    vmCpuS = await cpuSeconds(state.pids.qemu);
+    await recordDriver(state, accel).destroy(state);
+  }
+  // a prologue killed by $prologalarm between QEMU's daemonising and the record update leaves a QEMU the record
+  // does not name: find it by its runtime dir
+  await killStragglers(runDirOf(stateDir, vmId), state?.spec.user.uid);
+  await rm(runDirOf(stateDir, vmId), { recursive: true, force: true });
+  return { ...(state ? { state } : {}), ...(vmCpuS === undefined ? {} : { vmCpuS }) };
 }
 
 /** One command in VM `id` through its agent, one at a time per VM — the lock and sockets of src/vm/qemu.ts's

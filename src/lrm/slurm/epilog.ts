@@ -4,7 +4,7 @@
  * timed-out jobs. An Epilog that fails drains the node: it fails only when the teardown or the accounting did. */
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
-import { endJob } from '../../job/finish.js';
+import { endJob, endJobWithoutConfig } from '../../job/finish.js';
 import { hookLog } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogEnv } from './env.js';
@@ -24,6 +24,10 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
     cfg = await (ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig)(ctx.configPath);
   } catch (err) {
     process.stderr.write(`wnod epilog: the site config cannot be read: ${describe(err)}\n`);
+    // whatever the partition, a VM under this job id is the job's: destroy it without the config
+    let jobId: string | undefined;
+    try { jobId = parseEpilogEnv(env).jobId; } catch { /* no job id: nothing to destroy */ }
+    if (jobId) await endJobWithoutConfig(ctx.configPath, { jobId, willRetry: false }, (l) => process.stderr.write(`wnod epilog: ${l}\n`));
     return 1;
   }
   if (cfg.lrm.type !== 'slurm' || env.SLURM_JOB_PARTITION !== cfg.lrm.partition) return 0;

@@ -3,7 +3,7 @@
  * or failed prologue, qdel or a walltime kill. Its exit code is only logged by pbs_mom; 0 unless something failed. */
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
-import { endJob } from '../../job/finish.js';
+import { endJob, endJobWithoutConfig } from '../../job/finish.js';
 import { hookLog } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
@@ -27,6 +27,10 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
     cfg = await load(ctx.configPath);
   } catch (err) {
     process.stderr.write(`wnod epilogue: ${describe(err)}\n`);
+    // the job's VM must not outlive it (QEMU is in its own session: pbs_mom's kill misses it): tear down without config
+    let args: EpilogueArgs | undefined;
+    try { args = parseEpilogueArgv(argv, ctx.torqueVersion ?? 'auto'); } catch { /* no job id: nothing to destroy */ }
+    if (args) await endJobWithoutConfig(ctx.configPath, jobEnd(args), (l) => process.stderr.write(`wnod epilogue: ${l}\n`));
     return 1;
   }
   let args: EpilogueArgs;

@@ -1,0 +1,190 @@
+// Admission's bounds (src/job/admit.ts), LRM-neutral: one admission per job id at a time (a second prologue for
+// the same id leaves the first's VM alone), attempts counted when they start (an admission killed by Torque's
+// $prologalarm counts: real hooks under the pbs_mom harness, image staging stalled on a real HTTP server, the cut
+// download resumed with a Range request and removed after the last attempt), and a ticket bound to its job's shape.
+import t from 'tap';
+import http from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { parseDocument } from 'yaml';
+import { admitJob } from '../src/job/admit.js';
+import { hookLog } from '../src/job/log.js';
+import { readJobRecord } from '../src/job/jobstate.js';
+import type { JobStart, JobVmEngine } from '../src/job/contract.js';
+import { TransientFault } from '../src/job/outcome.js';
+import { loadConfig } from '../src/config/load.js';
+import type { SiteConfig } from '../src/config/types.js';
+import { signTicket, newNonce, type TicketClaims } from '../src/ticket/index.js';
+import { PbsMom, ensureTestUser, type TestUser } from './kit/pbsmom.js';
+import { run as installTorque } from '../src/cli/install-torque.js';
+import { ensureBuilt } from './kit/cli.js';
+import { reachable } from './kit/reachable.js';
+
+const repo = reachable(join(import.meta.dirname, '..'));
+const root = reachable(t.testdir({}));
+const key = randomBytes(32);
+const payload = randomBytes(6 << 20);
+const payloadSha = createHash('sha256').update(payload).digest('hex');
+
+// The image source stalls (a prologue killed by the alarm mid-download): a full request after 5 MiB, a Range
+// request one byte before the end.
+const ranges: string[] = [];
+const server = http.createServer((req, res) => {
+  ranges.push(req.headers.range ?? '');
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  if (m) {
+    const from = Number(m[1]);
+    res.writeHead(206, { 'content-length': payload.length - from, 'content-range': `bytes ${from}-${payload.length - 1}/${payload.length}` });
+    res.write(payload.subarray(from, payload.length - 1)); // and nothing more
+    return;
+  }
+  res.writeHead(200, { 'content-length': payload.length });
+  res.write(payload.subarray(0, 5 << 20)); // and nothing more
+});
+let base = '';
+
+t.before(async () => {
+  await ensureBuilt();
+  await chmod(root, 0o755);
+  await writeFile(join(root, 'ticket.key'), key, { mode: 0o600 });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+t.teardown(() => { server.closeAllConnections(); return new Promise<void>((r) => server.close(() => r())); });
+
+/** A site config from etc/wnod.yaml with its paths in the test dir; vm_sl6's disk comes from the test server. */
+async function siteConfig(name: string, edits: [string[], unknown][] = []): Promise<{ cfg: SiteConfig; path: string; dir: string }> {
+  const dir = join(root, name);
+  await mkdir(dir, { recursive: true });
+  const doc = parseDocument(await readFile(join(repo, 'etc', 'wnod.yaml'), 'utf8'));
+  const base0: [string[], unknown][] = [
+    [['lrm', 'mom_priv'], join(dir, 'pbs', 'mom_priv')], [['lrm', 'max_requeues'], 1], [['lrm', 'job_class'], 'wnod'],
+    [['vm', 'state_dir'], join(dir, 'state')], [['log_file'], join(dir, 'log', 'wnod.log')],
+    [['accounting_file'], join(dir, 'acct', 'accounting.jsonl')], [['ticket', 'key_file'], join(root, 'ticket.key')],
+    [['cache', 'dir'], join(dir, 'cache')],
+    [['images', 0, 'disk'], { source: `${base}/sl6.img`, sha256: payloadSha, format: 'raw' }],
+  ] as [string[], unknown][];
+  for (const [p, v] of [...base0, ...edits]) doc.setIn(p, v);
+  const path = join(dir, 'wnod.yaml');
+  await writeFile(path, doc.toString(), { mode: 0o644 });
+  return { cfg: await loadConfig(path), path, dir };
+}
+
+function ticket(cfg: SiteConfig, account: string, over: Partial<TicketClaims> = {}): string {
+  const img = cfg.images.find((i) => i.id === 'vm_sl6')!;
+  const now = Math.floor(Date.now() / 1000);
+  return signTicket({
+    v: 1, image: img.id, digest: img.digest, account, dn: '/DC=org/CN=Test', fqan: '/dteam/Role=NULL/Capability=NULL', vo: 'dteam',
+    cpus: 1, memoryMB: 2048, rule: 'dteam', ce: 'ce.example.org', iat: now, exp: now + 3600, nonce: newNonce(), ...over,
+  }, key);
+}
+
+const quiet = () => new Writable({ write(_c, _e, cb) { cb(); } });
+
+function jobStart(id: string, script: string, over: Partial<JobStart> = {}): JobStart {
+  return { lrm: 'test', jobId: id, user: 'wrsnobody', group: 'wrsnobody', script: async () => script, holds: {}, ...over };
+}
+
+t.test('two admissions of one job id at once: the second neither replaces nor kills the first\'s VM', async (t) => {
+  const { cfg } = await siteConfig('claim');
+  const script = `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody')}\n`;
+  let starts = 0;
+  let destroys = 0;
+  let up = false;
+  let letBoot!: () => void;
+  const booting = new Promise<void>((r) => { letBoot = r; });
+  let startedFirst!: () => void;
+  const firstStarted = new Promise<void>((r) => { startedFirst = r; });
+  const vm: JobVmEngine = {
+    async start() { starts++; startedFirst(); await booting; up = true; return { vmId: 'vm-700', bootS: 1 }; },
+    async runJob() { return 0; },
+    async destroy() { destroys++; up = false; return {}; },
+    async running() { return up; },
+  };
+  const log = (n: string) => hookLog(cfg.logFile, `prologue-${n}`, '700.wn1', quiet());
+  const first = admitJob(cfg, jobStart('700.wn1', script), { vm }, log('a'));
+  await firstStarted; // the first is booting its VM (it holds the job's claim)
+  const second = admitJob(cfg, jobStart('700.wn1', script), { vm }, log('b'));
+  await new Promise((r) => setTimeout(r, 300)); // give the second the chance to (wrongly) go ahead
+  t.equal(starts, 1, 'the second waits while the first boots');
+  letBoot();
+  t.same(await first, { kind: 'go' });
+  t.same(await second, { kind: 'go' }, 'the second finds the job admitted');
+  t.equal(starts, 1, 'one VM was booted');
+  t.equal(destroys, 0, 'and nobody destroyed it');
+  t.match(await readFile(cfg.logFile, 'utf8'), /"hook":"prologue-b".*"event":"already-admitted"/);
+  t.match(await readJobRecord(cfg.vm.stateDir, '700.wn1'), { attempts: 1, vmId: 'vm-700' }, 'the duplicate is not counted');
+  // a job whose earlier VM is gone (its attempt failed, the epilogue destroyed it) is admitted anew
+  up = false;
+  const again = await admitJob(cfg, jobStart('700.wn1', script), { vm }, log('c'));
+  t.same(again, { kind: 'go' });
+  t.equal(starts, 2);
+});
+
+t.test('attempts are counted when they start: a failed admission counts once, an exhausted job is refused before trying', async (t) => {
+  const { cfg } = await siteConfig('count');
+  const script = `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody')}\n`;
+  let starts = 0;
+  const vm: JobVmEngine = {
+    async start(): Promise<never> { starts++; throw new TransientFault('vm-boot', 'boot timed out (test)'); },
+    async runJob() { return 0; },
+    async destroy() { return {}; },
+  };
+  const log = hookLog(cfg.logFile, 'prologue', '701.wn1', quiet());
+  const kinds = [];
+  for (let i = 0; i < 3; i++) kinds.push((await admitJob(cfg, jobStart('701.wn1', script), { vm }, log)).kind);
+  t.same(kinds, ['retry', 'refuse', 'refuse'], 'max_requeues 1: one requeue, then a refusal');
+  t.equal(starts, 2, 'the third admission never tried: the count said it was over');
+  t.match(await readJobRecord(cfg.vm.stateDir, '701.wn1'), { attempts: 3 });
+});
+
+t.test('a ticket admits a job of its own shape: a job holding fewer cpus or less memory than the ticket is refused', async (t) => {
+  const { cfg } = await siteConfig('shape');
+  const vm: JobVmEngine = { async start() { return { vmId: 'x', bootS: 0 }; }, async runJob() { return 0; }, async destroy() { return {}; } };
+  const log = hookLog(cfg.logFile, 'prologue', undefined, quiet());
+  const tk = (cpus: number) => `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody', { cpus })}\n`;
+  t.match(await admitJob(cfg, jobStart('710.wn1', tk(2), { holds: { cpus: 1 } }), { vm }, log), { kind: 'refuse', code: 'ticket-shape', reason: /issued for 2 cpus and this job holds 1/ });
+  t.match(await admitJob(cfg, jobStart('711.wn1', tk(1), { holds: { cpus: 1, memoryMB: 1024 } }), { vm }, log), { kind: 'refuse', code: 'ticket-shape', reason: /2048 MB/ });
+  t.same(await admitJob(cfg, jobStart('712.wn1', tk(2), { holds: { cpus: 2, memoryMB: 4096 } }), { vm }, log), { kind: 'go' }, 'the filter\'s own shape (or more)');
+  t.same(await admitJob(cfg, jobStart('713.wn1', tk(2), {}), { vm }, log), { kind: 'go' }, 'an LRM that says nothing: not checked');
+  t.same(await admitJob(cfg, jobStart('714.wn1', tk(2), { holds: { cpus: 1 }, sizeByHolds: true }), { vm }, log), { kind: 'go' }, 'Slurm: the VM is sized by the allocation anyway');
+});
+
+t.test('pbs_mom harness: a prologue killed by $prologalarm while staging counts; the download resumes; nothing is left after the last attempt', async (t) => {
+  const user: TestUser = await ensureTestUser('wrsjob');
+  const { cfg, path, dir } = await siteConfig('alarm', [[['lrm', 'prologue_budget_s'], 600]]);
+  const workdir = join(dir, 'work');
+  await mkdir(workdir, { recursive: true });
+  await chown(workdir, user.uid, user.gid); // the VM engine shares only a workdir of the job's own user
+  // the alarm (12 s, killed at once) cuts the stalled download; the in-process budget (600 s) never fires
+  const mom = new PbsMom({ momPriv: cfg.lrm.momPriv, jobStarter: join(cfg.lrm.momPriv, 'wnod-starter'), requeueLimit: 5, prologAlarmMs: 12_000, alarmMarginMs: 0 });
+  await mom.setup();
+  const saved = process.stdout.write;
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  let installed;
+  try {
+    installed = await installTorque(['--mom-priv', cfg.lrm.momPriv, '--config', path, '--prefix', repo, '--apply']);
+  } finally {
+    process.stdout.write = saved;
+  }
+  t.equal(installed, 0, 'wnod install torque');
+  ranges.length = 0;
+  const r = await mom.runJob({
+    id: '720.wn1', user, workdir, jobClass: 'wnod', queue: 'wnod',
+    script: `#!/bin/bash\n#PBS -q wnod\n# wnod-ticket: ${ticket(cfg, user.name)}\necho should-not-run\n`,
+  });
+  t.same(r.attempts.map((a) => a.prologue!.timedOut ? 'killed' : a.prologue!.exitCode), ['killed', 'killed', 1],
+    'max_requeues 1: two attempts killed by the alarm, then the count refuses (before: requeued until the harness stopped it)');
+  t.equal(r.outcome, 'aborted');
+  t.match(r.stdout, /stopped the job 2 times; giving up/);
+  t.notMatch(r.stdout, /should-not-run/);
+  t.equal(ranges[0], '', 'the first attempt downloads from the start');
+  t.match(ranges[1] ?? '', /^bytes=[1-9]\d*-$/, 'the second continues the kept .part with a Range request');
+  t.equal(ranges.length, 2, 'the third attempt did not fetch');
+  t.same(await readdir(join(cfg.cache.dir, 'tmp')), [], 'the last epilogue removed the partial download');
+  t.same(await readdir(join(cfg.cache.dir, 'images')), [], 'and no empty entry stays');
+  t.equal(await readJobRecord(cfg.vm.stateDir, '720.wn1'), undefined, 'the job record is gone');
+});
