@@ -16,12 +16,8 @@ const HELP = `usage: wnod accounting [--by vo|image|day] [--json] [--file F | --
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandLine({
     args: argv, strict: true, allowPositionals: false,
-    options: { by: { type: 'string' }, json: { type: 'boolean' }, file: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { by: { type: 'string' }, json: { type: 'boolean' }, file: { type: 'string' }, config: { type: 'string' } },
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   const by = (values.by ?? 'all') as SummaryKey;
   if (!['vo', 'image', 'day', 'all'].includes(by)) throw new UsageError(`--by ${JSON.stringify(values.by)}: expected vo, image or day`);
   if (values.file !== undefined && values.config !== undefined) throw new UsageError('give --file or --config, not both');

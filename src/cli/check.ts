@@ -7,6 +7,10 @@ import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
 export const summary = 'validate the site config and report every problem at once';
 
+const USAGE = `usage: wnod check [--config FILE] [--json] [--probe]
+${summary}, and say which accelerator this node's VMs get and why (--probe: run the KVM probe now if no verdict is
+cached; root); exit 0 when valid, 1 otherwise`;
+
 /** Checks of the host around a valid config: paths that must exist, the ticket key's mode. Warnings only:
  * a CE has no cache dir and a worker node needs no vomsdir. */
 async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
@@ -20,7 +24,7 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
     out.push(`lease.port_min..port_max: net.ipv4.ip_unprivileged_port_start is ${start}, so any local user can bind lease ports and deny every lease; this node refuses leases until it is above ${cfg.lease.portMax}`);
   }
   const k = await stat(cfg.ticket.keyFile).catch(() => undefined);
-  if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket-key --out ${cfg.ticket.keyFile})`);
+  if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket key --out ${cfg.ticket.keyFile})`);
   else if (k.mode & 0o004) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is readable by others: the filter and the prologue will refuse it`);
   else if (k.mode & 0o040) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is group-readable: only a CE with ticket.key_group accepts that; worker nodes refuse it`);
   return out;
@@ -33,13 +37,7 @@ export function accelLine(a: AccelStatus): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' },
-    help: { type: 'boolean' } }, strict: true, allowPositionals: false });
-  if (values.help) {
-    process.stdout.write(`usage: wnod check [--config FILE] [--json] [--probe]\n${summary}, and say which accelerator this node's VMs get ` +
-      `and why (--probe: run the KVM probe now if no verdict is cached; root); exit 0 when valid, 1 otherwise\n`);
-    return 0;
-  }
+  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' } }, strict: true, allowPositionals: false }, USAGE);
   const path = values.config ?? DEFAULT_CONFIG_PATH;
   try {
     const cfg = await loadConfig(path);

@@ -81,6 +81,9 @@ async function listCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+const handlers = { build: buildCmd, list: listCmd };
+export const subcommands = Object.keys(handlers);
+
 export async function run(argv: string[]): Promise<number> {
-  return runSubcommand('snapshot', argv, { build: buildCmd, list: listCmd }, HELP);
+  return runSubcommand('snapshot', argv, handlers, HELP);
 }
