@@ -31,7 +31,7 @@ export function siteConfig(images: Image[], rules: Rule[] = [], glue: Partial<Si
       glue2Suffix: 'GLUE2GroupID=resource,o=glue', perVoTags: false, validityS: 3600,
       lastGoodFile: '/var/cache/wnod/glue-last-good.ldif', ...glue,
     },
-    logFile: '/var/log/wnod/wnod.log', accountingFile: '/var/log/wnod/accounting.jsonl', path: 'test.yaml',
+    logFile: '/var/log/wnod/wnod.log', log: { maxBytes: 64 * 1024 * 1024, keep: 5 }, accountingFile: '/var/log/wnod/accounting.jsonl', path: 'test.yaml',
   };
 }
 

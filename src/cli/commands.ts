@@ -18,6 +18,7 @@ export const commands: Record<string, Loader> = {
   kernel: () => import('./kernel.js'),
   'kill-all': () => import('./kill-all.js'),
   lease: () => import('./lease.js'),
+  metrics: () => import('./metrics.js'),
   snapshot: () => import('./snapshot.js'),
   ticket: () => import('./ticket.js'),
   vm: () => import('./vm.js'),

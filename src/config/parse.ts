@@ -94,11 +94,15 @@ export function parseConfig(text: string, file: string): SiteConfig {
   if (!/,o=grid$/i.test(glue.subClusterDn)) r.problem(['glue', 'subcluster_dn'], 'must be a DN under o=grid');
   if (!/(^|,)o=glue$/i.test(glue.glue2Suffix)) r.problem(['glue', 'glue2_suffix'], 'must be a DN under o=glue');
   const logFile = r.str(['log_file'], { default: '/var/log/wnod/wnod.log', pattern: ABS_PATH, patternText: 'an absolute path' })!;
+  const log = {
+    maxBytes: r.int(['log_max_mb'], { default: 64, min: 1, max: 65536 })! * 1024 * 1024,
+    keep: r.int(['log_keep'], { default: 5, min: 0, max: 100 })!,
+  };
   const accountingFile = r.str(['accounting_file'], { default: '/var/log/wnod/accounting.jsonl', pattern: ABS_PATH, patternText: 'an absolute path' })!;
 
   r.reportUnknownKeys();
   if (r.problems.length > 0) throw new ConfigError(r.problems.sort((a, b) => a.line - b.line));
-  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, accountingFile, path: file };
+  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, log, accountingFile, path: file };
   // Plain JSON data (no undefined members): what the compiled-config cache stores is exactly what we return.
   return JSON.parse(JSON.stringify(cfg)) as SiteConfig;
 }

@@ -161,6 +161,8 @@ export interface SiteConfig {
   lease: LeaseConfig;
   glue: GlueConfig;
   logFile: string;            // root-only log for details that must not reach the job's output
+  /** the log is rotated when a write would take it past maxBytes: logFile.1 … logFile.<keep> (oldest) */
+  log: { maxBytes: number; keep: number };
   accountingFile: string;
   /** where the config was read from (for messages) */
   path: string;

@@ -1,6 +1,6 @@
 /** The hooks' two audiences: one clear line for the user (stdout → the job's .o file) and the details for the
  * admin in the root-only log (config.logFile, JSON lines, 0600). Secrets and hypervisor details go to the log only. */
-import { open, mkdir } from 'node:fs/promises';
+import { open, mkdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -41,4 +41,52 @@ export async function appendPrivate(path: string, line: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** The template builder's record (`<state>/templates/<BUILDS_LOG>`): one JSON line per `wnod snapshot build`. */
+export const BUILDS_LOG = 'builds.jsonl';
+
+/** One line of the root log as written by `detail` (and `decision`): at least a time and an event. */
+export interface LogEvent {
+  time: string;
+  event: string;
+  [field: string]: unknown;
+}
+
+/** Parse JSON-lines log text (pure): the events in order, and how many lines were not events. */
+export function parseLogLines(text: string): { events: LogEvent[]; corrupt: number } {
+  const events: LogEvent[] = [];
+  let corrupt = 0;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const v = JSON.parse(line) as unknown;
+      if (v && typeof v === 'object' && !Array.isArray(v) && typeof (v as LogEvent).event === 'string' && typeof (v as LogEvent).time === 'string') events.push(v as LogEvent);
+      else corrupt++;
+    } catch {
+      corrupt++;
+    }
+  }
+  return { events, corrupt };
+}
+
+/** The log's rotated files, newest first: `<file>.1` … `<file>.<keep>`. */
+export function rotatedLogs(file: string, keep: number): string[] {
+  return Array.from({ length: keep }, (_, i) => `${file}.${i + 1}`);
+}
+
+/** Every event of the root log still on disk, oldest first (the rotated files, then the current one). Missing files
+ * are empty; lines that are not events are counted. */
+export async function readLogEvents(file: string, keep: number): Promise<{ events: LogEvent[]; corrupt: number }> {
+  const out: { events: LogEvent[]; corrupt: number } = { events: [], corrupt: 0 };
+  for (const path of [...rotatedLogs(file, keep).reverse(), file]) {
+    const text = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    });
+    const r = parseLogLines(text);
+    out.events.push(...r.events);
+    out.corrupt += r.corrupt;
+  }
+  return out;
 }
