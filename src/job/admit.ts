@@ -51,6 +51,7 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({
     ...(cur ?? newJobRecord(job.jobId, job.user)),
     mode: decision.mode, decidedAt: now, ...(decision.mode === 'vm' ? { decision: decision.record } : {}),
+    ...(header.lease ? { lease: header.lease } : {}),
   }));
   await log.detail('accepted', { mode: decision.mode, ...(decision.mode === 'vm' ? decision.record : {}), user: job.user, queue: job.queue });
   if (decision.mode !== 'vm') return;
