@@ -121,7 +121,7 @@ t.test('wnod metrics --textfile DIR: wnod.prom written atomically from the real 
   const site = await makeTestSite(join(dir, 'site'));
   const log = join(dir, 'site', 'wnod.log');
   const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
-  const h = hookLog(log, 'prologue', '7.ce', quiet as never);
+  const h = hookLog({ file: log, maxBytes: 1 << 20, keep: 5 }, 'prologue', '7.ce', quiet as never);
   await h.detail('accepted', { mode: 'vm' });
   await h.detail('vm-ready', { vmId: 'j7', bootS: 1.5, boot: { mode: 'restore' }, cache: 'hit' });
   await h.detail('refused', { code: 'denied', reason: 'the site refused this job: "quoted"' });
