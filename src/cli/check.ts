@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
 import { unprivilegedPortStart } from '../job/leasePorts.js';
+import { egiProfileWarnings } from '../glue/egiProfile.js';
 import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
 export const summary = 'validate the site config and report every problem at once';
@@ -41,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
   const path = values.config ?? DEFAULT_CONFIG_PATH;
   try {
     const cfg = await loadConfig(path);
-    const warnings = await hostWarnings(cfg);
+    const warnings = [...egiProfileWarnings(cfg), ...await hostWarnings(cfg)];
     const accelOpts = { stateDir: cfg.vm.stateDir, mode: cfg.vm.accel };
     const accel = values.probe ? await probeAccelNow(accelOpts) : await accelStatus(accelOpts);
     if (values.json) {
