@@ -60,14 +60,15 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
     await log.detail('vm-engine-not-wired', { image: decision.image.id });
     return;
   }
-  const { vmId, bootS, boot, cache } = await ctx.vm.start({
+  const { vmId, bootS, boot, cache, accel } = await ctx.vm.start({
     jobId: job.jobId, user: job.user, group: job.group, cfg, image: decision.image, cpus: decision.record.cpus, memoryMB: decision.record.memoryMB,
     // the job's submit dir; the engine shares it only if it is the job user's own
     ...(job.workdir ? { workdir: job.workdir } : {}),
     ...(header.lease ? { lease: { id: header.lease } } : {}), // a lease pilot (src/lease/pilot.ts): its ssh gets forwarded
   });
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), vmId, bootS }));
-  await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}), ...(cache ? { cache } : {}) }); // boot: restore, or cold and why
+  // the node's decisions for this VM: restore or cold boot (and why), cache hit or fetch, KVM or TCG
+  await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}), ...(cache ? { cache } : {}), ...(accel ? { accel } : {}) });
 }
 
 async function verifiedClaims(cfg: SiteConfig, token: string, now: Date): Promise<TicketClaims> {

@@ -96,6 +96,8 @@ export interface VmStarted {
   boot?: { mode: string; coldReason?: string };
   /** hit: the image was in the node's cache; miss: (part of) it was fetched for this job */
   cache?: 'hit' | 'miss';
+  /** the accelerator the VM got (kvm, or tcg: software emulation) */
+  accel?: string;
 }
 
 export interface JobVmEngine {

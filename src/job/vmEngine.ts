@@ -124,7 +124,7 @@ class JobVm implements JobVmEngine {
     }
     const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) }
       : noTemplate ? { mode: 'cold', coldReason: noTemplate } : undefined;
-    return { vmId, bootS: (performance.now() - t0) / 1000, cache: cached.fetchedBytes > 0 ? 'miss' : 'hit', ...(boot ? { boot } : {}) };
+    return { vmId, bootS: (performance.now() - t0) / 1000, cache: cached.fetchedBytes > 0 ? 'miss' : 'hit', ...(boot ? { boot } : {}), ...(state.accel ? { accel: state.accel } : {}) };
   }
 
   /** The job's run (job user): run the job script in the job's VM; resolves to the in-VM exit status. */
