@@ -60,6 +60,10 @@ t.test('the RTE tags and the GLUE2 entries reach the real BDII, with no rejected
   t.ok(ee, 'the AE points at its EE');
   t.equal(ee['GLUE2ExecutionEnvironmentVirtualMachine'], 'true');
   t.equal(ee['GLUE2ExecutionEnvironmentPlatform'], 'amd64');
+  // what EGI's glue-validator requires of every EE (issue 15), accepted by the real schema
+  t.equal(ee['GLUE2ExecutionEnvironmentCPUTimeScalingFactor'], '1');
+  t.equal(ee['GLUE2ExecutionEnvironmentWallTimeScalingFactor'], '1');
+  t.equal(ee['GLUE2ExecutionEnvironmentVirtualMemorySize'], '8192');
   t.match(ee.dn, new RegExp(`,GLUE2ServiceID=${HOST}_ComputingElement,GLUE2GroupID=resource,o=glue$`, 'i'));
 
   // The data is visible before bdii-update logs the end of its cycle: wait for that line (bounded).

@@ -9,5 +9,5 @@ t.test('every command exits 2 on a bad command line, with the reason on stderr',
   }
   const help = await wnod(['--help']);
   t.equal(help.exitCode, 0);
-  t.match(help.stdout, /commands:\n(.*\n)*  explain\n/);
+  t.match(help.stdout, /commands:\n(.*\n)*  explain +show what the submit filter decides/);
 });

@@ -28,10 +28,10 @@ export function siteConfig(images: Image[], rules: Rule[] = [], glue: Partial<Si
     glue: {
       subClusterDn: `GlueSubClusterUniqueID=${ce},GlueClusterUniqueID=${ce},mds-vo-name=resource,o=grid`,
       computingServiceId: `${ce}_ComputingElement`, computingManagerId: `${ce}_ComputingElement_Manager`,
-      glue2Suffix: 'GLUE2GroupID=resource,o=glue', perVoTags: false, validityS: 3600,
+      glue2Suffix: 'GLUE2GroupID=resource,o=glue', perVoTags: false, validityS: 3600, cpuTimeScalingFactor: 1, wallTimeScalingFactor: 1,
       lastGoodFile: '/var/cache/wnod/glue-last-good.ldif', ...glue,
     },
-    logFile: '/var/log/wnod/wnod.log', accountingFile: '/var/log/wnod/accounting.jsonl', path: 'test.yaml',
+    logFile: '/var/log/wnod/wnod.log', log: { maxBytes: 64 * 1024 * 1024, keep: 5 }, accountingFile: '/var/log/wnod/accounting.jsonl', path: 'test.yaml',
   };
 }
 

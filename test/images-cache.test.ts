@@ -119,11 +119,13 @@ t.test('acquire fetches once, records the holder, and the directory is root-only
   t.same(Object.keys(meta.holders), ['vm-1']);
   t.same(meta.imageIds, ['vm_a']);
   t.equal(meta.files.disk.size, bytes.length);
+  t.equal(r.fetchedBytes, bytes.length, 'a miss: the bytes fetched (counted by wnod metrics)');
 
   // a hit never goes back to the source (it is gone now) and does not re-fetch
   await unlink(file);
   const again = await c.acquire(image, 'vm-2');
   t.equal(again.files.disk, r.files.disk);
+  t.equal(again.fetchedBytes, 0, 'a hit fetches nothing');
   t.equal((await fetchLog(c)).length, 1, 'exactly one fetch');
   t.same(Object.keys((await metaOf(c, image.digest)).holders).sort(), ['vm-1', 'vm-2']);
 

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { parseDocument } from 'yaml';
 import { admitJob } from '../src/job/admit.js';
-import { hookLog } from '../src/job/log.js';
+import { hookLog, logTarget } from '../src/job/log.js';
 import { readJobRecord } from '../src/job/jobstate.js';
 import type { JobStart, JobVmEngine } from '../src/job/contract.js';
 import { TransientFault } from '../src/job/outcome.js';
@@ -104,7 +104,7 @@ t.test('two admissions of one job id at once: the second neither replaces nor ki
     async destroy() { destroys++; up = false; return {}; },
     async running() { return up; },
   };
-  const log = (n: string) => hookLog(cfg.logFile, `prologue-${n}`, '700.wn1', quiet());
+  const log = (n: string) => hookLog(logTarget(cfg), `prologue-${n}`, '700.wn1', quiet());
   const first = admitJob(cfg, jobStart('700.wn1', script), { vm }, log('a'));
   await firstStarted; // the first is booting its VM (it holds the job's claim)
   const second = admitJob(cfg, jobStart('700.wn1', script), { vm }, log('b'));
@@ -133,7 +133,7 @@ t.test('attempts are counted when they start: a failed admission counts once, an
     async runJob() { return 0; },
     async destroy() { return {}; },
   };
-  const log = hookLog(cfg.logFile, 'prologue', '701.wn1', quiet());
+  const log = hookLog(logTarget(cfg), 'prologue', '701.wn1', quiet());
   const kinds = [];
   for (let i = 0; i < 3; i++) kinds.push((await admitJob(cfg, jobStart('701.wn1', script), { vm }, log)).kind);
   t.same(kinds, ['retry', 'refuse', 'refuse'], 'max_requeues 1: one requeue, then a refusal');
@@ -144,7 +144,7 @@ t.test('attempts are counted when they start: a failed admission counts once, an
 t.test('a ticket admits a job of its own shape: a job holding fewer cpus or less memory than the ticket is refused', async (t) => {
   const { cfg } = await siteConfig('shape');
   const vm: JobVmEngine = { async start() { return { vmId: 'x', bootS: 0 }; }, async runJob() { return 0; }, async destroy() { return {}; } };
-  const log = hookLog(cfg.logFile, 'prologue', undefined, quiet());
+  const log = hookLog(logTarget(cfg), 'prologue', undefined, quiet());
   const tk = (cpus: number) => `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody', { cpus })}\n`;
   t.match(await admitJob(cfg, jobStart('710.wn1', tk(2), { holds: { cpus: 1 } }), { vm }, log), { kind: 'refuse', code: 'ticket-shape', reason: /issued for 2 cpus and this job holds 1/ });
   t.match(await admitJob(cfg, jobStart('711.wn1', tk(1), { holds: { cpus: 1, memoryMB: 1024 } }), { vm }, log), { kind: 'refuse', code: 'ticket-shape', reason: /2048 MB/ });

@@ -1,5 +1,6 @@
 /** One accounting record per job (a JSON line): who ran what image with which limits, and how long it took. */
 import { WnodError } from '../util/errors.js';
+import { LEASE_ID } from '../header/scriptHeader.js';
 
 export interface AccountingRecord {
   v: 1;
@@ -26,6 +27,8 @@ export interface AccountingRecord {
   end: string;
   node: string;
   mode: 'vm' | 'bare';
+  /** set when the job was a lease's pilot: the lease id (APEL accounts it as a cloud VM) */
+  lease?: string;
 }
 
 export class AccountingRecordError extends WnodError {
@@ -45,6 +48,7 @@ export function validateRecord(value: unknown, where = 'record'): AccountingReco
   for (const k of STRING_FIELDS) if (typeof r[k] !== 'string') throw new AccountingRecordError(`${where}: field ${k} must be a string`);
   for (const k of NUMBER_FIELDS) if (typeof r[k] !== 'number' || !Number.isFinite(r[k])) throw new AccountingRecordError(`${where}: field ${k} must be a finite number`);
   if (r.mode !== 'vm' && r.mode !== 'bare') throw new AccountingRecordError(`${where}: field mode must be vm or bare`);
+  if (r.lease !== undefined && (typeof r.lease !== 'string' || !LEASE_ID.test(r.lease))) throw new AccountingRecordError(`${where}: field lease must be a lease id`);
   if (Number.isNaN(Date.parse(r.end as string))) throw new AccountingRecordError(`${where}: field end is not an ISO time`);
   return r as unknown as AccountingRecord;
 }

@@ -7,6 +7,8 @@ import { ImageCache, type CacheEntry, type PrefetchProgress } from '../images/ca
 
 export const summary = 'the node-local image cache: list, verify [ID…], prefetch [ID…], prune';
 
+export const subcommands = ['list', 'verify', 'prefetch', 'prune'] as const;
+
 const USAGE = `usage: wnod cache <list|verify|prefetch|prune> [ID…] [--config FILE] [--json]
   list            cached entries (digest, images, size, last use, holders)
   verify [ID…]    re-hash cached files (by image id or digest; all when none given); bad files are removed
@@ -93,16 +95,12 @@ function progressReporter(): { update(p: PrefetchProgress): void; end(): void } 
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseCommandLine({
     args: argv, strict: true, allowPositionals: true,
-    options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } },
-  });
+    options: { config: { type: 'string' }, json: { type: 'boolean' } },
+  }, USAGE);
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
   const [sub, ...ids] = positionals;
   if (!sub) throw new UsageError(`missing subcommand\n${USAGE}`);
-  if (!['list', 'verify', 'prefetch', 'prune'].includes(sub)) throw new UsageError(`unknown subcommand '${sub}'\n${USAGE}`);
+  if (!(subcommands as readonly string[]).includes(sub)) throw new UsageError(`unknown subcommand '${sub}'\n${USAGE}`);
   if ((sub === 'list' || sub === 'prune') && ids.length) throw new UsageError(`'cache ${sub}' takes no arguments (got ${ids.join(' ')})`);
   const cfg = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
   const cache = new ImageCache(cfg.cache);

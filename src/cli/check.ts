@@ -4,9 +4,18 @@ import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
 import { unprivilegedPortStart } from '../job/leasePorts.js';
+import { egiProfileWarnings } from '../glue/egiProfile.js';
 import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
 export const summary = 'validate the site config and report every problem at once';
+
+/** where pbs_mom keeps its config when neither --mom-priv nor lrm.mom_priv says */
+export const DEFAULT_MOM_PRIV = '/var/spool/torque/mom_priv';
+
+const USAGE = `usage: wnod check [--config FILE] [--json] [--probe] [--mom-priv DIR]
+${summary}, and say which accelerator this node's VMs get and why (--probe: run the KVM probe now if no verdict is
+cached; root). A Torque node's mom config (DIR/config; default lrm.mom_priv, else ${DEFAULT_MOM_PRIV}) must not start
+the job starter as root. Exit 0 when valid, 1 otherwise`;
 
 /** Checks of the host around a valid config: paths that must exist, the ticket key's mode. Warnings only:
  * a CE has no cache dir and a worker node needs no vomsdir. */
@@ -21,14 +30,11 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
     out.push(`lease.port_min..port_max: net.ipv4.ip_unprivileged_port_start is ${start}, so any local user can bind lease ports and deny every lease; this node refuses leases until it is above ${cfg.lease.portMax}`);
   }
   const k = await stat(cfg.ticket.keyFile).catch(() => undefined);
-  if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket-key --out ${cfg.ticket.keyFile})`);
+  if (!k) out.push(`ticket.key_file: ${cfg.ticket.keyFile} does not exist (create it with: wnod ticket key --out ${cfg.ticket.keyFile})`);
   else if (k.mode & 0o004) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is readable by others: the filter and the prologue will refuse it`);
   else if (k.mode & 0o040) out.push(`ticket.key_file: ${cfg.ticket.keyFile} is group-readable: only a CE with ticket.key_group accepts that; worker nodes refuse it`);
   return out;
 }
-
-/** pbs_mom's default home of its config (Torque's PBS_HOME/mom_priv). */
-export const DEFAULT_MOM_PRIV = '/var/spool/torque/mom_priv';
 
 /** Whether a mom config turns `$job_starter_run_privileged` on (pure): pbs_mom then starts the job starter as root
  * with the job's whole environment (PATH, LD_PRELOAD…), so user code runs as root before any wnod code does.
@@ -58,18 +64,11 @@ export function accelLine(a: AccelStatus): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' }, 'mom-priv': { type: 'string' },
-    help: { type: 'boolean' } }, strict: true, allowPositionals: false });
-  if (values.help) {
-    process.stdout.write(`usage: wnod check [--config FILE] [--json] [--probe] [--mom-priv DIR]\n${summary}, and say which accelerator this node's VMs get ` +
-      `and why (--probe: run the KVM probe now if no verdict is cached; root). A Torque node's mom config (DIR/config; default lrm.mom_priv, ` +
-      `else ${DEFAULT_MOM_PRIV}) must not start the job starter as root. Exit 0 when valid, 1 otherwise\n`);
-    return 0;
-  }
+  const { values } = parseCommandLine({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, probe: { type: 'boolean' }, 'mom-priv': { type: 'string' } }, strict: true, allowPositionals: false }, USAGE);
   const path = values.config ?? DEFAULT_CONFIG_PATH;
   try {
     const cfg = await loadConfig(path);
-    const warnings = await hostWarnings(cfg);
+    const warnings = [...egiProfileWarnings(cfg), ...await hostWarnings(cfg)];
     const errors = await hostErrors(cfg, values['mom-priv']);
     const accelOpts = { stateDir: cfg.vm.stateDir, mode: cfg.vm.accel };
     const accel = values.probe ? await probeAccelNow(accelOpts) : await accelStatus(accelOpts);

@@ -51,10 +51,9 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' }, cereq: { type: 'string' }, 'req-script': { type: 'string' },
       proxy: { type: 'string' }, fqan: { type: 'string', multiple: true }, vo: { type: 'string' },
-      json: { type: 'boolean' }, help: { type: 'boolean' },
+      json: { type: 'boolean' },
     },
   }, USAGE);
-  if (values.help) { process.stdout.write(USAGE + '\n'); return 0; }
   if ((values.cereq === undefined) === (values['req-script'] === undefined)) throw new UsageError(`give exactly one of --cereq and --req-script\n${USAGE}`);
   const ids = [values.proxy !== undefined, values.fqan !== undefined, values.vo !== undefined].filter(Boolean).length;
   if (ids !== 1) throw new UsageError(`give exactly one of --proxy, --fqan and --vo\n${USAGE}`);

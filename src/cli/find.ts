@@ -17,13 +17,9 @@ export async function run(argv: string[]): Promise<number> {
     args: argv, strict: true, allowPositionals: false,
     options: {
       bdii: { type: 'string' }, image: { type: 'string' }, vo: { type: 'string' },
-      json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
+      json: { type: 'boolean' }, timeout: { type: 'string' },
     },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  }, USAGE);
   if (!values.bdii) throw new UsageError(`--bdii is required\n${USAGE}`);
   const timeoutS = values.timeout === undefined ? 15 : Number(values.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0 || timeoutS > 3600) {

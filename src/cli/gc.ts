@@ -1,5 +1,5 @@
 // `wnod gc`: remove orphans (dead VMs with a record, runtime dirs without one, stale cache references). Safe any time.
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { gc } from '../vm/gc.js';
 import { nodeCache, stateDirFrom } from '../vm/nodeState.js';
 import { recordDriver } from '../vm/drivers.js';
@@ -7,8 +7,14 @@ import { jobOnNode } from '../job/alive.js';
 
 export const summary = 'remove orphaned VMs, runtime files and stale cache references (safe to run any time)';
 
+const USAGE = `usage: wnod gc [--config FILE | --state-dir DIR] [--json]
+  ${summary}
+  --config FILE    take the state dir (vm.state_dir) from this site config
+  --state-dir DIR  the state dir itself (default without either: /var/lib/wnod)
+  --json           machine-readable output`;
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } });
+  const { values } = parseCommandLine({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } }, USAGE);
   const stateDir = await stateDirFrom(values.config, values['state-dir']);
   const lrm = values.config ? (await (await import('../config/load.js')).loadConfig(values.config)).lrm : undefined;
   // a VM whose batch job no longer exists on this node is an orphan (src/job/alive.ts)

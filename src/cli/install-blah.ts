@@ -51,13 +51,9 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       'blah-dir': { type: 'string' }, 'bin-dir': { type: 'string' }, real: { type: 'string' }, config: { type: 'string' },
       prefix: { type: 'string' }, node: { type: 'string' }, 'filter-log': { type: 'string' },
-      'allow-unfiltered': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      'allow-unfiltered': { type: 'boolean' },
     },
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   if (!values['blah-dir'] || !values['bin-dir']) throw new UsageError(`--blah-dir and --bin-dir are required\n${HELP}`);
   const blahDir = checkShimPath(resolve(values['blah-dir']), '--blah-dir');
   const binDir = checkShimPath(resolve(values['bin-dir']), '--bin-dir');

@@ -33,12 +33,8 @@ function prefix(): string {
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandLine({
     args: argv, strict: true, allowPositionals: false,
-    options: { config: { type: 'string' }, 'slurm-conf': { type: 'string' }, 'health-interval': { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string' }, 'slurm-conf': { type: 'string' }, 'health-interval': { type: 'string' }, apply: { type: 'boolean' } },
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   if (!values.config) throw new UsageError(`--config is required\n${HELP}`);
   if (!values['slurm-conf']) throw new UsageError(`--slurm-conf is required\n${HELP}`);
   const healthInterval = Number(values['health-interval'] ?? HEALTH_CHECK_INTERVAL_S);

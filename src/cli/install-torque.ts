@@ -28,12 +28,8 @@ function defaultPrefix(): string {
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandLine({
     args: argv, strict: true, allowPositionals: false,
-    options: { 'mom-priv': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' }, apply: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { 'mom-priv': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' }, apply: { type: 'boolean' } },
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   if (!values['mom-priv']) throw new UsageError(`--mom-priv is required\n${HELP}`);
   const momPriv = checkShimPath(resolve(values['mom-priv']), '--mom-priv');
   const configPath = checkShimPath(resolve(values.config ?? '/etc/wnod/wnod.yaml'), '--config');

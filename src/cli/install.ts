@@ -1,6 +1,6 @@
 // `wnod install <target>`: put wnod's hooks where the software around it looks for them. One module per target,
 // loaded on demand; the target parses its own flags.
-import { parseCommandLine } from './args.js';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, UsageError } from '../util/errors.js';
@@ -39,13 +39,9 @@ async function installBdiiCommand(argv: string[]): Promise<number> {
     args: argv, strict: true, allowPositionals: false,
     options: {
       'gip-dir': { type: 'string' }, config: { type: 'string' }, prefix: { type: 'string' },
-      node: { type: 'string' }, 'last-good': { type: 'string' }, 'bdii-user': { type: 'string' }, help: { type: 'boolean' },
+      node: { type: 'string' }, 'last-good': { type: 'string' }, 'bdii-user': { type: 'string' },
     },
-  });
-  if (values.help) {
-    process.stdout.write(BDII_USAGE);
-    return 0;
-  }
+  }, BDII_USAGE);
   if (!values['gip-dir']) throw new UsageError(`--gip-dir is required\n${BDII_USAGE}`);
   const { DEFAULT_SHIM_PARAMS, installBdii, prepareLastGoodDir } = await import('../glue/install-bdii.js');
   const config = values.config ?? DEFAULT_SHIM_PARAMS.config;
@@ -72,14 +68,12 @@ async function installBdiiCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+export const subcommands = Object.keys(targets);
+
 export async function run(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  const list = Object.keys(targets).sort().join(', ');
-  if (!name || name === '--help' || name === '-h') {
-    process.stdout.write(`usage: wnod install <target> [options]   targets: ${list}\n`);
-    return name ? 0 : 2;
-  }
-  const load = targets[name];
-  if (!load) throw new UsageError(`unknown install target '${name}' (known: ${list})`);
-  return (await load()).run(rest);
+  const names = Object.keys(targets).sort();
+  const lines = await Promise.all(names.map(async (n) => `  ${n.padEnd(6)}  ${(await targets[n]!()).summary}`));
+  const help = ['usage: wnod install <target> [options]   (wnod install <target> --help for its options)', '', 'targets:', ...lines].join('\n');
+  const handlers = Object.fromEntries(names.map((n) => [n, async (rest: string[]) => (await targets[n]!()).run(rest)]));
+  return runSubcommand('install', argv, handlers, help);
 }

@@ -11,14 +11,16 @@ Builds vmlinux from Debian's linux-source-6.1 with guest/kernel/wnod-mini.config
 fragment, source version and compiler (cache: ${DEFAULT_KERNEL_CACHE}/<key>/). Prints the vmlinux path, or with
 --json {key, vmlinux, sourceVersion, config, built}.`;
 
+const handlers = { build };
+export const subcommands = Object.keys(handlers);
+
 export async function run(argv: string[]): Promise<number> {
-  return runSubcommand('kernel', argv, { build }, HELP);
+  return runSubcommand('kernel', argv, handlers, HELP);
 }
 
 async function build(rest: string[]): Promise<number> {
   const { values } = parseCommandLine({ args: rest, strict: true, options: {
-    'cache-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }, HELP);
-  if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
+    'cache-dir': { type: 'string' }, json: { type: 'boolean' } } }, HELP);
   const k = await buildMiniKernel({ cacheDir: values['cache-dir'], log: (s) => process.stderr.write(`wnod kernel: ${s}\n`) });
   process.stdout.write(values.json
     ? JSON.stringify({ key: k.key, vmlinux: k.vmlinux, sourceVersion: k.sourceVersion, config: k.config, built: k.built }, null, 2) + '\n'

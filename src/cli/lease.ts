@@ -1,7 +1,7 @@
 // `wnod lease create|list|show|delete`: workspace pilots — a VM you log into with ssh, run as a batch job.
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { parseCommandLine } from './args.js';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { UsageError, WnodError, describe } from '../util/errors.js';
 import { run as runCmd } from '../util/run.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
@@ -82,18 +82,17 @@ function out(json: boolean, value: unknown, human: string): void {
   process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : human + '\n');
 }
 
+export const subcommands = ['create', 'list', 'show', 'delete'] as const;
+
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h') {
-    process.stdout.write(USAGE + '\n');
-    return sub ? 0 : 2;
-  }
-  if (!['create', 'list', 'show', 'delete'].includes(sub)) throw new UsageError(`unknown lease command '${sub}'\n${USAGE}`);
+  return runSubcommand('lease', argv, Object.fromEntries(subcommands.map((s) => [s, (rest: string[]) => leaseCmd(s, rest)])), USAGE);
+}
+
+async function leaseCmd(sub: typeof subcommands[number], rest: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine({ args: rest, strict: true, allowPositionals: true, options: {
     image: { type: 'string' }, cpus: { type: 'string' }, memory: { type: 'string' }, hours: { type: 'string' }, 'ssh-key': { type: 'string' },
-    proxy: { type: 'string' }, wait: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    proxy: { type: 'string' }, wait: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
   } }, USAGE);
-  if (values.help) { process.stdout.write(USAGE + '\n'); return 0; }
   const json = values.json === true;
   const allowed: Record<string, string[]> = {
     create: ['image', 'cpus', 'memory', 'hours', 'ssh-key', 'proxy', 'wait', 'json', 'config'],

@@ -8,6 +8,7 @@ import { buildTemplate, lookupTemplate, type BuildResult } from '../vm/snapshot.
 import { QEMU_BINARY } from '../vm/qemu.js';
 import type { VmSpec } from '../vm/driver.js';
 import { takeBootSlot } from '../job/bootSlots.js';
+import { appendPrivate, BUILDS_LOG } from '../job/log.js';
 
 export const summary = 'warm VM snapshot templates: build one for a VM spec (snapshot build), list them (snapshot list)';
 
@@ -54,6 +55,9 @@ async function buildCmd(argv: string[]): Promise<number> {
     log: (s) => process.stderr.write(`${new Date().toISOString()} wnod snapshot: ${s}\n`),
   });
   await rm(values.spec, { force: true });
+  // one JSON line per build for `wnod metrics` (template builds by result); build.log keeps the human lines
+  await appendPrivate(join(stateDir, 'templates', BUILDS_LOG), JSON.stringify({ time: new Date().toISOString(), event: 'template-build', key: r.key, status: r.status,
+    ...(r.status === 'built' ? { seconds: r.seconds } : {}) }) + '\n').catch(() => {});
   process.stdout.write(values.json ? JSON.stringify(r) + '\n' : `${r.status} ${r.key}${r.status === 'refused' || r.status === 'failed' ? `: ${r.reason}` : ''}\n`);
   return r.status === 'refused' || r.status === 'failed' ? 1 : 0;
 }
@@ -81,6 +85,9 @@ async function listCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+const handlers = { build: buildCmd, list: listCmd };
+export const subcommands = Object.keys(handlers);
+
 export async function run(argv: string[]): Promise<number> {
-  return runSubcommand('snapshot', argv, { build: buildCmd, list: listCmd }, HELP);
+  return runSubcommand('snapshot', argv, handlers, HELP);
 }

@@ -1,4 +1,4 @@
-import { parseCommandLine } from './args.js';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -12,8 +12,14 @@ export const summary = 'make the shared ticket key (ticket key), or check the ti
 const USAGE = `usage: wnod ticket key --out FILE [--force]        write a new random key (mode 0600)
        wnod ticket verify [--config FILE] --script FILE [--json]   check a job script's ticket as the prologue would`;
 
+const handlers = { key: (rest: string[]) => ticketCmd('key', rest), verify: (rest: string[]) => ticketCmd('verify', rest) };
+export const subcommands = Object.keys(handlers);
+
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
+  return runSubcommand('ticket', argv, handlers, USAGE);
+}
+
+async function ticketCmd(sub: 'key' | 'verify', rest: string[]): Promise<number> {
   const { values } = parseCommandLine({ args: rest, strict: true, allowPositionals: false, options: {
     out: { type: 'string' }, force: { type: 'boolean' }, config: { type: 'string' }, script: { type: 'string' }, json: { type: 'boolean' },
   } }, USAGE);

@@ -48,12 +48,11 @@ async function runCmd(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' }, image: { type: 'string' }, 'test-image': { type: 'boolean' }, disk: { type: 'boolean' },
       cpus: { type: 'string' }, memory: { type: 'string' }, workdir: { type: 'string' }, network: { type: 'string' },
-      'state-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, 'ready-timeout': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'state-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, 'ready-timeout': { type: 'string' },
       snapshot: { type: 'boolean' },
       kernel: { type: 'string' },
     },
   }, HELP);
-  if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
   const testImage = values['test-image'] === true;
   if (testImage === (values.config !== undefined)) throw new UsageError('give either --config FILE --image ID, or --test-image');
   if (!testImage && !values.image) throw new UsageError('--image ID is required with --config');
@@ -142,6 +141,9 @@ async function buildCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+const handlers = { run: runCmd, 'build-test-image': buildCmd };
+export const subcommands = Object.keys(handlers);
+
 export async function run(argv: string[]): Promise<number> {
-  return runSubcommand('vm', argv, { run: runCmd, 'build-test-image': buildCmd }, HELP);
+  return runSubcommand('vm', argv, handlers, HELP);
 }

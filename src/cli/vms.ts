@@ -1,13 +1,19 @@
 // `wnod vms`: the VMs on this node, from their state records.
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './args.js';
 import { listRecords } from '../vm/state.js';
 import { isAlive } from '../vm/proc.js';
 import { stateDirFrom } from '../vm/nodeState.js';
 
 export const summary = 'list the VMs on this node (--json for machine-readable output)';
 
+const USAGE = `usage: wnod vms [--config FILE | --state-dir DIR] [--json]
+  ${summary}
+  --config FILE    take the state dir (vm.state_dir) from this site config
+  --state-dir DIR  the state dir itself (default without either: /var/lib/wnod)
+  --json           machine-readable output`;
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } });
+  const { values } = parseCommandLine({ args: argv, strict: true, options: { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' } } }, USAGE);
   const stateDir = await stateDirFrom(values.config, values['state-dir']);
   const bad: string[] = [];
   const rows = [];

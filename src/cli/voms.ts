@@ -1,5 +1,5 @@
 // `wnod voms inspect`: verify a proxy's VOMS identity exactly as the filter does and show it.
-import { parseCommandLine } from './args.js';
+import { parseCommandLine, runSubcommand } from './args.js';
 import { hostname } from 'node:os';
 import { UsageError, WnodError, describe } from '../util/errors.js';
 
@@ -13,19 +13,22 @@ const USAGE = `usage: wnod voms inspect --proxy FILE [--vomsdir DIR] [--certdir 
   --json                one JSON object on stdout: {"ok":true,"vo",…} or {"ok":false,"error":"<code>: <message>"}
 `;
 
+const handlers = { inspect };
+export const subcommands = Object.keys(handlers);
+
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(USAGE); return 0; }
-  if (sub !== 'inspect') throw new UsageError(`unknown subcommand '${sub ?? ''}' (expected: inspect)\n${USAGE}`);
+  return runSubcommand('voms', argv, handlers, USAGE);
+}
+
+async function inspect(rest: string[]): Promise<number> {
   const { values } = parseCommandLine({
     args: rest, strict: true, allowPositionals: false,
     options: {
       proxy: { type: 'string' }, vomsdir: { type: 'string' }, certdir: { type: 'string' }, config: { type: 'string' },
-      host: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' },
+      host: { type: 'string' }, json: { type: 'boolean' },
     },
-  });
-  if (values.help) { process.stdout.write(USAGE); return 0; }
-  if (!values.proxy) throw new UsageError('--proxy FILE is required');
+  }, USAGE);
+  if (!values.proxy) throw new UsageError(`--proxy FILE is required\n${USAGE}`);
   const json = values.json === true;
   const fail = (err: unknown): number => {
     const text = err instanceof WnodError ? `${err.code}: ${err.message}` : describe(err);

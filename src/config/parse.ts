@@ -89,16 +89,22 @@ export function parseConfig(text: string, file: string): SiteConfig {
     glue2Suffix: r.str(['glue', 'glue2_suffix'], { default: 'GLUE2GroupID=resource,o=glue' })!,
     perVoTags: r.bool(['glue', 'per_vo_tags'], false),
     validityS: r.int(['glue', 'validity_s'], { default: 3600, min: 60 })!,
+    cpuTimeScalingFactor: r.real(['glue', 'cpu_time_scaling_factor'], { default: 1, minExclusive: 0, max: 1000 }),
+    wallTimeScalingFactor: r.real(['glue', 'wall_time_scaling_factor'], { default: 1, minExclusive: 0, max: 1000 }),
     lastGoodFile: r.str(['glue', 'last_good_file'], { default: '/var/cache/wnod/glue-last-good.ldif', pattern: ABS_PATH, patternText: 'an absolute path' })!,
   };
   if (!/,o=grid$/i.test(glue.subClusterDn)) r.problem(['glue', 'subcluster_dn'], 'must be a DN under o=grid');
   if (!/(^|,)o=glue$/i.test(glue.glue2Suffix)) r.problem(['glue', 'glue2_suffix'], 'must be a DN under o=glue');
   const logFile = r.str(['log_file'], { default: '/var/log/wnod/wnod.log', pattern: ABS_PATH, patternText: 'an absolute path' })!;
+  const log = {
+    maxBytes: r.int(['log_max_mb'], { default: 64, min: 1, max: 65536 })! * 1024 * 1024,
+    keep: r.int(['log_keep'], { default: 5, min: 0, max: 100 })!,
+  };
   const accountingFile = r.str(['accounting_file'], { default: '/var/log/wnod/accounting.jsonl', pattern: ABS_PATH, patternText: 'an absolute path' })!;
 
   r.reportUnknownKeys();
   if (r.problems.length > 0) throw new ConfigError(r.problems.sort((a, b) => a.line - b.line));
-  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, accountingFile, path: file };
+  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, log, accountingFile, path: file };
   // Plain JSON data (no undefined members): what the compiled-config cache stores is exactly what we return.
   return JSON.parse(JSON.stringify(cfg)) as SiteConfig;
 }
@@ -186,6 +192,7 @@ function readImages(r: ConfigReader): Image[] {
       ...(r.has([...p, 'acpi']) ? { acpi: r.bool([...p, 'acpi'], true) } : {}),
       cpus: readBounded(r, [...p, 'cpus'], 1, 1024),
       memoryMB: readBounded(r, [...p, 'memory_mb'], 64, 4 << 20),
+      ...(r.has([...p, 'virtual_memory_mb']) ? { virtualMemoryMB: r.int([...p, 'virtual_memory_mb'], { min: 64, max: 64 << 20 }) } : {}),
       diskGB: readBounded(r, [...p, 'disk_gb'], 1, 1 << 20),
       published: r.bool([...p, 'published'], true),
       ...(r.has([...p, 'queue']) ? { queue: r.str([...p, 'queue'], { pattern: NAME, patternText: 'a queue name' }) } : {}),

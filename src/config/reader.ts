@@ -100,6 +100,19 @@ export class ConfigReader {
     return v;
   }
 
+  /** A real number (YAML int or float) within (min, max]: `minExclusive` for factors that must be positive. */
+  real(path: Path, opts: { default: number; minExclusive?: number; max?: number }): number {
+    const v = this.raw(path);
+    if (v === undefined || v === null) return opts.default;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      this.problem(path, `expected a number, got ${JSON.stringify(typeof v === 'object' ? 'a ' + (isSeq(v) ? 'list' : 'mapping') : v)}`);
+      return opts.default;
+    }
+    if (opts.minExclusive !== undefined && v <= opts.minExclusive) { this.problem(path, `${v} must be above ${opts.minExclusive}`); return opts.default; }
+    if (opts.max !== undefined && v > opts.max) { this.problem(path, `${v} is above the maximum ${opts.max}`); return opts.default; }
+    return v;
+  }
+
   bool(path: Path, dflt: boolean): boolean {
     const v = this.raw(path);
     if (v === undefined || v === null) return dflt;

@@ -34,6 +34,8 @@ export interface Image {
   acpi?: boolean;             // false: a kernel without ACPI (wnod's mini kernel): microvm with acpi=off
   cpus: Bounded;
   memoryMB: Bounded;
+  /** GLUE2ExecutionEnvironmentVirtualMemorySize (MB); default: memoryMB.max (a VM has no swap of its own) */
+  virtualMemoryMB?: number | undefined;
   diskGB: Bounded;
   published: boolean;
   queue?: string;             // overrides lrm.queue for jobs of this image
@@ -146,6 +148,9 @@ export interface GlueConfig {
   glue2Suffix: string;        // e.g. "GLUE2GroupID=resource,o=glue"
   perVoTags: boolean;         // also publish VO-<vo>-<image> tags
   validityS: number;
+  /** GLUE2ExecutionEnvironmentCPUTimeScalingFactor / WallTimeScalingFactor of every image (EGI profile: mandatory) */
+  cpuTimeScalingFactor: number;
+  wallTimeScalingFactor: number;
   lastGoodFile: string;       // cache of the last good provider output
 }
 
@@ -161,6 +166,8 @@ export interface SiteConfig {
   lease: LeaseConfig;
   glue: GlueConfig;
   logFile: string;            // root-only log for details that must not reach the job's output
+  /** the log is rotated when a write would take it past maxBytes: logFile.1 … logFile.<keep> (oldest) */
+  log: { maxBytes: number; keep: number };
   accountingFile: string;
   /** where the config was read from (for messages) */
   path: string;

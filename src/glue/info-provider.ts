@@ -35,6 +35,13 @@ export function lastGoodPath(base: string, kind: InfoProviderKind): string {
   return base.endsWith('.ldif') ? `${base.slice(0, -5)}.plugin.ldif` : `${base}.plugin`;
 }
 
+/** The last good output as of `now`: every GLUE2EntityCreationTime line re-stamped. Re-emitting the old time would
+ * make each entry obsolete (glue-validator's EGI profile: an error) once the config has been stable longer than
+ * GLUE2EntityValidity; the content is still what the site last published correctly. GLUE 1.3 has no such line. */
+export function restampCreationTime(ldif: string, now: Date): string {
+  return ldif.replace(/^GLUE2EntityCreationTime: .*$/gm, `GLUE2EntityCreationTime: ${glueTime(now)}`);
+}
+
 /** bdii-update locates records by searching for `dn:` anywhere in the text: it must only start records. */
 export function checkBdiiReadable(ldif: string): void {
   for (let i = ldif.indexOf('dn:'); i !== -1; i = ldif.indexOf('dn:', i + 1)) {
@@ -99,8 +106,8 @@ export async function runInfoProvider(kind: InfoProviderKind, argv: string[], io
       io.stderr(`${tag}: error: ${why}; no last good output to re-emit (${describe(err)}): nothing printed`);
       return 1;
     }
-    io.stderr(`${tag}: error: ${why}; re-emitting the last good output from ${file}`);
-    await io.stdout(text);
+    io.stderr(`${tag}: error: ${why}; re-emitting the last good output from ${file} (creation time: now)`);
+    await io.stdout(restampCreationTime(text, io.now()));
     return 1;
   };
 

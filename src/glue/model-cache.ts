@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import type { GlueModel } from './model.js';
 
 /** Bump when the shape or meaning of GlueModel changes. */
-const FORMAT = 1;
+const FORMAT = 2;
 
 interface CacheFile {
   key: string;

@@ -15,6 +15,9 @@ export interface Glue2ExecutionEnvironment {
   name: string;
   platform: string;
   mainMemoryMB: number;
+  virtualMemoryMB: number;
+  cpuTimeScalingFactor: number;
+  wallTimeScalingFactor: number;
   osFamily: string;
   osName: string;
   osVersion: string;
@@ -59,6 +62,11 @@ const VERSIONED_ID = /^(.+?)[-_](\d+(?:\.\d+)*)$/;
 
 /** GLUE2 Platform for our arch names (GFD.147 enumeration; it is open and has no 64-bit ARM value). */
 const PLATFORM: Record<Image['arch'], string> = { x86_64: 'amd64', i686: 'i386', aarch64: 'aarch64' };
+
+/** The GLUE2ExecutionEnvironmentPlatform of an image's arch. */
+export function eePlatform(arch: Image['arch']): string {
+  return PLATFORM[arch];
+}
 
 /** `%Y-%m-%dT%H:%M:%SZ` in UTC, as GLUE2EntityCreationTime wants it. */
 export function glueTime(d: Date): string {
@@ -159,9 +167,12 @@ export function buildGlueModel(cfg: SiteConfig, now: Date): GlueModel {
       dn: `${rdn('GLUE2ResourceID', eeId)},${serviceDn}`,
       id: eeId,
       name: img.id,
-      platform: PLATFORM[img.arch],
+      platform: eePlatform(img.arch),
       // What a job of this image can get at most: the VM is sized per job up to these limits.
       mainMemoryMB: img.memoryMB.max,
+      virtualMemoryMB: img.virtualMemoryMB ?? img.memoryMB.max,
+      cpuTimeScalingFactor: g.cpuTimeScalingFactor,
+      wallTimeScalingFactor: g.wallTimeScalingFactor,
       osFamily: bdiiText(img.os.family.toLowerCase()),
       osName: bdiiText(img.os.name),
       osVersion: bdiiText(img.os.version),

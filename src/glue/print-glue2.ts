@@ -22,6 +22,7 @@ export function printGlue2Provider(m: GlueModel): string {
         ['GLUE2ExecutionEnvironmentComputingManagerForeignKey', g.managerId],
         ['GLUE2ExecutionEnvironmentPlatform', ee.platform],
         ['GLUE2ExecutionEnvironmentMainMemorySize', String(ee.mainMemoryMB)],
+        ['GLUE2ExecutionEnvironmentVirtualMemorySize', String(ee.virtualMemoryMB)],
         ['GLUE2ExecutionEnvironmentOSFamily', ee.osFamily],
         ['GLUE2ExecutionEnvironmentOSName', ee.osName],
         ['GLUE2ExecutionEnvironmentOSVersion', ee.osVersion],
@@ -29,6 +30,8 @@ export function printGlue2Provider(m: GlueModel): string {
         ['GLUE2ExecutionEnvironmentLogicalCPUs', String(ee.logicalCpus)],
         ['GLUE2ExecutionEnvironmentConnectivityIn', String(ee.connectivityIn)],
         ['GLUE2ExecutionEnvironmentConnectivityOut', String(ee.connectivityOut)],
+        ['GLUE2ExecutionEnvironmentCPUTimeScalingFactor', String(ee.cpuTimeScalingFactor)],
+        ['GLUE2ExecutionEnvironmentWallTimeScalingFactor', String(ee.wallTimeScalingFactor)],
       ],
     }));
   }

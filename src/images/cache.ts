@@ -36,6 +36,8 @@ export interface CachedImage {
   digest: string;
   files: { disk?: string; kernel?: string; initrd?: string };
   holder: string;
+  /** bytes this acquire had to fetch: 0 is a cache hit (the metrics count hits and misses from it) */
+  fetchedBytes: number;
 }
 
 /** One entry as `list()` sees it. */
@@ -147,12 +149,13 @@ export class ImageCache {
     const artifacts = imageArtifacts(image);
     await this.ensureLayout();
     return withLock(this.lockPath(digest), 'exclusive', async () => {
-      const meta = await this.fill(image, digest, artifacts, opts.onProgress, undefined, opts.signal);
+      let fetchedBytes = 0;
+      const meta = await this.fill(image, digest, artifacts, opts.onProgress, (bytes) => { fetchedBytes += bytes; }, opts.signal);
       const t = this.now().toISOString();
       meta.holders[holder] = t;
       meta.lastUsed = t;
       await this.writeMeta(meta);
-      return { digest, files: this.filePaths(digest, meta), holder };
+      return { digest, files: this.filePaths(digest, meta), holder, fetchedBytes };
     }, { timeoutMs: opts.lockTimeoutMs });
   }
 

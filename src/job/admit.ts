@@ -86,6 +86,7 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({
     ...(cur ?? newJobRecord(job.jobId, job.user)),
     mode: decision.mode, decidedAt: now, ...(decision.mode === 'vm' ? { decision: decision.record } : {}),
+    ...(header.lease ? { lease: header.lease } : {}),
   }));
   await log.detail('accepted', { mode: decision.mode, ...(decision.mode === 'vm' ? decision.record : {}), user: job.user, queue: job.queue });
   if (decision.mode !== 'vm') return;
@@ -94,14 +95,15 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
     await log.detail('vm-engine-not-wired', { image: decision.image.id });
     return;
   }
-  const { vmId, bootS, boot } = await ctx.vm.start({
+  const { vmId, bootS, boot, cache, accel } = await ctx.vm.start({
     jobId: job.jobId, user: job.user, group: job.group, cfg, image: decision.image, cpus: decision.record.cpus, memoryMB: decision.record.memoryMB,
     // the job's submit dir; the engine shares it only if it is the job user's own
     ...(job.workdir ? { workdir: job.workdir } : {}),
     ...(header.lease ? { lease: { id: header.lease } } : {}), // a lease pilot (src/lease/pilot.ts): its ssh gets forwarded
   });
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), vmId, bootS }));
-  await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}) }); // boot: restore, or cold and why
+  // the node's decisions for this VM: restore or cold boot (and why), cache hit or fetch, KVM or TCG
+  await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}), ...(cache ? { cache } : {}), ...(accel ? { accel } : {}) });
 }
 
 async function verifiedClaims(cfg: SiteConfig, token: string, now: Date): Promise<TicketClaims> {

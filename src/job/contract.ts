@@ -92,10 +92,21 @@ export interface GuestRun {
   workdir?: string | undefined;
 }
 
+/** A booted job VM: how long the boot took, how (restore, or cold and why), and whether its image was in the cache. */
+export interface VmStarted {
+  vmId: string;
+  bootS: number;
+  boot?: { mode: string; coldReason?: string };
+  /** hit: the image was in the node's cache; miss: (part of) it was fetched for this job */
+  cache?: 'hit' | 'miss';
+  /** the accelerator the VM got (kvm, or tcg: software emulation) */
+  accel?: string;
+}
+
 export interface JobVmEngine {
   /** Admission (root): stage the image and boot the job's VM detached; resolve once it is ready. Throw a
    * TransientFault for faults worth a retry, a Refusal for permanent ones. */
-  start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<{ vmId: string; bootS: number; boot?: { mode: string; coldReason?: string } }>;
+  start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<VmStarted>;
   /** The job's run (job user): run the job in the job's VM, streaming its output; resolve to its exit status. */
   runJob(job: VmJob & GuestRun): Promise<number>;
   /** Teardown (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent.

@@ -23,7 +23,7 @@ export function accountingRecord(end: JobEnd, rec: JobRecord, teardownS: number,
     cpus: d?.cpus ?? end.holds.cpus ?? 1, memoryMB: d?.memoryMB ?? end.holds.memoryMB ?? 0,
     bootS: rec.bootS ?? 0, runS: end.used.wallS ?? 0, teardownS,
     exitStatus: end.exitStatus, vmCpuS: vmCpuS ?? end.used.cpuS ?? 0,
-    end: at.toISOString(), node, mode: rec.mode,
+    end: at.toISOString(), node, mode: rec.mode, ...(rec.lease ? { lease: rec.lease } : {}),
   };
 }
 

@@ -30,6 +30,8 @@ export interface JobRecord {
   vmId?: string;
   bootS?: number;
   decidedAt?: string;
+  /** the lease this job is the pilot of (its header's `# wnod-lease:`): accounted as a cloud VM (APEL cloud record) */
+  lease?: string;
 }
 
 export class JobRecordError extends WnodError {

@@ -25,7 +25,7 @@ import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
 import { isAlive, parseStatStartTime, type ProcRef } from '../vm/proc.js';
 import { ImageCache, type CachedImage } from '../images/cache.js';
 import { imageDigest } from '../images/artifacts.js';
-import type { JobVmEngine, VmJob, LeaseBoot, GuestRun } from './contract.js';
+import type { JobVmEngine, VmJob, LeaseBoot, GuestRun, VmStarted } from './contract.js';
 import { leaseForward, leaseGuestEnv, writeLeaseInfo } from './lease.js';
 import { LeasePortsUnprotected, NoFreePort } from './leasePorts.js';
 import type { JobRecord } from './jobstate.js';
@@ -62,7 +62,7 @@ class JobVm implements JobVmEngine {
 
   /** Admission: boot the job's VM within lrm.prologue_budget_s. Refusal = the job can never run here; anything
    * else is a TransientFault (bounded requeue). What exists of a failed VM is destroyed before throwing. */
-  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<{ vmId: string; bootS: number; boot?: { mode: string; coldReason?: string } }> {
+  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<VmStarted> {
     const { cfg } = job;
     const t0 = performance.now();
     const deadline = Date.now() + cfg.lrm.prologueBudgetS * 1000;
@@ -126,7 +126,7 @@ class JobVm implements JobVmEngine {
     }
     const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) }
       : noTemplate ? { mode: 'cold', coldReason: noTemplate } : undefined;
-    return { vmId, bootS: (performance.now() - t0) / 1000, ...(boot ? { boot } : {}) };
+    return { vmId, bootS: (performance.now() - t0) / 1000, cache: cached.fetchedBytes > 0 ? 'miss' : 'hit', ...(boot ? { boot } : {}), ...(state.accel ? { accel: state.accel } : {}) };
   }
 
   /** The job's run (job user): run the job script in the job's VM; resolves to the in-VM exit status. */

@@ -5,7 +5,7 @@
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { endJob, endJobWithoutConfig } from '../../job/finish.js';
-import { hookLog } from '../../job/log.js';
+import { hookLog, logTarget } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogEnv } from './env.js';
 import { clearJob, readReport, type RunReport } from './marks.js';
@@ -35,10 +35,10 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
   try {
     job = parseEpilogEnv(env);
   } catch (err) {
-    await hookLog(cfg.logFile, 'epilog', undefined).detail('bad-env', { error: describe(err) });
+    await hookLog(logTarget(cfg), 'epilog', undefined).detail('bad-env', { error: describe(err) });
     return 1;
   }
-  const log = hookLog(cfg.logFile, 'epilog', job.jobId);
+  const log = hookLog(logTarget(cfg), 'epilog', job.jobId);
   let report: RunReport | undefined;
   try {
     report = await readReport(cfg.vm.stateDir, job.jobId, job.uid);

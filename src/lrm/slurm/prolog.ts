@@ -13,7 +13,7 @@ import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { run } from '../../util/run.js';
 import { admitJob } from '../../job/admit.js';
-import { hookLog } from '../../job/log.js';
+import { hookLog, logTarget } from '../../job/log.js';
 import { readModeMarker } from '../../job/jobstate.js';
 import { TransientFault } from '../../job/outcome.js';
 import { ticketLine } from '../../header/scriptHeader.js';
@@ -103,13 +103,13 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
   try {
     job = parseHookEnv(env);
   } catch (err) {
-    await hookLog(cfg.logFile, 'prolog', undefined).detail('bad-env', { error: describe(err) });
+    await hookLog(logTarget(cfg), 'prolog', undefined).detail('bad-env', { error: describe(err) });
     return fault(describe(err));
   }
   // the user's lines (slurmd discards the Prolog's output): kept for the mark, the runner prints them
   const said: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { said.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const log = hookLog(cfg.logFile, 'prolog', job.jobId, sink);
+  const log = hookLog(logTarget(cfg), 'prolog', job.jobId, sink);
   const bin = ctx.slurmBin ?? cfg.lrm.binDir;
   const outcome = await admitJob(cfg, jobStart(job, await groupName(job.gid), await holds(job, bin), bin), ctx, log);
   try {

@@ -4,7 +4,7 @@
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { endJob, endJobWithoutConfig } from '../../job/finish.js';
-import { hookLog } from '../../job/log.js';
+import { hookLog, logTarget } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
 import type { HookContext } from './prologue.js';
@@ -37,9 +37,9 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
   try {
     args = parseEpilogueArgv(argv, ctx.torqueVersion ?? 'auto');
   } catch (err) {
-    await hookLog(cfg.logFile, 'epilogue', undefined, ctx.stdout).detail('bad-argv', { error: describe(err), argv });
+    await hookLog(logTarget(cfg), 'epilogue', undefined, ctx.stdout).detail('bad-argv', { error: describe(err), argv });
     return 1;
   }
-  const ok = await endJob(cfg, jobEnd(args), ctx, hookLog(cfg.logFile, 'epilogue', args.jobId, ctx.stdout));
+  const ok = await endJob(cfg, jobEnd(args), ctx, hookLog(logTarget(cfg), 'epilogue', args.jobId, ctx.stdout));
   return ok ? 0 : 1;
 }

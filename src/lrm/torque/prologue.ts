@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { admitJob } from '../../job/admit.js';
-import { hookLog } from '../../job/log.js';
+import { hookLog, logTarget } from '../../job/log.js';
 import { Refusal, TransientFault, userLine } from '../../job/outcome.js';
 import type { JobContext, JobStart } from '../../job/contract.js';
 import { parsePrologueArgv, type PrologueArgs, type TorqueVersion } from './argv.js';
@@ -65,9 +65,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: HookCont
     args = parsePrologueArgv(argv, ctx.torqueVersion ?? 'auto');
   } catch (err) {
     out.write(userLine('the batch system called the wnod prologue with unexpected arguments; the job was not started') + '\n');
-    await hookLog(cfg.logFile, 'prologue', undefined, out).detail('bad-argv', { error: describe(err), argv });
+    await hookLog(logTarget(cfg), 'prologue', undefined, out).detail('bad-argv', { error: describe(err), argv });
     return PROLOGUE_EXIT.abort;
   }
-  const log = hookLog(cfg.logFile, 'prologue', args.jobId, out);
+  const log = hookLog(logTarget(cfg), 'prologue', args.jobId, out);
   return prologueExit(await admitJob(cfg, jobStart(cfg, args, env), ctx, log));
 }
