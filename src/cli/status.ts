@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { describe } from '../util/errors.js';
+import { HelpRequested } from './args.js';
 import { gatherFacts } from '../status/gather.js';
 import { reportOf, statusJson, statusText } from '../status/report.js';
 import { exitCodeOf, oneLine, slurmAction, torqueCheckOutput } from '../status/classify.js';
@@ -43,10 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(HELP);
     return unknown(`bad command line: ${describe(err)}`, false);
   }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (values.help) throw new HelpRequested(HELP); // main prints it, exit 0, as for every command
   const target = values.for;
   if (target !== undefined && target !== 'torque' && target !== 'slurm') return unknown(`bad command line: --for takes torque or slurm, not ${JSON.stringify(target)}`, false);
   if (target && values.json) return unknown('bad command line: --json and --for are exclusive', false);
