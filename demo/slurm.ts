@@ -8,6 +8,7 @@
 import { chown, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { parseDocument } from 'yaml';
 import { ensureTestUser, type TestUser } from '../test/kit/pbsmom.js';
 import { buildSshTestImage } from '../test/kit/sshImage.js';
 import { leaseUser } from '../test/kit/leaseSite.js';
@@ -182,6 +183,14 @@ export async function slurmDemo(o: DemoOptions): Promise<void> {
     step('Site BDII: wnod install bdii into a real resource BDII (slapd + bdii-update), then wnod find');
     bdii = await startBdii({ staticLdif: staticCeLdif({ host: CE_HOST, queue: 'wnod', vos: ['testvo'] }), breatheS: 2 });
     out(`    BDII at ${bdii.url} (the CE's static GLUE entries for ${CE_HOST})`);
+    // bdii-update runs the providers as openldap: the last good output goes where openldap may write
+    const lastGood = join(dir, 'bdii-lastgood');
+    await mkdir(lastGood, { mode: 0o755 });
+    const ldap = (await execa('getent', ['passwd', 'openldap'])).stdout.split(':');
+    await chown(lastGood, Number(ldap[2]), Number(ldap[3]));
+    const doc = parseDocument(await readFile(site.configPath, 'utf8'));
+    doc.setIn(['glue', 'last_good_file'], join(lastGood, 'glue.ldif'));
+    await writeFile(site.configPath, doc.toString());
     out(indent((await wnod(['install', 'bdii', '--gip-dir', bdii.gipDir, '--config', site.configPath, '--prefix', repo])).stdout));
     const RTE = 'GlueHostApplicationSoftwareRunTimeEnvironment';
     const tags = await bdii.waitFor(async (c) => {
