@@ -24,6 +24,7 @@ import { reachableRepo } from '../test/kit/reachable.js';
 import { parseScontrolJob } from '../test/kit/slurm.js';
 import { makeSlurmSite } from '../test/kit/slurmSite.js';
 import { median } from './lib/stats.js';
+import { readRecords } from '../src/accounting/store.js';
 
 const { values } = parseArgs({ options: {
   n: { type: 'string', default: '5' }, rounds4: { type: 'string', default: '3' }, accel: { type: 'string', default: 'tcg' },
@@ -142,6 +143,12 @@ try {
   // what each wnod job really got: a restore series that cold booted would be measured under a false name
   const modes = await bootModes();
   const booted = (k: Kind) => Object.fromEntries(['restore', 'cold'].map((m) => [m, ids[k].filter((id) => modes.get(id) === m).length]));
+  // where a wnod job's time goes (the Epilog's accounting record): VM start in the Prolog, the run, the teardown
+  const recs = new Map((await readRecords(cfg.accountingFile)).records.map((r) => [r.jobId, r]));
+  const parts = (k: Kind) => {
+    const rs = ids[k].map((id) => recs.get(id)).filter((r) => r !== undefined);
+    return rs.length ? { boot_s: r3(median(rs.map((r) => r.bootS))), run_s: r3(median(rs.map((r) => r.runS))), teardown_s: r3(median(rs.map((r) => r.teardownS))) } : null;
+  };
   const m1 = (k: Kind) => median(one[k]);
   const m4 = (k: Kind) => (R4 ? median(four[k]) : NaN);
   process.stdout.write(JSON.stringify({
@@ -162,6 +169,7 @@ try {
       restore4_within_1_5x_one: R4 ? m4('restore') / m1('restore') <= 1.5 : null,
     },
     boots: { restore_series: booted('restore'), cold_series: booted('cold') },
+    accounted: { restore: parts('restore'), cold: parts('cold') },
     raw_ms: { one: Object.fromEntries(kinds.map((k) => [k, one[k].map(r1)])), four: Object.fromEntries(kinds.map((k) => [k, four[k].map(r1)])) },
   }) + '\n');
 } finally {
