@@ -36,6 +36,17 @@ async function asUser(ss: SlurmSite, user: TestUser, file: string, args: string[
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
+/** The hooks' root log lines of one job, one short line each (time, hook, event, the fields an admin reads). */
+async function hookLines(logFile: string, jobId: string): Promise<string> {
+  const lines: string[] = [];
+  for (const l of (await readFile(logFile, 'utf8').catch(() => '')).split('\n')) {
+    if (!l.includes(`"job":"${jobId}"`)) continue;
+    const { time, hook, event, job: _job, pid: _pid, digest: _digest, ...rest } = JSON.parse(l) as Record<string, unknown>;
+    lines.push(`${String(time).slice(11, 23)} ${String(hook).padEnd(6)} ${String(event).padEnd(9)} ${JSON.stringify(rest)}`);
+  }
+  return lines.join('\n') || '(nothing logged)';
+}
+
 const submitted = (stdout: string) => /Submitted batch job (\d+)/.exec(stdout)?.[1];
 
 export async function slurmDemo(o: DemoOptions): Promise<void> {
@@ -110,6 +121,8 @@ export async function slurmDemo(o: DemoOptions): Promise<void> {
     out(indent(stdoutText || '(empty)'));
     out(`    the job's stderr file (${workdir}/grid.err):`);
     out(indent(stderrText || '(empty)'));
+    out(`    the node's root-only log (${site.dir}/wnod.log) for job ${jobId}:`);
+    out(indent(await hookLines(join(site.dir, 'wnod.log'), jobId!)));
     check(done.state === 'COMPLETED', `the job did not complete (${done.state} ${done.exitCode}); see ${site.dir}/wnod.log and ${fx.dir}/log`);
     const host = (await execa('uname', ['-r'])).stdout.trim();
     check(stdoutText.includes('running on kernel ') && !stdoutText.includes(`kernel ${host},`), 'the job output does not show a guest kernel');
