@@ -32,3 +32,18 @@ t.test('Torque maps the core outcomes onto prologue exit codes', async (t) => {
   t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.abort);
   t.equal(prologueExit({ kind: 'retry', code: 'vm-start', message: 'm' }), PROLOGUE_EXIT.requeue);
 });
+
+t.test('the job state dir a hook creates under pbs_mom\'s job umask (077) is still traversable by the job user', async (t) => {
+  const { stat } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { ensureJobStateDir } = await import('../src/job/jobstate.js');
+  const base = t.testdir({});
+  const stateDir = join(base, 'var', 'wnod');
+  const old = process.umask(0o077);
+  try {
+    await ensureJobStateDir(stateDir);
+  } finally {
+    process.umask(old);
+  }
+  for (const d of [join(base, 'var'), stateDir, join(stateDir, 'torque')]) t.equal((await stat(d)).mode & 0o777, 0o755, `${d} is 0755`);
+});
