@@ -98,3 +98,14 @@ export async function ceSide(dir: string, user: TestUser, site: { configPath: st
   await writeFile(ceConfig, doc.toString(), { mode: 0o644 });
   return { ceDir, ceConfig };
 }
+
+/** The hooks' root log lines of one job, one short line each (time, hook, event, the fields an admin reads). */
+export async function hookLines(logFile: string, jobId: string): Promise<string> {
+  const lines: string[] = [];
+  for (const l of (await readFile(logFile, 'utf8').catch(() => '')).split('\n')) {
+    if (!l.includes(`"job":"${jobId}"`)) continue;
+    const { time, hook, event, job: _job, pid: _pid, digest: _digest, ...rest } = JSON.parse(l) as Record<string, unknown>;
+    lines.push(`${String(time).slice(11, 23)} ${String(hook).padEnd(6)} ${String(event).padEnd(9)} ${JSON.stringify(rest)}`);
+  }
+  return lines.join('\n') || '(nothing logged)';
+}

@@ -16,7 +16,7 @@ import { makeSlurmSite, type SlurmSite } from '../test/kit/slurmSite.js';
 import { startBdii, staticCeLdif, type RunningBdii } from '../test/kit/bdii.js';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
-import { blahSubmit, blahTempScript, ceSide, check, cli, gridIdentity, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
+import { blahSubmit, blahTempScript, ceSide, check, cli, gridIdentity, hookLines, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
 
 const CE_HOST = 'ce.wnod.test'; // the sample site's ce_host (test/kit/site.ts)
 
@@ -34,17 +34,6 @@ const JOB_BODY = [
 async function asUser(ss: SlurmSite, user: TestUser, file: string, args: string[], cwd: string) {
   const r = await execa(file, args, { env: { PATH: '/usr/bin:/bin', HOME: user.home, LANG: 'C.UTF-8', ...ss.fx.env }, extendEnv: false, uid: user.uid, gid: user.gid, cwd, reject: false, timeout: 120_000 });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-}
-
-/** The hooks' root log lines of one job, one short line each (time, hook, event, the fields an admin reads). */
-async function hookLines(logFile: string, jobId: string): Promise<string> {
-  const lines: string[] = [];
-  for (const l of (await readFile(logFile, 'utf8').catch(() => '')).split('\n')) {
-    if (!l.includes(`"job":"${jobId}"`)) continue;
-    const { time, hook, event, job: _job, pid: _pid, digest: _digest, ...rest } = JSON.parse(l) as Record<string, unknown>;
-    lines.push(`${String(time).slice(11, 23)} ${String(hook).padEnd(6)} ${String(event).padEnd(9)} ${JSON.stringify(rest)}`);
-  }
-  return lines.join('\n') || '(nothing logged)';
 }
 
 const submitted = (stdout: string) => /Submitted batch job (\d+)/.exec(stdout)?.[1];

@@ -4,14 +4,14 @@
  * epilogue (VM destroyed), the accounting record; a refusal at the CE and the same job refused by the prologue.
  * Leases on Torque are shown by the harness flow (`--torque-harness`): their pilots need `wnod lease` inside the
  * namespace. */
-import { chown, mkdir, readFile, stat, writeFile, appendFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, readdir, stat, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { buildTestImage } from '../src/guest/testImage.js';
 import { ensureTestUser } from '../test/kit/pbsmom.js';
 import { makeVmSite } from '../test/kit/vmSite.js';
 import { startTorque, type TorqueNode } from '../test/kit/torque.js';
-import { blahSubmit, blahTempScript, ceSide, check, cli, gridIdentity, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
+import { blahSubmit, blahTempScript, ceSide, check, cli, gridIdentity, hookLines, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
 
 const MOM_PRIV = '/var/spool/torque/mom_priv'; // inside the namespace (the fixture binds its own PBS_HOME there)
 
@@ -98,6 +98,8 @@ export async function torqueRealDemo(o: DemoOptions & { torqueTag: string }): Pr
     const e1 = await readFile(join(workdir, 'grid.err'), 'utf8').catch(() => '');
     out(`    the job's output (${workdir}/grid.out):\n${indent(o1 || '(empty)')}`);
     if (e1.trim()) out(`    the job's error output (${workdir}/grid.err):\n${indent(e1)}`);
+    out(`    the node's root-only log (${site.dir}/wnod.log) for job ${jobId}:\n${indent(await hookLines(join(site.dir, 'wnod.log'), jobId))}`);
+    if (done.exit_status !== '0') out(indent((await readFile(join(dir, 'spool', 'mom_logs', (await readdir(join(dir, 'spool', 'mom_logs')))[0] ?? 'none'), 'utf8').catch(() => '')).split('\n').filter((l) => l.includes(jobId.split('.')[0]!)).slice(-25).join('\n')));
     check(done.exit_status === '0', `the job did not complete (exit_status ${done.exit_status}); see ${site.dir}/wnod.log and ${dir}/spool/mom_logs`);
     const host = (await execa('uname', ['-r'])).stdout.trim();
     check(o1.includes('running on kernel ') && !o1.includes(`kernel ${host},`), 'the job output does not show a guest kernel');
@@ -124,7 +126,7 @@ export async function torqueRealDemo(o: DemoOptions & { torqueTag: string }): Pr
     const rd = await node.waitJob(rid);
     out(`    had it reached the worker node anyway (the real qsub, job ${rid}): the prologue refused it, exit_status ${rd.exit_status}` +
       ' (Torque does not deliver the output of a job aborted in its prologue; the reason is in the node\'s root log):');
-    out(indent((await readFile(join(site.dir, 'wnod.log'), 'utf8')).split('\n').filter((l) => l.includes(`"job":"${rid}"`)).join('\n').slice(0, 1500)));
+    out(indent(await hookLines(join(site.dir, 'wnod.log'), rid)));
     check(rd.exit_status !== '0', 'the prologue did not refuse the denied job');
   } finally {
     if (stateDir) await execa(process.execPath, [cli, 'kill-all', '--state-dir', stateDir], { reject: false });
