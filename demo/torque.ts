@@ -157,7 +157,8 @@ export async function torqueDemo(o: DemoOptions): Promise<void> {
         await ls.lrm.stop();
         await execa(process.execPath, [cli, 'kill-all', '--state-dir', ls.site.stateDir], { reject: false });
       } else await ls.close();
-      await rm(ls.registry, { recursive: true, force: true });
+      // the demo user's whole wnod dir (~/.wnod: the lease registry lives in it)
+      await rm(join(ls.user.home, '.wnod'), { recursive: true, force: true });
     }
     if (stateDir) await execa(process.execPath, [cli, 'kill-all', '--state-dir', stateDir], { reject: false });
   }
