@@ -73,6 +73,7 @@ t.test('template builds: only a missing capability refuses for good; a VM that d
 
 t.test('the CLI a root hook runs: pinned beside the module, root-owned, writable by nobody else', async (t) => {
   t.equal(pinnedCli('/opt/wnod/dist/hot/hook.cjs'), '/opt/wnod/dist/cli/main.js');
+  t.equal(pinnedCli('/opt/wnod/dist/hot/slurm-hook.cjs'), '/opt/wnod/dist/cli/main.js', 'the Slurm Prolog can ask for a template too');
   t.equal(pinnedCli('/opt/wnod/dist/job/vmEngine.js'), '/opt/wnod/dist/cli/main.js');
   t.equal(pinnedCli('/work/main/src/job/vmEngine.ts'), undefined, 'not from the sources');
   t.equal(pinnedCli('/tmp/x/hook.cjs'), undefined, 'not from anywhere a hook bundle was copied to');

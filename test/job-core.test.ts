@@ -32,3 +32,34 @@ t.test('Torque maps the core outcomes onto prologue exit codes', async (t) => {
   t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.abort);
   t.equal(prologueExit({ kind: 'retry', code: 'vm-start', message: 'm' }), PROLOGUE_EXIT.requeue);
 });
+
+t.test('the job state dir a hook creates under pbs_mom\'s job umask (077) is still traversable by the job user', async (t) => {
+  const { stat } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { ensureJobStateDir } = await import('../src/job/jobstate.js');
+  const base = t.testdir({});
+  const stateDir = join(base, 'var', 'wnod');
+  const old = process.umask(0o077);
+  try {
+    await ensureJobStateDir(stateDir);
+  } finally {
+    process.umask(old);
+  }
+  for (const d of [join(base, 'var'), stateDir, join(stateDir, 'torque')]) t.equal((await stat(d)).mode & 0o777, 0o755, `${d} is 0755`);
+});
+
+t.test('mkdirExact: the VM run dirs keep their mode under the job umask (077)', async (t) => {
+  const { stat } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { mkdirExact } = await import('../src/util/mkdirExact.js');
+  const base = t.testdir({});
+  const old = process.umask(0o077);
+  try {
+    await mkdirExact(join(base, 'run'), 0o711, { recursive: true });
+    await mkdirExact(join(base, 'run', 'vm-1'), 0o711);
+  } finally {
+    process.umask(old);
+  }
+  t.equal((await stat(join(base, 'run'))).mode & 0o777, 0o711);
+  t.equal((await stat(join(base, 'run', 'vm-1'))).mode & 0o777, 0o711, 'the job user can reach its agent sockets');
+});

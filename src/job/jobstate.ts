@@ -3,7 +3,7 @@
  * consumed and the attempt counter that damps the LRM's retry loop.
  * Every read-modify-write holds one lock (`<dir>/.lock`) and every write is atomic. */
 import { readFile, unlink, mkdir, chmod } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, withLock, type Lock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
@@ -71,7 +71,9 @@ export function modeMarkerPath(stateDir: string, jobId: string): string {
 /** Create `<stateDir>/torque` (and stateDir itself when missing) 0755: the job user's run must traverse both.
  * Call it before anything else creates a private subdirectory of stateDir (mkdir -p would make stateDir 0700). */
 export async function ensureJobStateDir(stateDir: string): Promise<string> {
-  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  // pbs_mom runs the hooks under the job's umask (077 by default): what mkdir creates must be opened up explicitly
+  const made = await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  if (made !== undefined) for (let d = stateDir; d.length >= made.length; d = dirname(d)) await chmod(d, 0o755);
   const dir = jobStateDir(stateDir);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   await chmod(dir, 0o755);

@@ -270,11 +270,14 @@ function driverFor(cfg: SiteConfig, o: { snapshots: boolean }): HandingDriver {
   } : {});
 }
 
-/** Where the build puts the `wnod` CLI relative to this module — dist/hot/hook.cjs or dist/job/vmEngine.js →
- * dist/cli/main.js — and nowhere else (undefined for any other location). Pure. */
+/** The root hook bundles (package.json `bundle`): Torque's and Slurm's. */
+const HOOK_BUNDLES = new Set(['hook.cjs', 'slurm-hook.cjs']);
+
+/** Where the build puts the `wnod` CLI relative to this module — dist/hot/hook.cjs, dist/hot/slurm-hook.cjs or
+ * dist/job/vmEngine.js → dist/cli/main.js — and nowhere else (undefined for any other location). Pure. */
 export function pinnedCli(modulePath: string): string | undefined {
   const d = dirname(modulePath);
-  if (basename(modulePath) === 'hook.cjs' && basename(d) === 'hot') return join(dirname(d), 'cli', 'main.js');
+  if (HOOK_BUNDLES.has(basename(modulePath)) && basename(d) === 'hot') return join(dirname(d), 'cli', 'main.js');
   if (basename(modulePath) === 'vmEngine.js' && basename(d) === 'job' && basename(dirname(d)) === 'dist') return join(dirname(d), 'cli', 'main.js');
   return undefined;
 }

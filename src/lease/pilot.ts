@@ -22,7 +22,8 @@ export function pilotScript(o: { leaseId: string; ticket?: string | undefined })
 }
 
 const PILOT_BODY = String.raw`
-d=${'$'}{PBS_O_WORKDIR:?}
+# the lease directory: Torque's PBS_O_WORKDIR, Slurm's SLURM_SUBMIT_DIR (sbatch runs there)
+d=${'$'}{PBS_O_WORKDIR:-${'$'}{SLURM_SUBMIT_DIR:?}}
 E="$d/events"
 n=0
 srv=

@@ -1,6 +1,7 @@
 /** The LRM adapter: how `wnod lease` talks to the batch system (submit a pilot, cancel it, ask after it). Torque
- * (src/lrm/torque/adapter.ts) implements it with qsub/qdel/qstat; tests point Torque's at a fake batch system
- * (test/kit/fakeLrm.ts); Slurm (sbatch/scancel/squeue) can follow behind the same interface. */
+ * (src/lrm/torque/adapter.ts) implements it with qsub/qdel/qstat, Slurm (src/lrm/slurm/adapter.ts) with
+ * sbatch/squeue/scancel; src/lrm/adapters.ts picks one by lrm.type. Tests point Torque's at a fake batch system
+ * (test/kit/fakeLrm.ts) and run Slurm's against a real Slurm (test/lease-slurm-vm.test.ts). */
 
 /** A pilot job to submit. */
 export interface PilotSubmission {

@@ -23,6 +23,7 @@ import { chooseAccel, type AccelMode } from './accel.js';
 import type { ProbeGuest } from './probeGuest.js';
 import { withLock } from '../util/lock.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { mkdirExact } from '../util/mkdirExact.js';
 
 export interface LibvirtDriverOptions {
   stateDir: string;
@@ -130,8 +131,8 @@ export class LibvirtDriver implements VmDriver {
     };
     await writeRecord(stateDir, state);
     try {
-      await mkdir(join(stateDir, 'run'), { recursive: true, mode: 0o711 });
-      await mkdir(runDir, { mode: 0o711 });
+      await mkdirExact(join(stateDir, 'run'), 0o711, { recursive: true });
+      await mkdirExact(runDir, 0o711); // the job user reaches its agent sockets inside
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       const ctx: GuestContext = {
         hostname: spec.hostname,

@@ -22,6 +22,7 @@ import { QmpClient } from './qmp.js';
 import { checkServedRoot, checkSpecWorkdir, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
 import type { ProbeGuest } from './probeGuest.js';
+import { mkdirExact } from '../util/mkdirExact.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -109,8 +110,8 @@ export class QemuDriver implements VmDriver {
     await mkdir(this.stateDir, { recursive: true, mode: 0o711 });
     await writeRecord(this.stateDir, state);
     try {
-      await mkdir(join(this.stateDir, 'run'), { recursive: true, mode: 0o711 });
-      await mkdir(runDir, { mode: 0o711 });
+      await mkdirExact(join(this.stateDir, 'run'), 0o711, { recursive: true });
+      await mkdirExact(runDir, 0o711); // the job user reaches its agent sockets inside
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       state.accel = spec.accel ?? (await chooseAccel({ stateDir: this.stateDir, mode: this.opts.accel ?? 'auto', qemu: this.opts.qemu,
         probeImage: this.opts.probeImage }));

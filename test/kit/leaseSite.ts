@@ -54,6 +54,32 @@ export interface LeaseSiteOptions {
   vm?: Record<string, unknown>;
 }
 
+/** The lease user's side, whatever the batch system: a fresh ed25519 key pair in `dir`/keys, and `wnod lease` /
+ * `ssh` / any program run as the user in a clean environment (`env` adds to it, e.g. Slurm's SLURM_CONF). */
+export async function leaseUser(o: { dir: string; user: TestUser; cli: string; configPath: string; env?: Record<string, string> }): Promise<Pick<BaseLeaseSite, 'key' | 'pubKey' | 'registry' | 'cli' | 'asUser' | 'lease' | 'ssh'>> {
+  const { dir, user, cli } = o;
+  const keys = join(dir, 'keys');
+  await mkdir(keys, { mode: 0o700 });
+  await chown(keys, user.uid, user.gid);
+  const asUser = (file: string, args: string[], timeoutMs = 120_000, cwd = '/') => execa('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', 'env', '-u', 'NODE_OPTIONS', file, ...args], {
+    reject: false, timeout: timeoutMs, extendEnv: false, env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, LANG: 'C.UTF-8', USER: user.name, ...o.env }, cwd,
+  }).then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }));
+  const key = join(keys, 'id_ed25519');
+  await asUser('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lease-test', '-f', key]);
+  const registry = join(user.home, '.wnod', 'leases');
+  return {
+    key, pubKey: `${key}.pub`, registry, cli, asUser,
+    lease: (args, timeoutMs = 600_000) => asUser(process.execPath, [cli, 'lease', ...args, ...(args.includes('--config') ? [] : ['--config', o.configPath])], timeoutMs),
+    ssh: async (address, hostKey, cmd) => {
+      const [host, port] = [address.replace(/:\d+$/, ''), /:(\d+)$/.exec(address)![1]!];
+      const known = join(keys, `known_hosts.${port}`);
+      await asUser('/bin/sh', ['-c', 'printf "%s\\n" "$1" > "$2"', 'sh', `[${host}]:${port} ${hostKey}`, known]);
+      return asUser('ssh', ['-i', key, '-p', port, '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
+        '-o', 'ConnectTimeout=20', `${user.name}@${host}`, cmd], 60_000);
+    },
+  };
+}
+
 /** A lease site in `opts.dir` of the given image and repo (the demo's). */
 export async function makeLeaseSiteIn(opts: LeaseSiteOptions): Promise<BaseLeaseSite> {
   const { dir, repo, img } = opts;
@@ -76,25 +102,9 @@ export async function makeLeaseSiteIn(opts: LeaseSiteOptions): Promise<BaseLease
   await execa(process.execPath, [cli, 'install', 'torque', '--mom-priv', site.momPriv, '--config', site.configPath, '--prefix', repo, '--apply']);
   const lrm = new FakeLrm({ dir: lrmDir, mom });
   await lrm.start();
-  const keys = join(dir, 'keys');
-  await mkdir(keys, { mode: 0o700 });
-  await chown(keys, user.uid, user.gid);
-  const asUser = (file: string, args: string[], timeoutMs = 120_000, cwd = '/') => execa('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', 'env', '-u', 'NODE_OPTIONS', file, ...args], {
-    reject: false, timeout: timeoutMs, extendEnv: false, env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, LANG: 'C.UTF-8', USER: user.name }, cwd,
-  }).then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }));
-  const key = join(keys, 'id_ed25519');
-  await asUser('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lease-test', '-f', key]);
-  const registry = join(user.home, '.wnod', 'leases');
+  const lu = await leaseUser({ dir, user, cli, configPath: site.configPath });
   return {
-    dir, site, user, lrm, mom, key, pubKey: `${key}.pub`, registry, cli, asUser,
-    lease: (args, timeoutMs = 600_000) => asUser(process.execPath, [cli, 'lease', ...args, ...(args.includes('--config') ? [] : ['--config', site.configPath])], timeoutMs),
-    ssh: async (address, hostKey, cmd) => {
-      const [host, port] = [address.replace(/:\d+$/, ''), /:(\d+)$/.exec(address)![1]!];
-      const known = join(keys, `known_hosts.${port}`);
-      await asUser('/bin/sh', ['-c', 'printf "%s\\n" "$1" > "$2"', 'sh', `[${host}]:${port} ${hostKey}`, known]);
-      return asUser('ssh', ['-i', key, '-p', port, '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
-        '-o', 'ConnectTimeout=20', `${user.name}@${host}`, cmd], 60_000);
-    },
+    dir, site, user, lrm, mom, ...lu,
     close: async () => {
       await lrm.stop();
       await execa(process.execPath, [cli, 'kill-all', '--state-dir', site.stateDir], { reject: false });

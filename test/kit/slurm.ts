@@ -5,7 +5,8 @@ import { execa } from 'execa';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const SCRIPT = join(import.meta.dirname, '..', '..', 'scripts', 'slurm-local.sh');
+/** scripts/slurm-local.sh of `repo` (default: this checkout; the demo's bundle names its own) */
+const scriptOf = (repo?: string) => join(repo ?? join(import.meta.dirname, '..', '..'), 'scripts', 'slurm-local.sh');
 
 export interface SlurmFixture {
   dir: string;
@@ -42,7 +43,8 @@ export function parseScontrolJob(line: string): Record<string, string> {
   return out;
 }
 
-export async function makeSlurm(opts: { nodes: number; basePort: number; cluster?: string; cpus?: number; killWaitS?: number }): Promise<SlurmFixture> {
+export async function makeSlurm(opts: { nodes: number; basePort: number; cluster?: string; cpus?: number; killWaitS?: number; repo?: string }): Promise<SlurmFixture> {
+  const SCRIPT = scriptOf(opts.repo);
   const dir = await mkdtemp('/tmp/wsl-');
   const conf = join(dir, 'slurm.conf');
   const env = { SLURM_CONF: conf };

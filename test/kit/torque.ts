@@ -15,7 +15,8 @@ import type { TestUser } from './pbsmom.js';
 
 export const TORQUE_TARBALL = process.env.WNOD_TORQUE_TARBALL ?? '/work/shared/torque/torque-6.1.3-debian12-amd64.tar.xz';
 const STAMP_DIR = '/var/lib/wnod-test';
-const NS_HELPER = join(import.meta.dirname, 'torque-ns.sh');
+/** the namespace holder of `repo` (default: this checkout; the demo's bundle names its own) */
+const nsHelperOf = (repo?: string) => (repo ? join(repo, 'test', 'kit', 'torque-ns.sh') : join(import.meta.dirname, 'torque-ns.sh'));
 const SBIN = '/usr/local/sbin';
 const BIN = '/usr/local/bin';
 /** pbs_mom hands its own environment to the hooks: keep it what an init script gives it */
@@ -68,6 +69,8 @@ export interface TorqueOptions {
   /** run once the server is configured, before pbs_mom starts (install hooks, write mom_priv/config) */
   beforeMom?: (t: TorqueNode) => Promise<void>;
   tarball?: string;
+  /** the wnod checkout as job users reach it (default: this one, reachableRepo()) */
+  repo?: string;
 }
 
 /** One running Torque in its namespaces. */
@@ -264,7 +267,7 @@ export async function startTorque(opts: TorqueOptions): Promise<TorqueNode> {
   await chmod(dir, 0o755); // job users reach their workdirs and the wnod state under it
   await spoolFromTarball(join(dir, 'spool'), tarball);
   await writeFile(join(dir, 'spool', 'server_name'), `${host}\n`);
-  const holder = spawn('/usr/bin/unshare', ['--net', '--mount', '--uts', '--', '/bin/sh', NS_HELPER, dir, host, String(process.pid), reachableRepo()], {
+  const holder = spawn('/usr/bin/unshare', ['--net', '--mount', '--uts', '--', '/bin/sh', nsHelperOf(opts.repo), dir, host, String(process.pid), opts.repo ?? reachableRepo()], {
     stdio: ['pipe', 'pipe', 'inherit'], env: DAEMON_ENV,
   });
   const node = new TorqueNode(dir, host, holder);
