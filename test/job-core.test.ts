@@ -29,6 +29,6 @@ t.test('job ids the core names files by', async (t) => {
 
 t.test('Torque maps the core outcomes onto prologue exit codes', async (t) => {
   t.equal(prologueExit({ kind: 'go' }), PROLOGUE_EXIT.go);
-  t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.abort);
+  t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.go, 'recorded: the starter tells the user');
   t.equal(prologueExit({ kind: 'retry', code: 'vm-start', message: 'm' }), PROLOGUE_EXIT.requeue);
 });

@@ -46,11 +46,15 @@ export async function run(argv: string[]): Promise<number> {
   const mp = await lstat(momPriv).catch(() => { throw new InstallError(`mom_priv ${momPriv} does not exist`); });
   if (!mp.isDirectory()) throw new InstallError(`mom_priv ${momPriv} is not a directory`);
 
+  const cfgFile = join(momPriv, 'config');
+  const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
+  // before anything is installed: a root job starter with the job's environment is refused (mergeMomConfig says why)
+  mergeMomConfig(existing, []);
   const installed: string[] = [];
   for (const s of shimPlan(cfg)) {
     const template = await readFile(join(prefix, 'lrm-hooks', s.hook), 'utf8');
     const path = join(momPriv, s.name);
-    await writeFileAtomic(path, renderShim(template, { node: process.execPath, entry, config: configPath }), s.mode);
+    await writeFileAtomic(path, renderShim(template, { node: process.execPath, entry, config: configPath, log: cfg.logFile, state: cfg.vm.stateDir }), s.mode);
     await chown(path, 0, 0);
     // verify what pbs_mom will see: a violation would requeue every job in a loop
     const st = await lstat(path);
@@ -62,8 +66,6 @@ export async function run(argv: string[]): Promise<number> {
   const momLines = momConfigLines(cfg, starter);
   const out: string[] = ['installed:', ...installed.map((l) => `  ${l}`)];
   if (values.apply) {
-    const cfgFile = join(momPriv, 'config');
-    const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
     await writeFileAtomic(cfgFile, mergeMomConfig(existing, momLines), 0o644);
     out.push(`wrote to ${cfgFile} (restart pbs_mom to apply):`, ...momLines.map((l) => `  ${l}`));
   } else {

@@ -1,4 +1,4 @@
-import { open, rename, unlink, mkdir } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, chmod } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -23,4 +23,11 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await unlink(tmp).catch(() => {});
     throw err;
   }
+}
+
+/** mkdir (with its parents) and then chmod to exactly `mode`: the process umask must not narrow it (pbs_mom runs
+ * its hooks under the job umask, 077 by default, and a 0700 state dir locks the job user out of its VM). */
+export async function mkdirMode(path: string, mode: number): Promise<void> {
+  await mkdir(path, { recursive: true, mode });
+  await chmod(path, mode);
 }

@@ -7,7 +7,7 @@ import { endJob } from '../../job/finish.js';
 import { hookLog } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
-import type { HookContext } from './prologue.js';
+import { fallbackLog, type HookContext } from './prologue.js';
 
 /** The core's view of a job pbs_mom is done with (pure). */
 export function jobEnd(args: EpilogueArgs): JobEnd {
@@ -26,7 +26,7 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
   try {
     cfg = await load(ctx.configPath);
   } catch (err) {
-    process.stderr.write(`wnod epilogue: ${describe(err)}\n`);
+    await fallbackLog(ctx, 'epilogue', argv[0], err); // the detail is the admin's, not the job's output files
     return 1;
   }
   let args: EpilogueArgs;
