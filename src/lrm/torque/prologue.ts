@@ -43,6 +43,9 @@ export function jobStart(cfg: SiteConfig, args: PrologueArgs, env: NodeJS.Proces
     // pbs_mom's PBS_O_WORKDIR: the job's submit dir
     workdir: env.PBS_O_WORKDIR,
     holds: { cpus: args.resourceList.ppn, memoryMB: args.resourceList.memMB, nodes: args.resourceList.nodeCount },
+    // the job holds ppn slots (and mem, when asked) of the node: its VM gets them, within the image's and the
+    // rule's maxima (decision.ts fitToHolds, as for Slurm), not the ticket's cpus on top of them
+    sizeByHolds: true,
   };
 }
 
