@@ -3,7 +3,7 @@
 // the prologue, told by the starter in the job's .e with exit 77), bounded requeues, bare runs, plain jobs
 // untouched, accounting.
 import t from 'tap';
-import { mkdir, readFile, writeFile, chmod, chown, stat, access, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile, chmod, chown, stat, access, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -15,7 +15,7 @@ import { signTicket, newNonce, type TicketClaims } from '../src/ticket/index.js'
 import { readRecords } from '../src/accounting/store.js';
 import { main as prologueMain } from '../src/lrm/torque/prologue.js';
 import { readJobRecord, readJobMarker } from '../src/job/jobstate.js';
-import { TransientFault, REFUSED_EXIT } from '../src/job/outcome.js';
+import { TransientFault, REFUSED_EXIT, NODE_FAULT_EXIT } from '../src/job/outcome.js';
 import type { SiteConfig } from '../src/config/types.js';
 import { ensureBuilt } from './kit/cli.js';
 import { reachable } from './kit/reachable.js';
@@ -98,22 +98,22 @@ t.test('install: shims in mom_priv, root-owned with pbs_mom\'s modes, mom config
   t.match(shim, /^exec \/usr\/bin\/env -i PATH=\/usr\/sbin:\/usr\/bin:\/sbin:\/bin /m, 'root shims start from a clean environment');
 });
 
-t.test('valid ticket: accepted and recorded; an image this node cannot stage is a transient fault: bounded requeues, then abort', async (t) => {
+t.test('valid ticket: admitted at once, the VM boots detached; an image this node cannot stage: the starter says the node failed (75)', async (t) => {
   // the VM engine is wired (entry.ts); etc/wnod.yaml's images point at /shared storage this machine lacks.
   // Jobs that really run in a VM: test/torque-vm.test.ts.
   const s = await site('valid');
   const r = await s.mom.runJob(job('100.wn1', `# wnod-ticket: ${ticket(s.cfg)}`));
-  t.same(r.attempts.map((a) => a.prologue!.exitCode), [2, 2, 0], 'max_requeues 2: two requeues, then a recorded refusal');
+  t.same(r.attempts.map((a) => a.prologue!.exitCode), [0], 'the prologue admits and returns: staging and boot are off pbs_server\'s dispatch path');
   t.equal(r.outcome, 'completed');
-  t.equal(r.exitStatus, REFUSED_EXIT, 'the starter tells the user and exits 77');
+  t.equal(r.exitStatus, NODE_FAULT_EXIT, 'the starter waited for the boot, tells the user and exits 75');
   t.notMatch(r.stdout, /hello-from-job/, 'the job itself never ran');
-  t.match(r.stderr, /^wnod: a problem on this worker node stopped the job 3 times; giving up$/m);
+  t.match(r.stderr, /^wnod: a problem on this worker node stopped the job's virtual machine \(image-staging\); the job did not run, resubmit it$/m);
   t.notMatch(r.stdout + r.stderr, /\/shared\/|qemu|ENOENT/i, 'the staging detail stays in the root log');
   t.ok(r.attempts.every((a) => a.epilogue!.exitCode === 0), 'every epilogue ran and succeeded');
   const { records, corrupt } = await readRecords(s.cfg.accountingFile);
   t.equal(corrupt.length, 0);
-  t.equal(records.length, 1, 'accounted once, after the abort (requeues keep the record)');
-  t.match(records[0], { jobId: '100.wn1', user: user.name, vo: 'dteam', image: 'vm_el9', fqan: '/dteam/Role=NULL/Capability=NULL', dn: '/DC=org/CN=Test User', exitStatus: REFUSED_EXIT, mode: 'vm', cpus: 1, memoryMB: 2048 });
+  t.equal(records.length, 1, 'accounted once');
+  t.match(records[0], { jobId: '100.wn1', user: user.name, vo: 'dteam', image: 'vm_el9', fqan: '/dteam/Role=NULL/Capability=NULL', dn: '/DC=org/CN=Test User', exitStatus: NODE_FAULT_EXIT, mode: 'vm', cpus: 1, memoryMB: 2048 });
   t.equal((await stat(s.cfg.accountingFile)).mode & 0o777, 0o600);
   t.equal(await readJobRecord(s.cfg.vm.stateDir, '100.wn1'), undefined, 'the epilogue cleaned the job record');
   t.equal(await readJobMarker(s.cfg.vm.stateDir, '100.wn1'), undefined, 'and the refusal record');
@@ -122,7 +122,8 @@ t.test('valid ticket: accepted and recorded; an image this node cannot stage is 
   t.equal((await stat(join(s.cfg.vm.stateDir, 'torque'))).mode & 0o777, 0o755, 'markers readable');
   const log = await readFile(s.cfg.logFile, 'utf8');
   t.match(log, /"event":"accepted"/);
-  t.match(log, /"event":"requeue".*"code":"image-staging".*\/shared\/wnod\/images/);
+  t.match(log, /"hook":"boot".*"event":"boot-failed".*"code":"image-staging".*\/shared\/wnod\/images/);
+  t.same((await readdir(join(s.cfg.vm.stateDir, 'torque'))).filter((f) => f.startsWith('100.wn1')), [], 'the epilogue removed the boot files');
   t.equal((await stat(s.cfg.logFile)).mode & 0o777, 0o600);
 });
 

@@ -4,106 +4,49 @@
 // in its .e file in the submit dir), a replayed ticket, 4 jobs at once, a plain job on the same node through the
 // MOM-wide starter, a ppn=2 job. Works from a clone in a private dir (reachable.ts) and with or without KVM (TCG).
 import t, { type Test } from 'tap';
-import { chmod, chown, mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { release as hostRelease } from 'node:os';
 import { join } from 'node:path';
-import { startTorque, torqueUnavailable, type TorqueNode } from './kit/torque.js';
-import { ensureTestUser, type TestUser } from './kit/pbsmom.js';
-import { makeVmSite, type VmSite } from './kit/vmSite.js';
+import { torqueUnavailable } from './kit/torque.js';
+import { makeRealTorqueSite, type RealTorqueSite } from './kit/torqueRealSite.js';
 import { hypervisorsOf } from './kit/hypervisors.js';
-import { ensureBuilt } from './kit/cli.js';
-import { reachableRepo } from './kit/reachable.js';
 import { buildTestImage, type TestImage } from '../src/guest/testImage.js';
-import { loadConfig } from '../src/config/load.js';
 import { readRecords } from '../src/accounting/store.js';
-import { signTicket, newNonce, type TicketClaims } from '../src/ticket/index.js';
 import { REFUSED_EXIT } from '../src/job/outcome.js';
-import type { SiteConfig } from '../src/config/types.js';
 
-const MOM_PRIV = '/var/spool/torque/mom_priv'; // inside the fixture's namespace
 const why = torqueUnavailable();
 
 if (why) {
   t.skip(`a real Torque cannot run here: ${why}`, () => {});
 } else {
-  let node: TorqueNode;
-  let site: VmSite;
-  let cfg: SiteConfig;
-  let user: TestUser;
+  let ts: RealTorqueSite;
   let img: TestImage;
-  let work: string;
 
   t.before(async () => {
-    await ensureBuilt();
     img = await buildTestImage();
-    user = await ensureTestUser('wtqjob');
-    const repo = reachableRepo();
-    const cli = join(repo, 'dist', 'cli', 'main.js');
-    node = await startTorque({
-      tag: 'wtq', np: 4,
-      beforeMom: async (n) => {
-        // the site lives under the fixture's dir: the namespace's /tmp is private, that dir stays visible in it
-        site = await makeVmSite(join(n.dir, 'site'), img, { lrm: { mom_priv: MOM_PRIV } });
-        cfg = await loadConfig(site.configPath);
-        // exactly as the README says, as root on the node
-        const out = await n.must([process.execPath, cli, 'install', 'torque', '--mom-priv', MOM_PRIV, '--config', site.configPath, '--prefix', repo, '--apply']);
-        // then the qmgr lines it printed, one qmgr call each
-        const lines = out.split('\n');
-        const from = lines.findIndex((l) => l.startsWith('on the Torque server, run with qmgr:')) + 1;
-        const to = lines.findIndex((l, i) => i >= from && !l.startsWith('  '));
-        const qmgr = lines.slice(from, to).map((l) => l.trim());
-        t.ok(qmgr.length > 0, 'install printed qmgr lines');
-        for (const line of qmgr) await n.qmgr(line);
-      },
-    });
-    work = join(node.dir, 'work');
-    await mkdir(work);
-    await chown(work, user.uid, user.gid);
-    await chmod(work, 0o755);
+    // vm_hang: a kernel whose init never starts the agent (a VM that never comes up)
+    ts = await makeRealTorqueSite(img, { tag: 'wtq', userName: 'wtqjob', np: 4, site: { more: [{ id: 'vm_hang', disk: true, cmdline: 'rdinit=/bin/busybox sleep 100000' }] } });
   });
 
-  t.teardown(async () => { await node?.stop(); });
+  t.teardown(async () => { await ts?.stop(); });
 
-  const ticket = (over: Partial<TicketClaims> = {}): string => {
-    const image = cfg.images.find((i) => i.id === site.imageId)!;
-    const now = Math.floor(Date.now() / 1000);
-    return signTicket({
-      v: 1, image: image.id, digest: image.digest, account: user.name, dn: '/C=XX/O=wnod test/CN=Alice', fqan: '/testvo/Role=NULL/Capability=NULL',
-      vo: 'testvo', cpus: 1, memoryMB: 256, rule: 'testvo', ce: 'ce.wnod.test', iat: now, exp: now + 3600, nonce: newNonce(), ...over,
-    }, site.key);
-  };
-
-  /** A wnod job as the submit filter makes it: queue, job class, resources, the ticket in the leading block. */
-  const wnodScript = (tok: string, body: string, resources = 'nodes=1:ppn=1,walltime=00:10:00') =>
-    `#!/bin/bash\n#PBS -q wnod\n#PBS -T wnod\n#PBS -l ${resources}\n# wnod-ticket: ${tok}\ncd "$PBS_O_WORKDIR"\n${body}`;
-
-  const submit = (name: string, script: string, args: string[] = []) => node.qsub(user, script, { cwd: work, args: ['-N', name, ...args] });
-
-  /** The job's .o/.e in the submit dir (Torque copies them there when the job ends). */
-  async function output(name: string, id: string): Promise<{ out: string; err: string }> {
-    const seq = id.split('.')[0];
-    const files = [join(work, `${name}.o${seq}`), join(work, `${name}.e${seq}`)];
-    for (let i = 0; i < 100 && !(await Promise.all(files.map((f) => stat(f).then(() => true, () => false)))).every(Boolean); i++) await new Promise((r) => setTimeout(r, 100));
-    const [out, err] = await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')));
-    return { out: out!, err: err! };
-  }
-
-  async function finished(name: string, id: string): Promise<{ status: number; out: string; err: string }> {
-    const j = await node.waitJob(id, 'C', 600_000);
-    return { status: Number(j.exit_status), ...(await output(name, id)) };
-  }
+  const ticket: RealTorqueSite['ticket'] = (over) => ts.ticket(over);
+  const wnodScript: RealTorqueSite['wnodScript'] = (tok, body, res) => ts.wnodScript(tok, body, res);
+  const submit: RealTorqueSite['submit'] = (name, script, args) => ts.submit(name, script, args);
+  const finished: RealTorqueSite['finished'] = (name, id, ms) => ts.finished(name, id, ms);
 
   /** Nothing of any job is left on the node: VM records, runtime dirs, hypervisors, job markers. */
   async function nothingLeft(t: Test, what: string): Promise<void> {
-    t.same(await readdir(join(site.stateDir, 'vms')).catch(() => []), [], `${what}: no VM record`);
-    t.same(await readdir(join(site.stateDir, 'run')).catch(() => []), [], `${what}: no runtime dir`);
-    t.same(await hypervisorsOf(site.stateDir), [], `${what}: no QEMU or virtiofsd`);
-    t.same((await readdir(join(site.stateDir, 'torque')).catch(() => [] as string[])).filter((f) => /\.(mode|json)$/.test(f)), [], `${what}: no job record or marker`);
+    t.same(await readdir(join(ts.site.stateDir, 'vms')).catch(() => []), [], `${what}: no VM record`);
+    t.same(await readdir(join(ts.site.stateDir, 'run')).catch(() => []), [], `${what}: no runtime dir`);
+    t.same(await hypervisorsOf(ts.site.stateDir), [], `${what}: no QEMU or virtiofsd`);
+    t.same((await readdir(join(ts.site.stateDir, 'torque')).catch(() => [] as string[])).filter((f) => /\.(mode|json)$/.test(f)), [], `${what}: no job record or marker`);
   }
 
   let firstTicket = '';
 
   t.test('a job in its VM: guest kernel, exit status, a file of the user\'s in the workdir, the accounting line', async (t) => {
+    t.match(ts.qmgr.join('\n'), /^set queue wnod kill_delay = \d+$/m, 'installed as the README says: install torque --apply, then its qmgr lines');
     firstTicket = ticket();
     const id = await submit('vmjob', wnodScript(firstTicket, 'echo "kernel=$(uname -r)"\necho "uid=$(id -u)"\necho from-the-vm > result.txt\nexit 7\n'));
     const r = await finished('vmjob', id);
@@ -111,12 +54,12 @@ if (why) {
     const kver = img.kernelPackage.replace(/^linux-image-/, '').replace(/=.*$/, '');
     t.match(r.out, `kernel=${kver}\n`, 'the guest kernel answered');
     t.not(kver, hostRelease(), 'not the host\'s kernel');
-    t.match(r.out, `uid=${user.uid}\n`);
-    const st = await stat(join(work, 'result.txt'));
-    t.equal(st.uid, user.uid, 'the file in the workdir is the user\'s');
-    t.equal(await readFile(join(work, 'result.txt'), 'utf8'), 'from-the-vm\n');
-    const rec = (await readRecords(cfg.accountingFile)).records.find((x) => x.jobId === id);
-    t.match(rec, { user: user.name, image: site.imageId, vo: 'testvo', exitStatus: 7, mode: 'vm', cpus: 1, memoryMB: 256 }, 'accounted');
+    t.match(r.out, `uid=${ts.user.uid}\n`);
+    const st = await stat(join(ts.work, 'result.txt'));
+    t.equal(st.uid, ts.user.uid, 'the file in the workdir is the user\'s');
+    t.equal(await readFile(join(ts.work, 'result.txt'), 'utf8'), 'from-the-vm\n');
+    const rec = (await readRecords(ts.cfg.accountingFile)).records.find((x) => x.jobId === id);
+    t.match(rec, { user: ts.user.name, image: ts.site.imageId, vo: 'testvo', exitStatus: 7, mode: 'vm', cpus: 1, memoryMB: 256 }, 'accounted');
     await nothingLeft(t, 'after the job');
   });
 
@@ -134,7 +77,7 @@ if (why) {
   });
 
   t.test('a plain job on the same node runs unchanged through the MOM-wide starter', async (t) => {
-    const id = await node.qsub(user, '#!/bin/bash\necho "plain parent=$(cat /proc/$PPID/comm)"\nexit 3\n', { cwd: work, args: ['-N', 'plain', '-q', 'batch'] });
+    const id = await ts.node.qsub(ts.user, '#!/bin/bash\necho "plain parent=$(cat /proc/$PPID/comm)"\nexit 3\n', { cwd: ts.work, args: ['-N', 'plain', '-q', 'batch'] });
     const r = await finished('plain', id);
     t.equal(r.status, 3);
     t.match(r.out, /^plain parent=bash$/m, 'the starter shim exec\'d the shell: no node in between');
@@ -146,7 +89,7 @@ if (why) {
     const r = await finished('ppn2', id);
     t.equal(r.status, 0, r.err);
     t.match(r.out, /^cpus=2$/m);
-    t.match((await readRecords(cfg.accountingFile)).records.find((x) => x.jobId === id), { cpus: 2 });
+    t.match((await readRecords(ts.cfg.accountingFile)).records.find((x) => x.jobId === id), { cpus: 2 });
     await nothingLeft(t, 'after the ppn=2 job');
   });
 
@@ -161,13 +104,29 @@ if (why) {
 
   t.test('qdel: TERM reaches the job in its VM, nothing left', async (t) => {
     const id = await submit('qdeljob', wnodScript(ticket(), 'trap \'echo got-term > term.txt; exit 3\' TERM\necho started > started.txt\nsleep 300 &\nwait\n'));
-    const startedFile = join(work, 'started.txt');
+    const startedFile = join(ts.work, 'started.txt');
     for (let i = 0; i < 3000 && !(await stat(startedFile).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 200));
-    await node.must(['/usr/local/bin/qdel', id], { user });
+    await ts.node.must(['/usr/local/bin/qdel', id], { user: ts.user });
     const r = await finished('qdeljob', id);
-    t.equal(await readFile(join(work, 'term.txt'), 'utf8').catch(() => ''), 'got-term\n', 'the guest job got TERM');
+    t.equal(await readFile(join(ts.work, 'term.txt'), 'utf8').catch(() => ''), 'got-term\n', 'the guest job got TERM');
     t.equal(r.status, 3, 'the job\'s own status after its trap');
     await nothingLeft(t, 'after qdel');
+  });
+
+  t.test('the boot is off pbs_server\'s dispatch path: a VM that never comes up does not hold up the next job', async (t) => {
+    // the server dispatches the next job only once the running prologue returned: with the boot in the prologue,
+    // the plain job behind the hanging one would start only after that prologue gave up
+    const hang = await submit('hang', wnodScript(ticket({ image: 'vm_hang' }), 'echo must-not-run\n'));
+    await ts.node.waitJob(hang, 'R');
+    const plain = await ts.node.qsub(ts.user, '#!/bin/bash\necho after-the-hang\n', { cwd: ts.work, args: ['-N', 'behind', '-q', 'batch'] });
+    const p = await finished('behind', plain);
+    t.equal(p.status, 0);
+    const h = await ts.node.job(hang);
+    t.equal(h?.job_state, 'R', 'the plain job ran to its end while the hanging VM still booted');
+    await ts.node.must(['/usr/local/bin/qdel', hang], { user: ts.user });
+    const q = await finished('hang', hang);
+    t.notMatch(q.out, /must-not-run/);
+    await nothingLeft(t, 'after qdel during the boot');
   });
 
   t.test('walltime: the job in its VM is ended, nothing left', async (t) => {

@@ -9,7 +9,9 @@ async function start(): Promise<number> {
   // the core's VM engine (src/vm + src/images behind the seam of src/job/contract.ts), loaded only once the argv is ours
   const ctx = { configPath, fallbackLog, vm: (await import('../../job/vmEngine.js')).jobVmEngine() };
   switch (hook) {
-    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, ctx);
+    // the prologue admits and hands the boot to a detached process: pbs_server waits for it to return (boot.ts)
+    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, { ...ctx, vm: (await import('./boot.js')).detachedBoot(ctx.vm, configPath) });
+    case 'boot': return (await import('./boot.js')).bootMain(rest, ctx);
     case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);
     case 'starter': return (await import('./starter.js')).main(rest, process.env, ctx);
   }

@@ -8,6 +8,7 @@ import { hookLog } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
 import { fallbackLog, type HookContext } from './prologue.js';
+import { stopBoot, clearBoot } from './boot.js';
 
 /** The core's view of a job pbs_mom is done with (pure). */
 export function jobEnd(args: EpilogueArgs): JobEnd {
@@ -36,6 +37,11 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
     await hookLog(cfg.logFile, 'epilogue', undefined, ctx.stdout).detail('bad-argv', { error: describe(err), argv });
     return 1;
   }
-  const ok = await endJob(cfg, jobEnd(args), ctx, hookLog(cfg.logFile, 'epilogue', args.jobId, ctx.stdout));
+  const log = hookLog(cfg.logFile, 'epilogue', args.jobId, ctx.stdout);
+  // a boot still running (qdel, walltime or a starter that gave up during it) goes first: it would start a VM
+  // after the teardown (boot.ts)
+  await stopBoot(cfg, args.jobId).catch((err: unknown) => log.detail('boot-stop-failed', { error: describe(err) }));
+  const ok = await endJob(cfg, jobEnd(args), ctx, log);
+  await clearBoot(cfg, args.jobId);
   return ok ? 0 : 1;
 }

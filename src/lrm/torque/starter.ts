@@ -6,7 +6,9 @@ import type { Readable } from 'node:stream';
 import type { SiteConfig } from '../../config/types.js';
 import { describe, WnodError } from '../../util/errors.js';
 import { runJob } from '../../job/run.js';
-import { NODE_FAULT_EXIT, userLine } from '../../job/outcome.js';
+import { NODE_FAULT_EXIT, REFUSED_EXIT, userLine } from '../../job/outcome.js';
+import { readJobMarker } from '../../job/jobstate.js';
+import { waitBoot } from './boot.js';
 import { parseJobId } from './argv.js';
 import { readJobScript } from './jobscript.js';
 import type { HookContext } from './prologue.js';
@@ -99,6 +101,21 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterC
   } catch (e) {
     err(`the job could not be started: ${describe(e)}`);
     return NODE_FAULT_EXIT;
+  }
+  // a VM job: its VM boots detached from the prologue (boot.ts); wait for it, bounded, and tell why it failed
+  const marker = await readJobMarker(cfg.vm.stateDir, jobId).catch(() => undefined);
+  if (marker?.mode === 'vm') {
+    let boot;
+    try {
+      boot = await waitBoot(cfg, jobId, Date.now() + (cfg.lrm.prologueBudgetS + 60) * 1000);
+    } catch (e) {
+      err(`the job could not be started: ${describe(e)}`);
+      return NODE_FAULT_EXIT;
+    }
+    if (boot.kind !== 'ready') {
+      err(boot.reason);
+      return boot.kind === 'refuse' ? REFUSED_EXIT : NODE_FAULT_EXIT;
+    }
   }
   const cleanEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
   return runJob(cfg, jobId, {
