@@ -7,6 +7,7 @@ import { classifyStarterCall, looksLikeBatch, StarterError } from '../src/lrm/to
 import { transientExitCode, PROLOGUE_EXIT } from '../src/lrm/torque/outcome.js';
 import { userLine } from '../src/job/outcome.js';
 import { parseEntryArgv } from '../src/lrm/torque/entry-argv.js';
+import { bootEntry } from '../src/lrm/torque/boot.js';
 import { renderShim, mergeMomConfig, shimPlan, qmgrLines, momConfigLines, InstallError } from '../src/lrm/torque/install.js';
 import { findTicketLine } from '../src/header/scriptHeader.js';
 import { mkdir, writeFile, symlink, chmod } from 'node:fs/promises';
@@ -151,6 +152,13 @@ t.test('hook entry argv', async (t) => {
   t.throws(() => parseEntryArgv(['--config', 'rel.yaml', 'prologue']));
   t.throws(() => parseEntryArgv(['prologue']));
   t.throws(() => parseEntryArgv(['--config', '/c', 'evil']));
+});
+
+t.test('the detached boot runs the hook entry it came from, and nothing else', async (t) => {
+  t.equal(bootEntry('/opt/wnod/dist/hot/hook.cjs'), '/opt/wnod/dist/hot/hook.cjs', 'the bundle');
+  t.equal(bootEntry('/opt/wnod/dist/lrm/torque/boot.js'), '/opt/wnod/dist/lrm/torque/entry.js', 'the unbundled build');
+  t.equal(bootEntry('/work/src/lrm/torque/boot.ts'), undefined, 'sources: no entry to run');
+  t.same(parseEntryArgv(['--config', '/c', 'boot', '7.h']), { configPath: '/c', hook: 'boot', rest: ['7.h'] });
 });
 
 t.test('install renderers', async (t) => {

@@ -242,6 +242,16 @@ t.test('a plain job on a wnod node runs unchanged: the starter shim execs its lo
   t.match(r.stdout, new RegExp(`^id=${user.uid} pwd=${workdir}$`, 'm'));
   t.equal(r.stderr, '');
   t.notMatch(await readFile(s.cfg.logFile, 'utf8').catch(() => ''), /700\.wn1/, 'no wnod hook saw the job');
+  // a TM task (pbsdsh) of a plain job: its own argv, exec'd
+  const shim = join(s.cfg.lrm.momPriv, 'wnod-starter');
+  const asUser = { uid: user.uid, gid: user.gid, env: { PATH: '/usr/bin:/bin', PBS_JOBID: '701.wn1' }, reject: false };
+  const { execa } = await import('execa');
+  t.match(await execa(shim, ['/bin/echo', 'tm-task'], asUser), { exitCode: 0, stdout: 'tm-task' });
+  // as root ($job_starter_run_privileged): no job runs, whatever it is
+  const rooted = await execa(shim, ['/bin/echo', 'as-root'], { env: { PATH: '/usr/bin:/bin', PBS_JOBID: '702.wn1' }, reject: false });
+  t.equal(rooted.exitCode, 75);
+  t.equal(rooted.stdout, '');
+  t.match(rooted.stderr, /job starter runs as root/);
 });
 
 t.test('$job_starter_run_privileged: the prologue aborts every wnod job (the starter never runs as root)', async (t) => {

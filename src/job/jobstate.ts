@@ -2,7 +2,7 @@
  * keeps its first LRM's name so that upgraded nodes find their records): admission's decision, the ticket nonce it
  * consumed and the attempt counter that damps the LRM's retry loop.
  * Every read-modify-write holds one lock (`<dir>/.lock`) and every write is atomic. */
-import { readFile, unlink, chown } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mkdirMode, writeFileAtomic } from '../util/atomic.js';
 import { withLock } from '../util/lock.js';
@@ -137,8 +137,7 @@ export type JobMarker = { mode: JobMode } | { mode: 'refuse'; reason: string };
 export async function recordRefusal(stateDir: string, jobId: string, gid: number, reason: string): Promise<void> {
   await ensureJobStateDir(stateDir);
   const path = modeMarkerPath(stateDir, jobId);
-  await writeFileAtomic(path, `refuse\n${reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`, 0o640);
-  await chown(path, 0, gid);
+  await writeFileAtomic(path, `refuse\n${reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`, 0o640, { uid: 0, gid });
 }
 
 /** Read the job's marker (the run is the job user and may not read the record); undefined when there is none.

@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Image, SiteConfig } from '../../config/types.js';
@@ -88,8 +88,8 @@ export async function bootMain(rest: string[], ctx: { configPath: string; vm: Jo
   let gid: number | undefined;
   const outcome = async (o: BootOutcome) => {
     const text = o.kind === 'ready' ? 'ready\n' : `${o.kind}\n${o.reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`;
-    await writeFileAtomic(path(cfg, jobId, '.boot'), text, 0o640);
-    await chown(path(cfg, jobId, '.boot'), 0, gid ?? 0);
+    // published whole and already root:<job gid>: the starter polls for it
+    await writeFileAtomic(path(cfg, jobId, '.boot'), text, 0o640, { uid: 0, gid: gid ?? 0 });
   };
   // bounded: the engine's own deadline is lrm.prologue_budget_s; this is the backstop for a wedged boot
   const budgetMs = (cfg.lrm.prologueBudgetS + 30) * 1000;

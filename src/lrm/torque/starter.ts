@@ -108,8 +108,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterC
     let boot;
     try {
       boot = await waitBoot(cfg, jobId, Date.now() + (cfg.lrm.prologueBudgetS + 60) * 1000);
-    } catch (e) {
-      err(`the job could not be started: ${describe(e)}`);
+    } catch {
+      err('the job could not be started: its virtual machine\'s state on this worker node is unreadable; resubmit the job');
       return NODE_FAULT_EXIT;
     }
     if (boot.kind !== 'ready') {
