@@ -288,3 +288,26 @@ t.test('a config error never reaches the job\'s files: one line for the user, th
   t.notMatch(all, /wnod\.yaml|oops|line \d/i, 'neither the config path nor YAML in the job\'s output');
   t.match(await readFile(s.cfg.logFile, 'utf8'), /"event":"config-unreadable"/);
 });
+
+t.test('the VM gets what the job holds (ppn, mem), within the image\'s maxima (in-process, stub VM engine)', async (t) => {
+  const s = await site('holds');
+  const shapes: { cpus: number; memoryMB: number }[] = [];
+  const vm = {
+    async start(j: { cpus: number; memoryMB: number }) { shapes.push({ cpus: j.cpus, memoryMB: j.memoryMB }); return { vmId: 'vm-h', bootS: 1 }; },
+    async runJob() { return 0; },
+    async destroy() { return {}; },
+  };
+  const sink = { write: () => true } as unknown as NodeJS.WritableStream;
+  const cases: [string, string, { cpus: number; memoryMB: number }][] = [
+    ['800.wn1', 'nodes=1:ppn=2,mem=512mb,walltime=00:05:00', { cpus: 2, memoryMB: 512 }],
+    ['801.wn1', 'nodes=1:ppn=16,mem=64gb,walltime=00:05:00', { cpus: 8, memoryMB: 16384 }], // vm_el9: max 8 cpus, 16 GiB
+    ['802.wn1', 'walltime=00:05:00', { cpus: 1, memoryMB: 2048 }], // holds nothing said: the ticket's shape
+  ];
+  for (const [id, rl] of cases) {
+    const script = join(s.cfg.lrm.momPriv, 'jobs', `${id}.SC`);
+    await writeFile(script, `#!/bin/bash\n# wnod-ticket: ${ticket(s.cfg)}\n`, { mode: 0o500 });
+    t.equal(await prologueMain([id, user.name, user.group, 'STDIN', rl, 'wnod', '', script], {}, { configPath: join(s.dir, 'wnod.yaml'), vm, stdout: sink as never }), 0, id);
+    await rm(script);
+  }
+  t.same(shapes, cases.map((c) => c[2]), 'a 1-cpu / 2 GiB ticket: the VM is sized by Resource_List, capped by the image');
+});
