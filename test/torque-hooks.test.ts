@@ -247,6 +247,13 @@ t.test('a plain job on a wnod node runs unchanged: the starter shim execs its lo
   const asUser = { uid: user.uid, gid: user.gid, env: { PATH: '/usr/bin:/bin', PBS_JOBID: '701.wn1' }, reject: false };
   const { execa } = await import('execa');
   t.match(await execa(shim, ['/bin/echo', 'tm-task'], asUser), { exitCode: 0, stdout: 'tm-task' });
+  // a state dir the user cannot search would hide a wnod job's marker: the shim hands over to wnod, which says why
+  await mkdir(s.cfg.vm.stateDir, { mode: 0o700 });
+  await chmod(s.cfg.vm.stateDir, 0o700);
+  const hidden = await execa(shim, ['/bin/echo', 'tm-task'], asUser);
+  t.equal(hidden.exitCode, 75, 'not run bare');
+  t.match(hidden.stderr, /must be traversable by job users/);
+  await rm(s.cfg.vm.stateDir, { recursive: true });
   // as root ($job_starter_run_privileged): no job runs, whatever it is
   const rooted = await execa(shim, ['/bin/echo', 'as-root'], { env: { PATH: '/usr/bin:/bin', PBS_JOBID: '702.wn1' }, reject: false });
   t.equal(rooted.exitCode, 75);
