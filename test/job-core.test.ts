@@ -29,7 +29,7 @@ t.test('job ids the core names files by', async (t) => {
 
 t.test('Torque maps the core outcomes onto prologue exit codes', async (t) => {
   t.equal(prologueExit({ kind: 'go' }), PROLOGUE_EXIT.go);
-  t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.abort);
+  t.equal(prologueExit({ kind: 'refuse', code: 'denied', reason: 'r' }), PROLOGUE_EXIT.go, 'recorded: the starter tells the user');
   t.equal(prologueExit({ kind: 'retry', code: 'vm-start', message: 'm' }), PROLOGUE_EXIT.requeue);
 });
 
@@ -45,18 +45,19 @@ t.test('the job state dir a hook creates under pbs_mom\'s job umask (077) is sti
   } finally {
     process.umask(old);
   }
-  for (const d of [join(base, 'var'), stateDir, join(stateDir, 'torque')]) t.equal((await stat(d)).mode & 0o777, 0o755, `${d} is 0755`);
+  for (const d of [join(base, 'var'), stateDir]) t.equal((await stat(d)).mode & 0o777, 0o711, `${d} (made here) is 0711`);
+  t.equal((await stat(join(stateDir, 'torque'))).mode & 0o777, 0o755, 'torque/ is 0755');
 });
 
-t.test('mkdirExact: the VM run dirs keep their mode under the job umask (077)', async (t) => {
+t.test('mkdirMode: the VM run dirs keep their mode under the job umask (077)', async (t) => {
   const { stat } = await import('node:fs/promises');
   const { join } = await import('node:path');
-  const { mkdirExact } = await import('../src/util/mkdirExact.js');
+  const { mkdirMode } = await import('../src/util/atomic.js');
   const base = t.testdir({});
   const old = process.umask(0o077);
   try {
-    await mkdirExact(join(base, 'run'), 0o711, { recursive: true });
-    await mkdirExact(join(base, 'run', 'vm-1'), 0o711);
+    await mkdirMode(join(base, 'run'), 0o711);
+    await mkdirMode(join(base, 'run', 'vm-1'), 0o711);
   } finally {
     process.umask(old);
   }

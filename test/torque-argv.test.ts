@@ -7,6 +7,7 @@ import { classifyStarterCall, looksLikeBatch, StarterError } from '../src/lrm/to
 import { transientExitCode, PROLOGUE_EXIT } from '../src/lrm/torque/outcome.js';
 import { userLine } from '../src/job/outcome.js';
 import { parseEntryArgv } from '../src/lrm/torque/entry-argv.js';
+import { bootEntry } from '../src/lrm/torque/boot.js';
 import { renderShim, mergeMomConfig, shimPlan, qmgrLines, momConfigLines, InstallError } from '../src/lrm/torque/install.js';
 import { findTicketLine } from '../src/header/scriptHeader.js';
 import { mkdir, writeFile, symlink, chmod } from 'node:fs/promises';
@@ -146,18 +147,31 @@ t.test('exit codes and the user line', async (t) => {
 
 t.test('hook entry argv', async (t) => {
   t.same(parseEntryArgv(['--config', '/etc/wnod/wnod.yaml', 'prologue', 'a', '']), { configPath: '/etc/wnod/wnod.yaml', hook: 'prologue', rest: ['a', ''] });
+  t.same(parseEntryArgv(['--config', '/c', '--log', '/var/log/wnod.log', 'epilogue', 'x']), { configPath: '/c', fallbackLog: '/var/log/wnod.log', hook: 'epilogue', rest: ['x'] });
+  t.throws(() => parseEntryArgv(['--config', '/c', '--log', 'rel.log', 'epilogue']));
   t.throws(() => parseEntryArgv(['--config', 'rel.yaml', 'prologue']));
   t.throws(() => parseEntryArgv(['prologue']));
   t.throws(() => parseEntryArgv(['--config', '/c', 'evil']));
 });
 
+t.test('the detached boot runs the hook entry it came from, and nothing else', async (t) => {
+  t.equal(bootEntry('/opt/wnod/dist/hot/hook.cjs'), '/opt/wnod/dist/hot/hook.cjs', 'the bundle');
+  t.equal(bootEntry('/opt/wnod/dist/lrm/torque/boot.js'), '/opt/wnod/dist/lrm/torque/entry.js', 'the unbundled build');
+  t.equal(bootEntry('/work/src/lrm/torque/boot.ts'), undefined, 'sources: no entry to run');
+  t.same(parseEntryArgv(['--config', '/c', 'boot', '7.h']), { configPath: '/c', hook: 'boot', rest: ['7.h'] });
+});
+
 t.test('install renderers', async (t) => {
-  const tpl = 'exec @NODE@ @ENTRY@ --config @CONFIG@ prologue "$@"\n';
-  t.equal(renderShim(tpl, { node: '/usr/bin/node', entry: '/opt/wnod/dist/lrm/torque/entry.js', config: '/etc/wnod/wnod.yaml' }),
-    'exec /usr/bin/node /opt/wnod/dist/lrm/torque/entry.js --config /etc/wnod/wnod.yaml prologue "$@"\n');
+  const tpl = '[ -e @STATE@/x ]; exec @NODE@ @ENTRY@ --config @CONFIG@ --log @LOG@ prologue "$@"\n';
+  const paths = { node: '/usr/bin/node', entry: '/opt/wnod/dist/lrm/torque/entry.js', config: '/etc/wnod/wnod.yaml', log: '/var/log/wnod/wnod.log', state: '/var/lib/wnod' };
+  t.equal(renderShim(tpl, paths),
+    '[ -e /var/lib/wnod/x ]; exec /usr/bin/node /opt/wnod/dist/lrm/torque/entry.js --config /etc/wnod/wnod.yaml --log /var/log/wnod/wnod.log prologue "$@"\n');
   for (const bad of ['/etc/wnod $(id).yaml', '/etc/wnod/`x`', 'rel/path', '/a/../b', '/a b']) {
-    t.throws(() => renderShim(tpl, { node: '/usr/bin/node', entry: '/e.js', config: bad }), InstallError, bad);
+    for (const k of ['config', 'log', 'state'] as const) t.throws(() => renderShim(tpl, { ...paths, [k]: bad }), InstallError, `${k} ${bad}`);
   }
+  t.throws(() => mergeMomConfig('$job_starter_run_privileged true\n', []), InstallError, 'a root job starter is refused');
+  t.throws(() => mergeMomConfig('$job_starter_run_privileged 1\n', []), InstallError);
+  t.doesNotThrow(() => mergeMomConfig('$job_starter_run_privileged false\n', []));
   const cfg = { lrm: { type: 'torque' as const, jobClass: 'wnod', queue: 'wnod', momPriv: '/m', prologueBudgetS: 280, maxRequeues: 3 }, vm: { stopGraceS: 10 } as never };
   t.same(shimPlan(cfg).map((s) => [s.name, s.mode.toString(8)]), [['prologue.wnod', '500'], ['epilogue.wnod', '500'], ['wnod-starter', '555']]);
   t.same(shimPlan({ lrm: { ...cfg.lrm, jobClass: undefined } }).map((s) => s.name), ['prologue', 'epilogue', 'wnod-starter']);

@@ -131,6 +131,38 @@ t.test('prologue exit 1 aborts the job (-2); the epilogue still runs; the job ne
   t.notOk(r.attempts[0]!.starter, 'no starter');
   t.equal((await lines('epiab', 'argv'))[10], '-2');
   await t.rejects(readFile(join(rec, 'ab-ran')), 'the job script did not run');
+  // as the real pbs_mom: the output of a job aborted in its prologue is not delivered, it stays in the spool
+  t.equal(r.delivered, false);
+  t.equal(r.stdout, '', 'nothing reaches the user');
+  t.match(r.spool.stdout, /proab says hello/, 'the prologue\'s line stays in the node\'s spool');
+});
+
+t.test('the job umask (077) for every hook and the job; the starter runs for every job of the MOM', async (t) => {
+  const starter = join(root, 'umask', 'starter');
+  await mkdir(join(root, 'umask'), { recursive: true });
+  await writeFile(starter, `#!/bin/sh\necho "starter umask $(umask)"\nexec "$@"\n`, { mode: 0o755 });
+  const m = await mom('umask', { jobStarter: starter });
+  await m.installHook('prologue', `#!/bin/sh\nmkdir ${rec}/umask-dir\necho "prologue umask $(umask)"\n`);
+  for (const [id, script] of [['25.n', '#!/bin/bash\necho "job umask $(umask)"\n'], ['26.n', '#!/bin/bash\necho plain\n']] as const) {
+    const r = await m.runJob({ id, user, workdir, script });
+    t.match(r.stdout, /^starter umask 0077$/m, `${id}: the starter ran`);
+    t.equal(r.exitStatus, 0);
+    if (id === '25.n') t.match(r.stdout, /prologue umask 0077[\s\S]*job umask 0077/);
+  }
+  const { stat } = await import('node:fs/promises');
+  t.equal((await stat(join(rec, 'umask-dir'))).mode & 0o777, 0o700, 'a directory a hook makes without a mode comes out 0700');
+});
+
+t.test('one job dispatched at a time while a prologue runs', async (t) => {
+  const m = await mom('dispatch');
+  await m.installHook('prologue', `#!/bin/sh\necho "start $1" >> ${rec}/dispatch\nsleep 0.5\necho "end $1" >> ${rec}/dispatch\n`);
+  await Promise.all(['30.n', '31.n', '32.n'].map((id) => m.runJob({ id, user, workdir, script: '#!/bin/bash\ntrue\n' })));
+  const seen = (await readFile(join(rec, 'dispatch'), 'utf8')).trim().split('\n');
+  t.equal(seen.length, 6);
+  for (let i = 0; i < 6; i += 2) {
+    t.equal(seen[i]!.split(' ')[0], 'start', `line ${i}`);
+    t.equal(seen[i + 1], `end ${seen[i]!.split(' ')[1]}`, 'no other prologue started before this one ended');
+  }
 });
 
 t.test('prologue exit 2 requeues in a loop, each attempt followed by the epilogue', async (t) => {

@@ -6,7 +6,8 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { release as hostRelease } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { PbsMom, JOB_EXEC_FAIL2, JOB_EXEC_RETRY_PROLOGUE, epilogueArgv, type JobSpec } from './kit/pbsmom.js';
+import { REFUSED_EXIT } from '../src/job/outcome.js';
+import { PbsMom, epilogueArgv, type JobSpec } from './kit/pbsmom.js';
 import { buildTestImage, type TestImage } from '../src/guest/testImage.js';
 import { readRecords } from '../src/accounting/store.js';
 import { ImageCache } from '../src/images/cache.js';
@@ -42,6 +43,13 @@ async function assertNoVm(t: Test, what: string): Promise<void> {
 }
 
 let usedTicket = '';
+
+/** qdel (abort `ac`) once the job has written `file` from inside its VM. */
+async function qdelOnceRunning(ac: AbortController, file: string, done: () => boolean): Promise<void> {
+  while (!done() && !(await stat(file).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 500)); // into its sleep
+  ac.abort();
+}
 
 t.test('valid ticket: the job runs in its VM, writes into the workdir as the user, its exit status is the job\'s', async (t) => {
   usedTicket = s.ticket();
@@ -92,7 +100,7 @@ t.test('an interpreter the image lacks: the job runs with /bin/sh, the note goes
   await assertNoVm(t, 'after the job');
 });
 
-t.test('refused tickets (forged, expired, other user, replayed): exit 1, the reason in the job output, no VM', async (t) => {
+t.test('refused tickets (forged, expired, other user, replayed): exit 77, the reason in the job\'s .e, no VM', async (t) => {
   const good = s.ticket();
   const forged = good.slice(0, 12) + (good[12] === 'A' ? 'B' : 'A') + good.slice(13);
   const cases: [string, string, RegExp][] = [
@@ -103,10 +111,9 @@ t.test('refused tickets (forged, expired, other user, replayed): exit 1, the rea
   ];
   for (const [id, tok, re] of cases) {
     const r = await s.mom.runJob(job(id, `# wnod-ticket: ${tok}`, 'echo must-not-run\n'));
-    t.equal(r.exitStatus, JOB_EXEC_FAIL2, `${id}: aborted`);
-    t.match(r.stdout, re, `${id}: reason in the .o file`);
+    t.equal(r.exitStatus, REFUSED_EXIT, `${id}: refused`);
+    t.match(r.stderr, re, `${id}: reason in the .e file`);
     t.notMatch(r.stdout, /must-not-run/, `${id}: the job did not run`);
-    t.notOk(r.attempts[0]!.starter, `${id}: no starter`);
   }
   await assertNoVm(t, 'after the refusals');
   const log = await readFile(s.cfg.logFile, 'utf8');
@@ -114,10 +121,12 @@ t.test('refused tickets (forged, expired, other user, replayed): exit 1, the rea
 });
 
 t.test('qdel: TERM reaches the job in the guest, the starter stops the VM before kill_delay, the epilogue cleans up', async (t) => {
-  const body = 'trap \'echo got-term > term.txt; exit 3\' TERM\necho started\nsleep 120 &\nwait\necho not-reached\n';
-  const running = s.mom.runJob(job('720.wn1', `# wnod-ticket: ${s.ticket()}`, body, { qdelAfterMs: 4000 }));
+  const body = 'trap \'echo got-term > term.txt; exit 3\' TERM\necho started\necho x > started720.txt\nsleep 120 &\nwait\necho not-reached\n';
+  const ac = new AbortController();
+  const running = s.mom.runJob(job('720.wn1', `# wnod-ticket: ${s.ticket()}`, body, { qdelSignal: ac.signal }));
   let done = false;
   void running.then(() => { done = true; });
+  await qdelOnceRunning(ac, join(s.workdir, 'started720.txt'), () => done); // the VM boots detached: qdel once the job runs in it
   // wait for the trap's file, then for the VM to go — while the harness still waits out kill_delay (12 s),
   // i.e. before its SIGKILL and before the epilogue: only the starter can have stopped it
   const termFile = join(s.workdir, 'term.txt');
@@ -136,8 +145,10 @@ t.test('qdel: TERM reaches the job in the guest, the starter stops the VM before
 
 t.test('qdel of a job that ignores TERM: after stop_grace_s the starter powers its VM off, still inside kill_delay', async (t) => {
   let done = false;
-  const running = s.mom.runJob(job('721.wn1', `# wnod-ticket: ${s.ticket()}`, 'trap "" TERM\necho started\nsleep 120\necho not-reached\n', { qdelAfterMs: 4000 }));
+  const ac = new AbortController();
+  const running = s.mom.runJob(job('721.wn1', `# wnod-ticket: ${s.ticket()}`, 'trap "" TERM\necho started\necho x > started721.txt\nsleep 120\necho not-reached\n', { qdelSignal: ac.signal }));
   void running.then(() => { done = true; });
+  await qdelOnceRunning(ac, join(s.workdir, 'started721.txt'), () => done);
   while (!done && (await hypervisors()).length === 0) await new Promise((r) => setTimeout(r, 100));
   while (!done && (await hypervisors()).length > 0) await new Promise((r) => setTimeout(r, 100));
   t.notOk(done, 'the VM was gone while pbs_mom still waited out kill_delay (12 s > stop_grace_s 5 s)');
@@ -151,28 +162,33 @@ t.test('qdel of a job that ignores TERM: after stop_grace_s the starter powers i
   await assertNoVm(t, 'after the forced stop');
 });
 
-t.test('prologue killed by $prologalarm while its VM boots: the epilogue still removes VM, overlay and cache holder', async (t) => {
-  // vm_hang boots a kernel whose init never starts the agent: the prologue waits for readiness until the alarm
+t.test('a VM that never comes up: the prologue returns at once (the boot is detached), qdel during the boot stops it, the epilogue removes everything', async (t) => {
+  // vm_hang boots a kernel whose init never starts the agent. Under a short $prologalarm (6 s before the kill) a
+  // prologue that waited for the boot would be killed and requeued; the detached boot keeps it off that path
   const alarmMom = new PbsMom({ ...s.mom.opts, prologAlarmMs: 16_000, alarmMarginMs: 10_000 });
   let sawVm = false;
   let sawOverlay = false;
   let done = false;
-  const running = alarmMom.runJob(job('730.wn1', `# wnod-ticket: ${s.ticket({ image: 'vm_hang' })}`, 'echo must-not-run\n'));
+  const ac = new AbortController();
+  const running = alarmMom.runJob(job('730.wn1', `# wnod-ticket: ${s.ticket({ image: 'vm_hang' })}`, 'echo must-not-run\n', { qdelSignal: ac.signal }));
   void running.then(() => { done = true; });
-  while (!done) {
+  while (!done && !(sawVm && sawOverlay)) {
     if ((await hypervisors()).length > 0) sawVm = true;
     const runDir = join(s.site.stateDir, 'run', vmIdForJob('730.wn1'));
     if (await stat(join(runDir, 'disk.qcow2')).then(() => true, () => false)) sawOverlay = true;
     await new Promise((r) => setTimeout(r, 100));
   }
+  ac.abort(); // qdel while the VM boots: the starter is waiting for it
   const r = await running;
-  t.ok(sawVm, 'a QEMU was running when the alarm struck');
+  t.ok(sawVm, 'a QEMU was running when qdel came');
   t.ok(sawOverlay, 'with its per-job overlay');
-  t.equal(r.attempts[0]!.prologue!.timedOut, true, 'the alarm killed the prologue');
-  t.equal(r.attempts[0]!.exitStatus, JOB_EXEC_RETRY_PROLOGUE, 'pbs_mom requeues');
+  t.equal(r.attempts[0]!.prologue!.timedOut, false, 'the alarm never struck: the prologue did not wait for the boot');
+  t.equal(r.attempts[0]!.prologue!.exitCode, 0);
+  t.equal(r.requeues, 0);
   t.equal(r.attempts[0]!.epilogue!.exitCode, 0, 'the epilogue ran');
   t.notMatch(r.stdout, /must-not-run/);
-  await assertNoVm(t, 'after the alarm');
+  await assertNoVm(t, 'after qdel during the boot');
+  t.same((await readdir(join(s.site.stateDir, 'torque'))).filter((f) => f.startsWith('730.wn1')), [], 'no boot file left');
 });
 
 t.test('TM tasks (pbsdsh) of a VM job are refused with a clear message', async (t) => {
@@ -190,8 +206,8 @@ t.test('PBS_O_WORKDIR=/proc/<pid> of the user\'s own process (its owner check pa
   t.teardown(() => child.kill('SIGKILL'));
   await new Promise((r) => setTimeout(r, 200));
   const r = await s.mom.runJob(job('790.wn1', `# wnod-ticket: ${s.ticket()}`, 'echo ran\n', { workdir: `/proc/${child.pid}` }));
-  t.equal(r.attempts[0]!.prologue!.exitCode, 1, 'refused for good');
-  t.match(r.stdout, /working directory "\/proc\/\d+" is under \/proc/, 'the user reads why');
+  t.equal(r.exitStatus, REFUSED_EXIT, 'refused for good');
+  t.match(r.stderr, /working directory "\/proc\/\d+" is under \/proc/, 'the user reads why');
   t.notMatch(r.stdout, /^ran$/m, 'the job did not run');
   await assertNoVm(t, 'after the refusal');
 });

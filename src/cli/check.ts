@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { SiteConfig } from '../config/types.js';
 import { unprivilegedPortStart } from '../job/leasePorts.js';
+import { momConfigRunsPrivileged } from '../lrm/torque/install.js';
 import { egiProfileWarnings } from '../glue/egiProfile.js';
 import { accelStatus, probeAccelNow, type AccelStatus } from '../vm/accel.js';
 
@@ -36,24 +37,12 @@ async function hostWarnings(cfg: SiteConfig): Promise<string[]> {
   return out;
 }
 
-/** Whether a mom config turns `$job_starter_run_privileged` on (pure): pbs_mom then starts the job starter as root
- * with the job's whole environment (PATH, LD_PRELOAD…), so user code runs as root before any wnod code does.
- * pbs_mom reads a boolean as true when it starts with t, y or 1 (any case), or is `on`; the last line wins. */
-export function privilegedStarter(momConfig: string): boolean {
-  let on = false;
-  for (const line of momConfig.split('\n')) {
-    const m = /^\s*\$job_starter_run_privileged\s+(\S+)/.exec(line);
-    if (m) on = /^([ty1]|on$)/i.test(m[1]!);
-  }
-  return on;
-}
-
 /** Errors of the node around a valid config (exit 1): a privileged job starter in the mom config. */
 async function hostErrors(cfg: SiteConfig, momPriv: string | undefined): Promise<string[]> {
   const dir = momPriv ?? (cfg.lrm.type === 'torque' ? cfg.lrm.momPriv : DEFAULT_MOM_PRIV);
   const path = join(dir, 'config');
   const text = await readFile(path, 'utf8').catch(() => undefined);
-  if (text === undefined || !privilegedStarter(text)) return [];
+  if (text === undefined || !momConfigRunsPrivileged(text)) return [];
   return [`${path}: $job_starter_run_privileged is on: pbs_mom starts the job starter as root with the job's own environment, so a job's PATH or LD_PRELOAD runs its code as root; remove the line (wnod never needs it) and restart pbs_mom`];
 }
 

@@ -44,11 +44,15 @@ export async function run(argv: string[]): Promise<number> {
   const mp = await lstat(momPriv).catch(() => { throw new InstallError(`mom_priv ${momPriv} does not exist`); });
   if (!mp.isDirectory()) throw new InstallError(`mom_priv ${momPriv} is not a directory`);
 
+  const cfgFile = join(momPriv, 'config');
+  const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
+  // before anything is installed: a root job starter with the job's environment is refused (mergeMomConfig says why)
+  mergeMomConfig(existing, []);
   const installed: string[] = [];
   for (const s of shimPlan(cfg)) {
     const template = await readFile(join(prefix, 'lrm-hooks', s.hook), 'utf8');
     const path = join(momPriv, s.name);
-    await writeFileAtomic(path, renderShim(template, { node: process.execPath, entry, config: configPath }), s.mode);
+    await writeFileAtomic(path, renderShim(template, { node: process.execPath, entry, config: configPath, log: cfg.logFile, state: cfg.vm.stateDir }), s.mode);
     await chown(path, 0, 0);
     // verify what pbs_mom will see: a violation would requeue every job in a loop
     const st = await lstat(path);
@@ -59,11 +63,9 @@ export async function run(argv: string[]): Promise<number> {
   // the node health check (wnod status --for torque): the shim runs wnod's CLI, not the hooks' bundle
   const nodeCheck = join(momPriv, NODE_CHECK_NAME);
   await writeFileAtomic(nodeCheck, renderShim(await readFile(join(prefix, 'lrm-hooks', 'node-check'), 'utf8'),
-    { node: process.execPath, entry: join(prefix, 'dist', 'cli', 'main.js'), config: configPath }), NODE_CHECK_MODE);
+    { node: process.execPath, entry: join(prefix, 'dist', 'cli', 'main.js'), config: configPath, log: cfg.logFile, state: cfg.vm.stateDir }), NODE_CHECK_MODE);
   await chown(nodeCheck, 0, 0);
   installed.push(`${nodeCheck} (${NODE_CHECK_MODE.toString(8)}, root)`);
-  const cfgFile = join(momPriv, 'config');
-  const existing = await readFile(cfgFile, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return ''; throw e; });
   const check = nodeCheckLines(nodeCheck, foreignNodeCheck(existing, nodeCheck));
   const starter = join(momPriv, 'wnod-starter');
   const momLines = [...momConfigLines(cfg, starter), ...check.lines];

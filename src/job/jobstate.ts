@@ -2,9 +2,9 @@
  * keeps its first LRM's name so that upgraded nodes find their records): admission's decision, the ticket nonce it
  * consumed and the attempt counter that damps the LRM's retry loop.
  * Every read-modify-write holds one lock (`<dir>/.lock`) and every write is atomic. */
-import { readFile, unlink, mkdir, chmod } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../util/atomic.js';
+import { readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mkdirMode, writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, withLock, type Lock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import { checkJobId } from './jobId.js';
@@ -68,15 +68,13 @@ export function modeMarkerPath(stateDir: string, jobId: string): string {
   return join(jobStateDir(stateDir), `${checkJobId(jobId)}.mode`);
 }
 
-/** Create `<stateDir>/torque` (and stateDir itself when missing) 0755: the job user's run must traverse both.
- * Call it before anything else creates a private subdirectory of stateDir (mkdir -p would make stateDir 0700). */
+/** Create stateDir 0711 and `<stateDir>/torque` 0755, modes set explicitly whatever the umask (pbs_mom runs the
+ * hooks under 077): the job user's run must traverse both and read its marker. */
 export async function ensureJobStateDir(stateDir: string): Promise<string> {
-  // pbs_mom runs the hooks under the job's umask (077 by default): what mkdir creates must be opened up explicitly
-  const made = await mkdir(stateDir, { recursive: true, mode: 0o755 });
-  if (made !== undefined) for (let d = stateDir; d.length >= made.length; d = dirname(d)) await chmod(d, 0o755);
+  // pbs_mom runs the hooks under the job's umask (077 by default): the modes are set explicitly
+  await mkdirMode(stateDir, 0o711);
   const dir = jobStateDir(stateDir);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  await chmod(dir, 0o755);
+  await mkdirMode(dir, 0o755);
   return dir;
 }
 
@@ -147,17 +145,37 @@ export async function countAttempt(stateDir: string, jobId: string, user: string
   return { attempts, exhausted: attempts > maxRequeues };
 }
 
-/** Read the job's mode marker (the run is the job user and may not read the record); undefined
- * when there is none. Other errors (e.g. a state dir the user cannot traverse) are thrown with the path. */
-export async function readModeMarker(stateDir: string, jobId: string): Promise<JobMode | undefined> {
+/** What the job's run finds in its marker: the decision, or a refusal and the one line the user reads. */
+export type JobMarker = { mode: JobMode } | { mode: 'refuse'; reason: string };
+
+/** Record a refusal in the job's marker, for an LRM that runs the job anyway (Torque delivers no output of a job
+ * its prologue aborted): `refuse` and the one-line reason, root:<job gid> 0640 — the job's run reads it, other
+ * users do not. Written whole (atomic rename), so the run sees no marker or all of it. */
+export async function recordRefusal(stateDir: string, jobId: string, gid: number, reason: string): Promise<void> {
+  await ensureJobStateDir(stateDir);
+  const path = modeMarkerPath(stateDir, jobId);
+  await writeFileAtomic(path, `refuse\n${reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`, 0o640, { uid: 0, gid });
+}
+
+/** Read the job's marker (the run is the job user and may not read the record); undefined when there is none.
+ * Other errors (e.g. a state dir the user cannot traverse) are thrown with the path. */
+export async function readJobMarker(stateDir: string, jobId: string): Promise<JobMarker | undefined> {
   const path = modeMarkerPath(stateDir, jobId);
   let text: string;
   try {
-    text = (await readFile(path, 'utf8')).trim();
+    text = (await readFile(path, 'utf8')).slice(0, 1024);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new JobRecordError(`cannot read ${path}: ${(err as Error).message} (vm.state_dir and its torque/ must be traversable by job users)`, { cause: err });
   }
-  if (text !== 'vm' && text !== 'bare') throw new JobRecordError(`${path}: ${JSON.stringify(text.slice(0, 20))} is not vm or bare`);
-  return text;
+  const [first, reason] = text.split('\n');
+  if (first === 'vm' || first === 'bare') return { mode: first };
+  if (first === 'refuse') return { mode: 'refuse', reason: reason ?? '' };
+  throw new JobRecordError(`${path}: ${JSON.stringify(text.slice(0, 20))} is not vm, bare or refuse`);
+}
+
+/** The decision in the job's marker (a refusal has none); undefined when there is none. */
+export async function readModeMarker(stateDir: string, jobId: string): Promise<JobMode | undefined> {
+  const m = await readJobMarker(stateDir, jobId);
+  return m && m.mode !== 'refuse' ? m.mode : undefined;
 }

@@ -20,3 +20,10 @@ export class TransientFault extends WnodError {
 export function userLine(text: string): string {
   return `wnod: ${text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim()}`.slice(0, 500);
 }
+
+/** The job's exit status when wnod refused it on the node (the reason is the `wnod:` line in its stderr file):
+ * the same under every LRM. */
+export const REFUSED_EXIT = 77;
+/** The job's exit status when the node could not run it (its VM did not come up, the node is misconfigured): the
+ * job is not at fault and may be resubmitted. EX_TEMPFAIL. */
+export const NODE_FAULT_EXIT = 75;

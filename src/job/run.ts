@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import { constants as osConstants, userInfo } from 'node:os';
 import type { SiteConfig } from '../config/types.js';
 import { describe, WnodError } from '../util/errors.js';
-import { readJobRecord, readModeMarker } from './jobstate.js';
+import { readJobRecord, readJobMarker } from './jobstate.js';
+import { NODE_FAULT_EXIT, REFUSED_EXIT, userLine } from './outcome.js';
 import { jobUser } from './jobUser.js';
 import type { GuestRun, JobContext } from './contract.js';
 
@@ -20,23 +21,29 @@ export interface BareCommand {
 
 /** Run job `jobId` the way admission decided; resolves to its exit status. */
 export async function runJob(cfg: SiteConfig, jobId: string, job: { guest: GuestRun; bare: BareCommand }, ctx: JobContext): Promise<number> {
-  const err = (text: string) => process.stderr.write(`wnod: ${text}\n`);
-  let mode;
+  const err = (text: string) => process.stderr.write(`${userLine(text)}\n`);
+  let marker;
   try {
-    mode = await readModeMarker(cfg.vm.stateDir, jobId);
+    marker = await readJobMarker(cfg.vm.stateDir, jobId);
   } catch (e) {
     err(`the job could not be started: ${describe(e)}`);
-    return 1;
+    return NODE_FAULT_EXIT;
   }
-  if (mode === undefined) {
+  if (marker === undefined) {
     err('this worker node has no wnod decision for the job (the wnod prologue did not accept it); not running it');
-    return 1;
+    return NODE_FAULT_EXIT;
   }
+  // refused at admission, told here: the LRM ran the job only so that its output reaches the user
+  if (marker.mode === 'refuse') {
+    err(marker.reason || 'this worker node refused the job');
+    return REFUSED_EXIT;
+  }
+  const mode = marker.mode;
   if (mode === 'vm') {
     // run the job inside its VM (vmEngine.ts: through the agent sockets, found from the job id)
     if (!ctx.vm) {
       err('the job should run in a virtual machine, but the wnod VM engine is not available on this node');
-      return 1;
+      return NODE_FAULT_EXIT;
     }
     return ctx.vm.runJob({ jobId, user: userInfo().username, group: '', cfg, ...job.guest });
   }

@@ -4,7 +4,7 @@
  * Costs measured here (DESIGN A5): about +2 s per job over direct QEMU, q35 only (libvirt rejects microvm). The VM
  * lives outside the job's session: Torque neither kills nor accounts it, so the epilogue must call `destroy`.
  * The guest side is unchanged: the same agent over three named virtio-serial ports, the same context cpio. */
-import { mkdir, readFile, writeFile, rm, unlink, copyFile, appendFile, open, lstat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile, rm, unlink, copyFile, appendFile, open, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -22,8 +22,7 @@ import { Virsh, type DomainState } from './libvirtVirsh.js';
 import { chooseAccel, type AccelMode } from './accel.js';
 import type { ProbeGuest } from './probeGuest.js';
 import { withLock } from '../util/lock.js';
-import { writeFileAtomic } from '../util/atomic.js';
-import { mkdirExact } from '../util/mkdirExact.js';
+import { mkdirMode, writeFileAtomic } from '../util/atomic.js';
 
 export interface LibvirtDriverOptions {
   stateDir: string;
@@ -131,8 +130,11 @@ export class LibvirtDriver implements VmDriver {
     };
     await writeRecord(stateDir, state);
     try {
-      await mkdirExact(join(stateDir, 'run'), 0o711, { recursive: true });
-      await mkdirExact(runDir, 0o711); // the job user reaches its agent sockets inside
+      // (modes set explicitly: root hooks may run under umask 077)
+      await mkdirMode(stateDir, 0o711);
+      await mkdirMode(join(stateDir, 'run'), 0o711);
+      await mkdir(runDir, { mode: 0o711 });
+      await chmod(runDir, 0o711);
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       const ctx: GuestContext = {
         hostname: spec.hostname,

@@ -3,7 +3,7 @@
  * dir, and everything needed to find the VM again is in its state record. */
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { copyFile, appendFile, lstat, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, appendFile, chmod, lstat, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
@@ -22,7 +22,7 @@ import { QmpClient } from './qmp.js';
 import { checkServedRoot, checkSpecWorkdir, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
 import type { ProbeGuest } from './probeGuest.js';
-import { mkdirExact } from '../util/mkdirExact.js';
+import { mkdirMode } from '../util/atomic.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -107,11 +107,13 @@ export class QemuDriver implements VmDriver {
       sockets: vmSockets(this.stateDir, spec.id), files: [], steps: {}, owner: me ?? { pid: process.pid, startTime: '0' },
     };
     // the state dir is traversable (the job user reaches its agent sockets below run/), records are not
-    await mkdir(this.stateDir, { recursive: true, mode: 0o711 });
+    // (modes set explicitly: root hooks may run under umask 077)
+    await mkdirMode(this.stateDir, 0o711);
     await writeRecord(this.stateDir, state);
     try {
-      await mkdirExact(join(this.stateDir, 'run'), 0o711, { recursive: true });
-      await mkdirExact(runDir, 0o711); // the job user reaches its agent sockets inside
+      await mkdirMode(join(this.stateDir, 'run'), 0o711);
+      await mkdir(runDir, { mode: 0o711 });
+      await chmod(runDir, 0o711);
       await mkdir(join(runDir, 'agent'), { mode: 0o700 });
       state.accel = spec.accel ?? (await chooseAccel({ stateDir: this.stateDir, mode: this.opts.accel ?? 'auto', qemu: this.opts.qemu,
         probeImage: this.opts.probeImage }));

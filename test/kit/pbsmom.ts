@@ -1,6 +1,9 @@
-/** A harness that plays pbs_mom (Torque 6.1.3, DESIGN A2) for tests: Torque is not packaged in Debian 12, so the
- * hooks are called exactly as pbs_mom calls them — argv layouts (6.x and 2.5), root vs job user, stdin, env, cwd,
- * sessions, `$prologalarm`, exit-code meaning, the requeue loop, the always-run epilogue, qdel and walltime kills.
+/** A harness that plays pbs_mom (Torque 6.1.3, DESIGN A2) for fast hook-level tests — the hooks are called exactly
+ * as pbs_mom calls them: argv layouts (6.x and 2.5), root vs job user, stdin, env, cwd, sessions, `$prologalarm`,
+ * exit-code meaning, the requeue loop, the always-run epilogue, qdel and walltime kills — and as the real pbs_mom
+ * showed (test/torque-real.test.ts runs the same hooks under it): every hook and the job run under the job umask
+ * (077), the output of a job aborted in its prologue is not delivered (it stays in the node's spool), `$job_starter`
+ * runs for every job of the MOM, and the server dispatches one job at a time while a prologue runs.
  * Test support only: never imported by product code. */
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile, readFile, lstat, chmod, chown, readdir, rm, open } from 'node:fs/promises';
@@ -57,6 +60,8 @@ export interface MomOptions {
   checkPollMs?: number;
   /** pbs_mom requeues for ever; the harness stops after this many requeues (default 10) */
   requeueLimit?: number;
+  /** the job umask every hook and the job run under (Torque's default 077) */
+  umask?: number;
   lang?: string;
 }
 
@@ -114,9 +119,13 @@ export interface JobResult {
   outcome: 'completed' | 'aborted' | 'requeue-limit';
   /** the exit status of the last attempt, as the epilogue saw it */
   exitStatus: number;
-  /** contents of the job's .o and .e files */
+  /** contents of the job's .o and .e files as delivered to the user: empty for a job aborted in its prologue */
   stdout: string;
   stderr: string;
+  /** false when pbs_mom kept the output in its spool (a prologue abort, the requeue limit) */
+  delivered: boolean;
+  /** what the node's spool holds (.OU/.ER), delivered or not */
+  spool: { stdout: string; stderr: string };
 }
 
 /** pbs_mom's JOB_EXEC codes used here. */
@@ -185,16 +194,23 @@ interface SpawnSpec {
   err: number | 'ignore';
   /** SIGKILL the session after this long */
   killAfterMs?: number;
+  umask: number;
   onStart?: (pid: number) => void;
 }
 
 function spawnInSession(s: SpawnSpec): Promise<{ exitCode: number | null; signal: string | null; timedOut: boolean; sessionId: number }> {
   return new Promise((resolve) => {
-    // detached = setsid(): the hook is a session leader, as under pbs_mom
-    const child = spawn(s.file, s.argv, {
-      argv0: s.argv0 ?? s.file, uid: s.uid, gid: s.gid, env: s.env, cwd: s.cwd, detached: true,
-      stdio: [s.stdinLine === undefined ? 'ignore' : 'pipe', s.out, s.err],
-    });
+    // detached = setsid(): the hook is a session leader, as under pbs_mom; the child inherits the umask at fork
+    const saved = process.umask(s.umask);
+    let child;
+    try {
+      child = spawn(s.file, s.argv, {
+        argv0: s.argv0 ?? s.file, uid: s.uid, gid: s.gid, env: s.env, cwd: s.cwd, detached: true,
+        stdio: [s.stdinLine === undefined ? 'ignore' : 'pipe', s.out, s.err],
+      });
+    } finally {
+      process.umask(saved);
+    }
     const sid = child.pid ?? -1;
     let timedOut = false;
     const timer = s.killAfterMs === undefined ? undefined : setTimeout(() => {
@@ -215,9 +231,15 @@ function spawnInSession(s: SpawnSpec): Promise<{ exitCode: number | null; signal
 export class PbsMom {
   readonly pbsHome: string;
   readonly version: TorqueVersionMode;
+  /** pbs_server sends the MOM its next job only once the running prologue returned */
+  private dispatch: Promise<unknown> = Promise.resolve();
   constructor(readonly opts: MomOptions) {
     this.pbsHome = dirname(opts.momPriv);
     this.version = opts.version ?? '6';
+  }
+
+  private get umask(): number {
+    return this.opts.umask ?? 0o077;
   }
 
   /** Create mom_priv (0751 root), mom_priv/jobs, spool, aux — as a Torque install has them. */
@@ -290,7 +312,7 @@ export class PbsMom {
     const alarm = this.opts.prologAlarmMs ?? 300_000;
     const r = await spawnInSession({
       file: path, argv, uid: asUid, gid: kind === 'root' ? 0 : job.user.gid, env: this.hookEnv(job),
-      cwd: kind === 'root' ? this.opts.momPriv : job.user.home, out, err,
+      cwd: kind === 'root' ? this.opts.momPriv : job.user.home, out, err, umask: this.umask,
       killAfterMs: Math.max(0, alarm - (this.opts.alarmMarginMs ?? 10_000)),
     });
     // root hooks get stdin /dev/null ('ignore' opens /dev/null)
@@ -324,9 +346,12 @@ export class PbsMom {
         await rm(this.nodeFile(job), { force: true });
       }
     }
+    const spool = { stdout: await readFile(outPath, 'utf8').catch(() => ''), stderr: await readFile(errPath, 'utf8').catch(() => '') };
+    // pbs_mom delivers the output of a job that ran; an abort in the prologue leaves it in the spool for good
+    const delivered = attempts.at(-1)!.starter !== undefined;
     return {
       attempts, requeues: attempts.length - 1, outcome, exitStatus: attempts.at(-1)!.exitStatus,
-      stdout: await readFile(outPath, 'utf8').catch(() => ''), stderr: await readFile(errPath, 'utf8').catch(() => ''),
+      stdout: delivered ? spool.stdout : '', stderr: delivered ? spool.stderr : '', delivered, spool,
     };
   }
 
@@ -343,7 +368,10 @@ export class PbsMom {
   private async attempt(job: JobSpec, script: string, out: number, err: number): Promise<Attempt> {
     const a: Attempt = { exitStatus: 0 };
     const pro = await this.pickHook('prologue', job);
-    a.prologue = await this.runHook('prologue', pro, prologueArgv(job, script, this.version), 'root', job, out, err);
+    // one job at a time while a prologue runs (pbs_server waits for the MOM's answer before the next job)
+    const turn = this.dispatch.then(() => this.runHook('prologue', pro, prologueArgv(job, script, this.version), 'root', job, out, err));
+    this.dispatch = turn.catch(() => undefined);
+    a.prologue = await turn;
     const p = a.prologue;
     let sessionId = 0;
     let t0 = Date.now();
@@ -378,7 +406,7 @@ export class PbsMom {
     let onQdel: (() => void) | undefined;
     const r = await spawnInSession({
       file, argv, argv0, uid: privileged ? 0 : job.user.uid, gid: privileged ? 0 : job.user.gid,
-      env: this.jobEnv(job), cwd: job.workdir, stdinLine: `${script}\n`, out, err,
+      env: this.jobEnv(job), cwd: job.workdir, stdinLine: `${script}\n`, out, err, umask: this.umask,
       onStart: (pid) => {
         sid = pid;
         if (job.qdelAfterMs !== undefined) timers.push(setTimeout(() => { killedFor ??= 'qdel'; pendingQdel = this.qdel(job, script, sid, a); }, job.qdelAfterMs));

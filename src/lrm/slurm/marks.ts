@@ -27,7 +27,7 @@ const markPath = (stateDir: string, jobId: string) => join(slurmStateDir(stateDi
 const statusPath = (stateDir: string, jobId: string) => join(slurmStateDir(stateDir), `${parseSlurmJobId(jobId)}.status`);
 
 /** The exit status of a job wnod refused on the node (the reason is the first `wnod:` line of its stderr file). */
-export const REFUSED_EXIT = 77;
+export { REFUSED_EXIT } from '../../job/outcome.js';
 
 export type SlurmMark = { kind: 'vm' } | { kind: 'refuse'; reason: string };
 

@@ -5,11 +5,13 @@ import { describe } from '../../util/errors.js';
 import { parseEntryArgv } from './entry-argv.js';
 
 async function start(): Promise<number> {
-  const { configPath, hook, rest } = parseEntryArgv(process.argv.slice(2));
+  const { configPath, fallbackLog, hook, rest } = parseEntryArgv(process.argv.slice(2));
   // the core's VM engine (src/vm + src/images behind the seam of src/job/contract.ts), loaded only once the argv is ours
-  const ctx = { configPath, vm: (await import('../../job/vmEngine.js')).jobVmEngine() };
+  const ctx = { configPath, fallbackLog, vm: (await import('../../job/vmEngine.js')).jobVmEngine() };
   switch (hook) {
-    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, ctx);
+    // the prologue admits and hands the boot to a detached process: pbs_server waits for it to return (boot.ts)
+    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, { ...ctx, vm: (await import('./boot.js')).detachedBoot(ctx.vm, configPath) });
+    case 'boot': return (await import('./boot.js')).bootMain(rest, ctx);
     case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);
     case 'starter': return (await import('./starter.js')).main(rest, process.env, ctx);
   }

@@ -7,7 +7,8 @@ import { endJob, endJobWithoutConfig } from '../../job/finish.js';
 import { hookLog, logTarget } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
-import type { HookContext } from './prologue.js';
+import { fallbackLog, type HookContext } from './prologue.js';
+import { stopBoot, clearBoot } from './boot.js';
 
 /** The core's view of a job pbs_mom is done with (pure). */
 export function jobEnd(args: EpilogueArgs): JobEnd {
@@ -26,11 +27,15 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
   try {
     cfg = await load(ctx.configPath);
   } catch (err) {
-    process.stderr.write(`wnod epilogue: ${describe(err)}\n`);
+    await fallbackLog(ctx, 'epilogue', argv[0], { event: 'config-unreadable', error: describe(err) }); // the admin's, not the job's files
     // the job's VM must not outlive it (QEMU is in its own session: pbs_mom's kill misses it): tear down without config
     let args: EpilogueArgs | undefined;
     try { args = parseEpilogueArgv(argv, ctx.torqueVersion ?? 'auto'); } catch { /* no job id: nothing to destroy */ }
-    if (args) await endJobWithoutConfig(ctx.configPath, jobEnd(args), (l) => process.stderr.write(`wnod epilogue: ${l}\n`));
+    if (args) {
+      const notes: string[] = [];
+      await endJobWithoutConfig(ctx.configPath, jobEnd(args), (l) => notes.push(l));
+      for (const note of notes) await fallbackLog(ctx, 'epilogue', args.jobId, { event: 'teardown-without-config', note });
+    }
     return 1;
   }
   let args: EpilogueArgs;
@@ -40,6 +45,11 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
     await hookLog(logTarget(cfg), 'epilogue', undefined, ctx.stdout).detail('bad-argv', { error: describe(err), argv });
     return 1;
   }
-  const ok = await endJob(cfg, jobEnd(args), ctx, hookLog(logTarget(cfg), 'epilogue', args.jobId, ctx.stdout));
+  const log = hookLog(logTarget(cfg), 'epilogue', args.jobId, ctx.stdout);
+  // a boot still running (qdel, walltime or a starter that gave up during it) goes first: it would start a VM
+  // after the teardown (boot.ts)
+  await stopBoot(cfg, args.jobId).catch((err: unknown) => log.detail('boot-stop-failed', { error: describe(err) }));
+  const ok = await endJob(cfg, jobEnd(args), ctx, log);
+  await clearBoot(cfg, args.jobId);
   return ok ? 0 : 1;
 }

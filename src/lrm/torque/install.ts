@@ -17,12 +17,18 @@ export function checkShimPath(value: string, what: string): string {
   return value;
 }
 
+/** What a shim has baked in: the node binary, the hook entry, the config, the root-only log for faults before the
+ * config is read (the config's log_file at install time) and the state dir whose markers the starter looks for. */
+export interface ShimPaths { node: string; entry: string; config: string; log: string; state: string }
+
 /** Fill a shim template from lrm-hooks/ (pure). */
-export function renderShim(template: string, paths: { node: string; entry: string; config: string }): string {
+export function renderShim(template: string, paths: ShimPaths): string {
   const out = template
     .replaceAll('@NODE@', checkShimPath(paths.node, 'node binary'))
     .replaceAll('@ENTRY@', checkShimPath(paths.entry, 'hook entry'))
-    .replaceAll('@CONFIG@', checkShimPath(paths.config, 'config file'));
+    .replaceAll('@CONFIG@', checkShimPath(paths.config, 'config file'))
+    .replaceAll('@LOG@', checkShimPath(paths.log, 'log_file'))
+    .replaceAll('@STATE@', checkShimPath(paths.state, 'vm.state_dir'));
   if (/@[A-Z]+@/.test(out)) throw new InstallError('shim template has an unknown placeholder');
   return out;
 }
@@ -77,8 +83,25 @@ export function qmgrLines(cfg: Pick<SiteConfig, 'lrm' | 'vm'>): string[] {
   return [`create queue ${q} queue_type = execution`, `set queue ${q} kill_delay = ${killDelayFor(cfg)}`, `set queue ${q} enabled = true`, `set queue ${q} started = true`];
 }
 
-/** Merge our directives into an existing mom config (pure): our directives replace earlier ones of the same name. */
+/** Whether a mom config turns `$job_starter_run_privileged` on (pure): pbs_mom then starts the job starter as root
+ * with the job's whole environment (PATH, LD_PRELOAD…), so user code runs as root before any wnod code does.
+ * As pbs_mom's setbool (parse_config.c) reads it: true when the value starts with t, y or 1 (any case), or is
+ * `on`; the last line wins. */
+export function momConfigRunsPrivileged(text: string): boolean {
+  let on = false;
+  for (const line of text.split('\n')) {
+    const m = /^\s*\$job_starter_run_privileged\s+(\S+)/.exec(line);
+    if (m) on = /^([ty1]|on$)/i.test(m[1]!);
+  }
+  return on;
+}
+
+/** Merge our directives into an existing mom config (pure): our directives replace earlier ones of the same name.
+ * A config that runs the job starter as root is refused: pbs_mom would start it with the job's whole environment. */
 export function mergeMomConfig(existing: string, lines: readonly string[]): string {
+  if (momConfigRunsPrivileged(existing)) {
+    throw new InstallError('mom_priv/config sets $job_starter_run_privileged: pbs_mom would run the job starter as root with the job\'s environment (LD_PRELOAD, PATH). wnod refuses that mode: remove the line, then rerun');
+  }
   const ours = new Set(lines.map((l) => l.split(/\s+/)[0]));
   const kept = existing.split('\n').filter((l) => !ours.has(l.trim().split(/\s+/)[0] ?? ''));
   while (kept.length > 0 && kept.at(-1) === '') kept.pop();

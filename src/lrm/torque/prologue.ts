@@ -1,16 +1,22 @@
 /** The root prologue (pbs_mom's `prologue` / `prologue.<class>`): pbs_mom's argv and job script into a JobStart
- * for the core's admission (src/job/admit.ts), its outcome into pbs_mom's exit code: 0 = go, 1 = refuse for good,
- * 2 = requeue (bounded by the core's counter). */
-import type { Writable } from 'node:stream';
+ * for the core's admission (src/job/admit.ts), its outcome into pbs_mom's exit code: 0 = go (also for a recorded
+ * refusal, see main), 1 = abort, 2 = requeue (bounded by the core's counter). */
+import { Writable } from 'node:stream';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { admitJob } from '../../job/admit.js';
-import { hookLog, logTarget } from '../../job/log.js';
+import { hookLog, logTarget, appendPrivate } from '../../job/log.js';
+import { recordRefusal } from '../../job/jobstate.js';
+import { jobUser } from '../../job/jobUser.js';
+import { lookupGroupId } from '../../util/unixUsers.js';
 import { Refusal, TransientFault, userLine } from '../../job/outcome.js';
 import type { JobContext, JobStart } from '../../job/contract.js';
 import { parsePrologueArgv, type PrologueArgs, type TorqueVersion } from './argv.js';
 import { readJobScript, JobScriptError } from './jobscript.js';
 import { PROLOGUE_EXIT, prologueExit } from './outcome.js';
+import { momConfigRunsPrivileged } from './install.js';
 
 /** What every hook entry point gets besides argv and env. */
 export interface HookContext extends JobContext {
@@ -18,6 +24,8 @@ export interface HookContext extends JobContext {
   /** the job's output (pbs_mom: the .o file) */
   stdout?: Writable;
   torqueVersion?: TorqueVersion | 'auto';
+  /** the root-only log for what happens before the config is read (the shim's --log, baked at install) */
+  fallbackLog?: string | undefined;
   /** injectable for tests; default src/config/load.ts */
   loadConfig?: (path: string) => Promise<SiteConfig>;
 }
@@ -35,6 +43,9 @@ export function jobStart(cfg: SiteConfig, args: PrologueArgs, env: NodeJS.Proces
     // pbs_mom's PBS_O_WORKDIR: the job's submit dir
     workdir: env.PBS_O_WORKDIR,
     holds: { cpus: args.resourceList.ppn, memoryMB: args.resourceList.memMB, nodes: args.resourceList.nodeCount },
+    // the job holds ppn slots (and mem, when asked) of the node: its VM gets them, within the image's and the
+    // rule's maxima (decision.ts fitToHolds, as for Slurm), not the ticket's cpus on top of them
+    sizeByHolds: true,
   };
 }
 
@@ -48,16 +59,21 @@ async function readTorqueScript(cfg: SiteConfig, args: PrologueArgs): Promise<st
   }
 }
 
-/** Run the prologue for pbs_mom's argv (without node and script); returns the exit code for pbs_mom. */
+/** Run the prologue for pbs_mom's argv (without node and script); returns the exit code for pbs_mom.
+ * A refusal exits 0 and is recorded (jobstate.ts recordRefusal): Torque delivers no output of a job its prologue
+ * aborted, so the job's run (the starter) tells the user in the job's stderr and exits REFUSED_EXIT. Only what
+ * cannot be recorded aborts (exit 1): no config, pbs_mom's argv unreadable, a privileged starter, a record that
+ * cannot be written. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: HookContext): Promise<number> {
   const out = ctx.stdout ?? process.stdout;
   let cfg: SiteConfig;
   try {
     cfg = await configFor(ctx);
   } catch (err) {
-    // No config = no log file and no state dir to damp a requeue loop: abort the job, tell the admin on stderr.
+    // No config = no log file and no state dir to damp a requeue loop: abort the job. The detail (the config's
+    // path, YAML lines) is the admin's: the install-time log, never the job's output files.
     out.write(userLine('this worker node is misconfigured (wnod site config); the job was not started') + '\n');
-    process.stderr.write(`wnod prologue: ${describe(err)}\n`);
+    await fallbackLog(ctx, 'prologue', argv[0], { event: 'config-unreadable', error: describe(err) });
     return PROLOGUE_EXIT.abort;
   }
   let args: PrologueArgs;
@@ -68,6 +84,50 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: HookCont
     await hookLog(logTarget(cfg), 'prologue', undefined, out).detail('bad-argv', { error: describe(err), argv });
     return PROLOGUE_EXIT.abort;
   }
-  const log = hookLog(logTarget(cfg), 'prologue', args.jobId, out);
-  return prologueExit(await admitJob(cfg, jobStart(cfg, args, env), ctx, log));
+  const admin = hookLog(logTarget(cfg), 'prologue', args.jobId, out);
+  // $job_starter_run_privileged: pbs_mom would start the starter as root with the job's whole environment
+  // (LD_PRELOAD, PATH): no wnod job may run on such a node, and aborting is the one way the starter never runs
+  const privileged = await starterRunsPrivileged(cfg.lrm.momPriv).catch(() => false);
+  if (privileged) {
+    out.write(userLine('this worker node is misconfigured (its job starter would run as root); the job was not started') + '\n');
+    await admin.detail('starter-privileged', { momConfig: join(cfg.lrm.momPriv, 'config'), fix: 'remove $job_starter_run_privileged from mom_priv/config and restart pbs_mom' });
+    return PROLOGUE_EXIT.abort;
+  }
+  // the user's lines: kept for the refusal record (the starter prints it), not written into the .o file
+  const said: string[] = [];
+  const sink = new Writable({ write(chunk, _enc, cb) { said.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
+  const log = hookLog(logTarget(cfg), 'prologue', args.jobId, sink);
+  const outcome = await admitJob(cfg, jobStart(cfg, args, env), ctx, log);
+  if (outcome.kind === 'retry') {
+    for (const line of said) out.write(line + '\n'); // a requeue delivers nothing; the last attempt is recorded
+    return prologueExit(outcome);
+  }
+  if (outcome.kind === 'refuse') {
+    try {
+      await recordRefusal(cfg.vm.stateDir, args.jobId, await jobGid(args), outcome.reason);
+      await log.detail('refusal-recorded', { code: outcome.code });
+    } catch (err) {
+      // without its record a refused job would run as a plain one: abort it (the reason stays in the root log)
+      await log.detail('refusal-record-failed', { error: describe(err) });
+      out.write(userLine(outcome.reason) + '\n');
+      return PROLOGUE_EXIT.abort;
+    }
+  }
+  return prologueExit(outcome);
+}
+
+/** The gid of the job's group (pbs_mom passes its name), else the user's primary group. */
+async function jobGid(args: PrologueArgs): Promise<number> {
+  return (await lookupGroupId(args.group)) ?? (await jobUser(args.user)).gid;
+}
+
+async function starterRunsPrivileged(momPriv: string): Promise<boolean> {
+  return momConfigRunsPrivileged(await readFile(join(momPriv, 'config'), 'utf8').catch(() => ''));
+}
+
+/** A hook without its config: the detail goes to the log file baked into the shim at install time (root-only),
+ * or nowhere — never to stdout/stderr, which are the job's output files. */
+export async function fallbackLog(ctx: HookContext, hook: string, jobId: string | undefined, what: { event: string } & Record<string, unknown>): Promise<void> {
+  if (!ctx.fallbackLog) return;
+  await appendPrivate(ctx.fallbackLog, JSON.stringify({ time: new Date().toISOString(), hook, job: jobId, pid: process.pid, config: ctx.configPath, ...what }) + '\n').catch(() => {});
 }

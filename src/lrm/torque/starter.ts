@@ -6,6 +6,9 @@ import type { Readable } from 'node:stream';
 import type { SiteConfig } from '../../config/types.js';
 import { describe, WnodError } from '../../util/errors.js';
 import { runJob } from '../../job/run.js';
+import { NODE_FAULT_EXIT, REFUSED_EXIT, userLine } from '../../job/outcome.js';
+import { readJobMarker } from '../../job/jobstate.js';
+import { waitBoot } from './boot.js';
 import { parseJobId } from './argv.js';
 import { readJobScript } from './jobscript.js';
 import type { HookContext } from './prologue.js';
@@ -70,21 +73,49 @@ export interface StarterContext extends HookContext {
   stdin?: Readable;
 }
 
-/** Run the job as pbs_mom asked; resolves to the job's exit status. */
+/** Run the job as pbs_mom asked; resolves to the job's exit status. The shim (lrm-hooks/starter) calls this only
+ * for jobs the prologue left a marker for; every other job it execs directly. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterContext): Promise<number> {
-  const err = (text: string) => process.stderr.write(`wnod: ${text}\n`);
+  const err = (text: string) => process.stderr.write(`${userLine(text)}\n`);
+  // `$job_starter_run_privileged true`: root with the job's environment. Never act on it (the prologue aborts wnod
+  // jobs on such a node; `wnod install torque` refuses such a config); PBS_JOBID here is the job's to choose.
+  if (process.getuid?.() === 0) {
+    err('the wnod job starter runs as root on this worker node ($job_starter_run_privileged), which wnod refuses; the job was not started');
+    return NODE_FAULT_EXIT;
+  }
   const load = ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig;
   let cfg: SiteConfig;
+  try {
+    cfg = await load(ctx.configPath);
+  } catch {
+    // the config's path and its YAML are the admin's business (the prologue's log says what is wrong)
+    err('this worker node is misconfigured (wnod site config); the job was not started');
+    return NODE_FAULT_EXIT;
+  }
   let jobId: string;
   let inv: StarterInvocation;
   try {
-    cfg = await load(ctx.configPath);
     jobId = parseJobId(env.PBS_JOBID, 'PBS_JOBID');
     const line = looksLikeBatch(argv) ? await readFirstLine(ctx.stdin ?? process.stdin) : undefined;
     inv = classifyStarterCall(argv, line, cfg.lrm.momPriv, jobId);
   } catch (e) {
     err(`the job could not be started: ${describe(e)}`);
-    return 1;
+    return NODE_FAULT_EXIT;
+  }
+  // a VM job: its VM boots detached from the prologue (boot.ts); wait for it, bounded, and tell why it failed
+  const marker = await readJobMarker(cfg.vm.stateDir, jobId).catch(() => undefined);
+  if (marker?.mode === 'vm') {
+    let boot;
+    try {
+      boot = await waitBoot(cfg, jobId, Date.now() + (cfg.lrm.prologueBudgetS + 60) * 1000);
+    } catch {
+      err('the job could not be started: its virtual machine\'s state on this worker node is unreadable; resubmit the job');
+      return NODE_FAULT_EXIT;
+    }
+    if (boot.kind !== 'ready') {
+      err(boot.reason);
+      return boot.kind === 'refuse' ? REFUSED_EXIT : NODE_FAULT_EXIT;
+    }
   }
   const cleanEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
   return runJob(cfg, jobId, {

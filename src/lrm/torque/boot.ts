@@ -1,0 +1,167 @@
+/** The job's VM boots off pbs_server's dispatch path. pbs_server sends the MOM its next job only once the running
+ * prologue returned, so a prologue that boots a VM makes the k-th of k simultaneous jobs wait k boots. The prologue
+ * therefore admits the job (ticket, nonce, decision: prompt, refusals stay prompt) and starts the boot detached —
+ * its own session, bounded by lrm.prologue_budget_s, output into the root log — and the starter waits for it.
+ *
+ * Files in `<state_dir>/torque/` (root-owned 0755), by validated job id only:
+ *   <id>.boot.json  root 0600       what to boot (written by the prologue, read by the boot)
+ *   <id>.boot.pid   root 0600       the boot process (pid + start time): the epilogue kills it before teardown
+ *   <id>.boot       root:<gid> 0640 the outcome the starter waits for: `ready`, `refuse\n<reason>`, `fault\n<line>`
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { lstat, mkdir, readFile, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Image, SiteConfig } from '../../config/types.js';
+import { writeFileAtomic } from '../../util/atomic.js';
+import { describe, WnodError } from '../../util/errors.js';
+import { assertTrustedPath } from '../../util/trustedPath.js';
+import { jobStateDir, ensureJobStateDir, updateJobRecord, newJobRecord } from '../../job/jobstate.js';
+import { jobUser } from '../../job/jobUser.js';
+import { hookLog, logTarget } from '../../job/log.js';
+import { Refusal } from '../../job/outcome.js';
+import type { JobVmEngine, LeaseBoot } from '../../job/contract.js';
+import { procRef, signalIfSame, waitGone, type ProcRef } from '../../vm/proc.js';
+import { vmIdForJob } from '../../vm/state.js';
+import { parseJobId } from './argv.js';
+
+type StartArgs = Parameters<JobVmEngine['start']>[0];
+
+/** What the boot process boots (the image by its catalog id: the boot reads the same config). */
+interface BootRequest {
+  jobId: string; user: string; group: string; image: string; cpus: number; memoryMB: number;
+  workdir?: string; lease?: LeaseBoot;
+}
+
+export type BootOutcome = { kind: 'ready' } | { kind: 'refuse'; reason: string } | { kind: 'fault'; reason: string };
+
+const path = (cfg: SiteConfig, jobId: string, ext: string) => join(jobStateDir(cfg.vm.stateDir), `${parseJobId(jobId)}${ext}`);
+
+/** The hook entry a boot runs: the bundle itself (dist/hot/hook.cjs), or entry.js beside this module (dist). */
+export function bootEntry(modulePath: string): string | undefined {
+  if (basename(modulePath) === 'hook.cjs') return modulePath;
+  if (basename(modulePath) === 'boot.js') return join(dirname(modulePath), 'entry.js');
+  return undefined;
+}
+
+/** The prologue's engine: `start` writes the request and spawns the boot detached, then returns at once;
+ * run and destroy are the real engine's. */
+export function detachedBoot(real: JobVmEngine, configPath: string, modulePath = fileURLToPath(import.meta.url)): JobVmEngine {
+  return {
+    runJob: (job) => real.runJob(job),
+    destroy: (job) => real.destroy(job),
+    async start(job: StartArgs) {
+      const { cfg } = job;
+      const entry = bootEntry(modulePath);
+      if (!entry) throw new WnodError('no-boot-entry', `no hook entry beside ${modulePath} to boot the VM with`);
+      await assertTrustedPath(entry, 'the hook entry a root prologue runs');
+      await ensureJobStateDir(cfg.vm.stateDir);
+      await unlink(path(cfg, job.jobId, '.boot')).catch(() => {}); // a requeued job's earlier outcome
+      const req: BootRequest = {
+        jobId: job.jobId, user: job.user, group: job.group, image: job.image.id, cpus: job.cpus, memoryMB: job.memoryMB,
+        ...(job.workdir ? { workdir: job.workdir } : {}), ...(job.lease ? { lease: job.lease } : {}),
+      };
+      await writeFileAtomic(path(cfg, job.jobId, '.boot.json'), JSON.stringify(req) + '\n', 0o600);
+      await mkdir(dirname(cfg.logFile), { recursive: true, mode: 0o700 });
+      const log = openSync(cfg.logFile, 'a', 0o600);
+      try {
+        // its own session (pbs_mom's kill of the prologue's session must not reach it), a clean environment
+        spawn(process.execPath, [entry, '--config', configPath, 'boot', job.jobId], {
+          detached: true, stdio: ['ignore', log, log], cwd: '/', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
+        }).unref();
+      } finally {
+        closeSync(log);
+      }
+      return { vmId: vmIdForJob(job.jobId), bootS: 0, boot: { mode: 'detached' } };
+    },
+  };
+}
+
+/** The boot process (root, detached): boot the job's VM with the real engine, record the outcome. Never throws. */
+export async function bootMain(rest: string[], ctx: { configPath: string; vm: JobVmEngine; loadConfig?: (p: string) => Promise<SiteConfig> }): Promise<number> {
+  const cfg = await (ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig)(ctx.configPath);
+  const jobId = parseJobId(rest[0], 'boot job id');
+  const log = hookLog(logTarget(cfg), 'boot', jobId);
+  const me = await procRef(process.pid);
+  if (me) await writeFileAtomic(path(cfg, jobId, '.boot.pid'), JSON.stringify(me) + '\n', 0o600);
+  let gid: number | undefined;
+  const outcome = async (o: BootOutcome) => {
+    const text = o.kind === 'ready' ? 'ready\n' : `${o.kind}\n${o.reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`;
+    // published whole and already root:<job gid>: the starter polls for it
+    await writeFileAtomic(path(cfg, jobId, '.boot'), text, 0o640, { uid: 0, gid: gid ?? 0 });
+  };
+  // bounded: the engine's own deadline is lrm.prologue_budget_s; this is the backstop for a wedged boot
+  const budgetMs = (cfg.lrm.prologueBudgetS + 30) * 1000;
+  const watchdog = setTimeout(() => {
+    void log.detail('boot-overran', { budgetS: cfg.lrm.prologueBudgetS })
+      .then(() => outcome({ kind: 'fault', reason: 'the job\'s virtual machine did not start in time on this worker node; resubmit the job' }))
+      .finally(() => process.exit(1));
+  }, budgetMs);
+  watchdog.unref();
+  try {
+    const req = await readRequest(cfg, jobId);
+    gid = (await jobUser(req.user)).gid;
+    const image = cfg.images.find((i: Image) => i.id === req.image);
+    if (!image) throw new Refusal('stale-image', `image ${req.image} is no longer offered by this site`);
+    const { vmId, bootS, boot } = await ctx.vm.start({
+      jobId, user: req.user, group: req.group, cfg, image, cpus: req.cpus, memoryMB: req.memoryMB,
+      ...(req.workdir ? { workdir: req.workdir } : {}), ...(req.lease ? { lease: req.lease } : {}),
+    });
+    await updateJobRecord(cfg.vm.stateDir, jobId, (cur) => ({ ...(cur ?? newJobRecord(jobId, req.user)), vmId, bootS }));
+    await outcome({ kind: 'ready' });
+    await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}) });
+    return 0;
+  } catch (err) {
+    if (err instanceof Refusal) {
+      await log.detail('refused', { code: err.code, reason: err.reason, ...err.detail });
+      await outcome({ kind: 'refuse', reason: err.reason }).catch(() => {});
+    } else {
+      // the detail (hypervisor output, paths) is the admin's; the user reads that the node failed, not the job
+      const code = (err as { code?: string }).code ?? 'unexpected';
+      await log.detail('boot-failed', { code, error: describe(err), ...((err as { detail?: object }).detail ?? {}) });
+      await outcome({ kind: 'fault', reason: `a problem on this worker node stopped the job's virtual machine (${code}); the job did not run, resubmit it` }).catch(() => {});
+    }
+    return 1;
+  } finally {
+    clearTimeout(watchdog);
+  }
+}
+
+async function readRequest(cfg: SiteConfig, jobId: string): Promise<BootRequest> {
+  const p = path(cfg, jobId, '.boot.json');
+  const st = await lstat(p);
+  if (!st.isFile() || st.uid !== 0 || (st.mode & 0o077) !== 0) throw new WnodError('bad-boot-request', `${p} is not a root-only file`);
+  const r = JSON.parse(await readFile(p, 'utf8')) as BootRequest;
+  if (r.jobId !== jobId || typeof r.user !== 'string' || typeof r.image !== 'string' || !Number.isInteger(r.cpus) || !Number.isInteger(r.memoryMB)) {
+    throw new WnodError('bad-boot-request', `${p} is not a boot request for ${jobId}`);
+  }
+  return r;
+}
+
+/** The starter (job user): wait for the boot's outcome until `deadline` (epoch ms). */
+export async function waitBoot(cfg: SiteConfig, jobId: string, deadline: number): Promise<BootOutcome> {
+  const p = path(cfg, jobId, '.boot');
+  for (let i = 0; ; i++) {
+    const text = await readFile(p, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
+    if (text !== undefined) {
+      const [kind, reason = ''] = text.slice(0, 1024).split('\n');
+      if (kind === 'ready') return { kind: 'ready' };
+      if (kind === 'refuse' || kind === 'fault') return { kind, reason };
+      throw new WnodError('bad-boot-outcome', `${p}: not a boot outcome`);
+    }
+    if (Date.now() >= deadline) return { kind: 'fault', reason: 'the job\'s virtual machine did not start in time on this worker node; resubmit the job' };
+    await new Promise((r) => setTimeout(r, Math.min(50 + 10 * i, 250)));
+  }
+}
+
+/** The epilogue (root): stop a boot still running (qdel during the boot), before the VM is torn down. */
+export async function stopBoot(cfg: SiteConfig, jobId: string): Promise<void> {
+  const ref = await readFile(path(cfg, jobId, '.boot.pid'), 'utf8').then((t) => JSON.parse(t) as ProcRef, () => undefined);
+  if (ref && Number.isInteger(ref.pid) && typeof ref.startTime === 'string' && (await signalIfSame(ref, 'SIGKILL'))) await waitGone(ref, 5000);
+}
+
+/** The epilogue (root): remove the job's boot files. */
+export async function clearBoot(cfg: SiteConfig, jobId: string): Promise<void> {
+  for (const ext of ['.boot', '.boot.json', '.boot.pid']) await unlink(path(cfg, jobId, ext)).catch(() => {});
+}
