@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { parseDocument } from 'yaml';
 import { admitJob } from '../src/job/admit.js';
 import { hookLog, logTarget } from '../src/job/log.js';
-import { readJobRecord } from '../src/job/jobstate.js';
+import { readJobRecord, updateJobRecord, newJobRecord, ensureJobStateDir } from '../src/job/jobstate.js';
 import type { JobStart, JobVmEngine } from '../src/job/contract.js';
 import { TransientFault } from '../src/job/outcome.js';
 import { loadConfig } from '../src/config/load.js';
@@ -123,6 +123,37 @@ t.test('two admissions of one job id at once: the second neither replaces nor ki
   const again = await admitJob(cfg, jobStart('700.wn1', script), { vm }, log('c'));
   t.same(again, { kind: 'go' });
   t.equal(starts, 2);
+});
+
+t.test('Torque\'s detached boot: a second prologue of the job id while its boot is under way starts no second boot', async (t) => {
+  const { detachedBoot, bootUnderWay } = await import('../src/lrm/torque/boot.js');
+  const { procRef } = await import('../src/vm/proc.js');
+  const { cfg } = await siteConfig('boot-claim');
+  const script = `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody')}\n`;
+  let realStarts = 0;
+  const real: JobVmEngine = {
+    async start() { realStarts++; return { vmId: 'x', bootS: 0 }; },
+    async runJob() { return 0; }, async destroy() { return {}; }, async running() { return false; },
+  };
+  // no hook entry beside this path: a boot the engine tried to start would fail the admission ('retry')
+  const engine = detachedBoot(real, '/nonexistent/wnod.yaml', '/nonexistent/boot.mjs');
+  const log = (n: string) => hookLog(logTarget(cfg), `prologue-${n}`, '730.wn1', quiet());
+  const tdir = join(cfg.vm.stateDir, 'torque');
+  // what the first prologue left: the job admitted, its boot requested and running (this process stands for it)
+  await ensureJobStateDir(cfg.vm.stateDir);
+  await updateJobRecord(cfg.vm.stateDir, '730.wn1', () => ({ ...newJobRecord('730.wn1', 'wrsnobody'), mode: 'vm', vmId: '730.wn1' }));
+  await writeFile(join(tdir, '730.wn1.boot.json'), '{}\n', { mode: 0o600 });
+  await writeFile(join(tdir, '730.wn1.boot.pid'), JSON.stringify(await procRef(process.pid)) + '\n', { mode: 0o600 });
+  t.ok(await bootUnderWay(cfg, '730.wn1'));
+  t.same(await admitJob(cfg, jobStart('730.wn1', script), { vm: engine }, log('b')), { kind: 'go' }, 'the second finds the boot under way');
+  t.match(await readFile(cfg.logFile, 'utf8'), /"hook":"prologue-b".*"event":"already-admitted"/);
+  t.equal(realStarts, 0);
+  // a boot that ended (its outcome written) or whose process is gone is not under way
+  await writeFile(join(tdir, '730.wn1.boot.pid'), JSON.stringify({ pid: 2 ** 22 + 1, startTime: '1' }) + '\n', { mode: 0o600 });
+  t.notOk(await bootUnderWay(cfg, '730.wn1'), 'its process is gone');
+  await writeFile(join(tdir, '730.wn1.boot.pid'), JSON.stringify(await procRef(process.pid)) + '\n', { mode: 0o600 });
+  await writeFile(join(tdir, '730.wn1.boot'), 'ready\n', { mode: 0o640 });
+  t.notOk(await bootUnderWay(cfg, '730.wn1'), 'its outcome is written');
 });
 
 t.test('attempts are counted when they start: a failed admission counts once, an exhausted job is refused before trying', async (t) => {

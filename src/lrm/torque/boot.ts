@@ -22,7 +22,7 @@ import { jobUser } from '../../job/jobUser.js';
 import { hookLog, logTarget } from '../../job/log.js';
 import { Refusal } from '../../job/outcome.js';
 import type { JobVmEngine, LeaseBoot } from '../../job/contract.js';
-import { procRef, signalIfSame, waitGone, type ProcRef } from '../../vm/proc.js';
+import { isAlive, procRef, signalIfSame, waitGone, type ProcRef } from '../../vm/proc.js';
 import { vmIdForJob } from '../../vm/state.js';
 import { parseJobId } from './argv.js';
 
@@ -51,6 +51,11 @@ export function detachedBoot(real: JobVmEngine, configPath: string, modulePath =
   return {
     runJob: (job) => real.runJob(job),
     destroy: (job) => real.destroy(job),
+    // a boot under way counts as up: a second prologue of the job id (its claim waited for the first) must not
+    // start another boot, which would replace the first's VM
+    async running(job) {
+      return await bootUnderWay(job.cfg, job.jobId) || ((await real.running?.(job)) ?? false);
+    },
     async start(job: StartArgs) {
       const { cfg } = job;
       const entry = bootEntry(modulePath);
@@ -76,6 +81,14 @@ export function detachedBoot(real: JobVmEngine, configPath: string, modulePath =
       return { vmId: vmIdForJob(job.jobId), bootS: 0, boot: { mode: 'detached' } };
     },
   };
+}
+
+/** The job's boot was requested and has not ended (no outcome yet) and its process, once known, is alive. */
+export async function bootUnderWay(cfg: SiteConfig, jobId: string): Promise<boolean> {
+  if (!(await lstat(path(cfg, jobId, '.boot.json')).catch(() => undefined))) return false;
+  if (await lstat(path(cfg, jobId, '.boot')).catch(() => undefined)) return false; // ended: ready, refuse or fault
+  const ref = await readFile(path(cfg, jobId, '.boot.pid'), 'utf8').then((t) => JSON.parse(t) as ProcRef, () => undefined);
+  return ref === undefined || await isAlive(ref); // no pid yet: spawned, not yet started
 }
 
 /** The boot process (root, detached): boot the job's VM with the real engine, record the outcome. Never throws. */
