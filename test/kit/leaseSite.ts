@@ -54,16 +54,20 @@ export interface LeaseSiteOptions {
   vm?: Record<string, unknown>;
 }
 
+/** Runs `file args…` as the lease user in a clean environment (e.g. inside a real Torque's namespaces). */
+export type RunAs = (file: string, args: string[], timeoutMs?: number, cwd?: string) => Promise<Ran>;
+
 /** The lease user's side, whatever the batch system: a fresh ed25519 key pair in `dir`/keys, and `wnod lease` /
- * `ssh` / any program run as the user in a clean environment (`env` adds to it, e.g. Slurm's SLURM_CONF). */
-export async function leaseUser(o: { dir: string; user: TestUser; cli: string; configPath: string; env?: Record<string, string> }): Promise<Pick<BaseLeaseSite, 'key' | 'pubKey' | 'registry' | 'cli' | 'asUser' | 'lease' | 'ssh'>> {
+ * `ssh` / any program run as the user in a clean environment (`env` adds to it, e.g. Slurm's SLURM_CONF; `run`
+ * replaces how, e.g. inside a real Torque's namespaces where its qsub and the lease's forwarded port are). */
+export async function leaseUser(o: { dir: string; user: TestUser; cli: string; configPath: string; env?: Record<string, string>; run?: RunAs }): Promise<Pick<BaseLeaseSite, 'key' | 'pubKey' | 'registry' | 'cli' | 'asUser' | 'lease' | 'ssh'>> {
   const { dir, user, cli } = o;
   const keys = join(dir, 'keys');
   await mkdir(keys, { mode: 0o700 });
   await chown(keys, user.uid, user.gid);
-  const asUser = (file: string, args: string[], timeoutMs = 120_000, cwd = '/') => execa('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', 'env', '-u', 'NODE_OPTIONS', file, ...args], {
+  const asUser = o.run ?? ((file: string, args: string[], timeoutMs = 120_000, cwd = '/') => execa('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', 'env', '-u', 'NODE_OPTIONS', file, ...args], {
     reject: false, timeout: timeoutMs, extendEnv: false, env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, LANG: 'C.UTF-8', USER: user.name, ...o.env }, cwd,
-  }).then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }));
+  }).then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) })));
   const key = join(keys, 'id_ed25519');
   await asUser('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lease-test', '-f', key]);
   const registry = join(user.home, '.wnod', 'leases');
