@@ -99,6 +99,44 @@ export async function ceSide(dir: string, user: TestUser, site: { configPath: st
   return { ceDir, ceConfig };
 }
 
+/** How the CE side differs between the batch systems BLAH drives. */
+export interface CeLrm {
+  /** BLAH's name for it and its binpath setting, for the step titles */
+  blah: 'slurm' | 'pbs';
+  /** the real submit command the wrapper runs */
+  realSubmit: string;
+  /** the wrapper's name (in BLAH's binpath) */
+  wrapper: 'sbatch' | 'qsub';
+  /** BLAH's own first lines of a batch script: name and output files */
+  head: (workdir: string, name: string) => string;
+}
+
+/** The CE's part, as a site installs it and BLAH runs it: `wnod install blah`, then BLAH's temp script running the
+ * filter for a job asking for vm_test; the batch script gets the job's own lines. */
+export async function ceSubmitSteps(dir: string, user: TestUser, ceDir: string, ceConfig: string, proxy: string, lrm: CeLrm, jobBody: string):
+  Promise<{ shim: string; wbin: string; workdir: string; batch: { path: string; text: string } }> {
+  step(`CE: wnod install blah (the filter shim for BLAH's libexec dir, the ${lrm.wrapper} wrapper for ${lrm.blah}_binpath)`);
+  const libexec = join(dir, 'libexec');
+  const wbin = join(dir, 'wbin');
+  await mkdir(libexec, { mode: 0o755 });
+  await mkdir(wbin, { mode: 0o755 });
+  out(indent((await wnod(['install', 'blah', '--config', ceConfig, '--blah-dir', libexec, '--bin-dir', wbin, '--real', lrm.realSubmit, '--prefix', repo])).stdout));
+  const shim = join(libexec, `${lrm.blah}_local_submit_attributes.sh`);
+
+  step(`CE: BLAH runs the submit filter (${lrm.blah}_local_submit_attributes.sh) for a job asking for vm_test`);
+  const workdir = join(dir, 'work');
+  await mkdir(workdir, { mode: 0o755 });
+  await chown(workdir, user.uid, user.gid);
+  out(`    BLAH's temp script (run with bash as ${user.name}, stdout >> batch script, stderr discarded):`);
+  out(indent(blahTempScript('vm_test', proxy, shim)));
+  const batch = await blahSubmit(ceDir, user, 'vm_test', proxy, shim, lrm.head(workdir, 'grid'));
+  check(/^# wnod-ticket: /m.test(batch.text), 'the filter printed no ticket for vm_test');
+  await writeFile(batch.path, batch.text + jobBody);
+  out('    the batch script after the filter, with the job\'s own lines:');
+  out(indent((batch.text + jobBody).replace(/([A-Za-z0-9_-]{12})[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{43}/g, '$1… (signed ticket)')));
+  return { shim, wbin, workdir, batch };
+}
+
 /** The hooks' root log lines of one job, one short line each (time, hook, event, the fields an admin reads). */
 export async function hookLines(logFile: string, jobId: string): Promise<string> {
   const lines: string[] = [];

@@ -16,7 +16,7 @@ import { makeSlurmSite, type SlurmSite } from '../test/kit/slurmSite.js';
 import { startBdii, staticCeLdif, type RunningBdii } from '../test/kit/bdii.js';
 import { vmHostname } from '../src/vm/qemu.js';
 import { vmIdForJob } from '../src/vm/state.js';
-import { blahSubmit, blahTempScript, ceSide, check, cli, gridIdentity, hookLines, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
+import { blahSubmit, ceSide, ceSubmitSteps, check, cli, gridIdentity, hookLines, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
 
 const CE_HOST = 'ce.wnod.test'; // the sample site's ce_host (test/kit/site.ts)
 
@@ -73,26 +73,9 @@ export async function slurmDemo(o: DemoOptions): Promise<void> {
     out(indent(ss.installed));
     out(`    slurmctld and slurmd restarted; node n1: ${await fx.nodeState('n1')}`);
 
-    step('CE: wnod install blah (the filter shim for BLAH\'s libexec dir, the sbatch wrapper for slurm_binpath)');
     const { ceDir, ceConfig } = await ceSide(dir, user, site);
-    const libexec = join(dir, 'libexec');
-    const wbin = join(dir, 'wbin');
-    await mkdir(libexec, { mode: 0o755 });
-    await mkdir(wbin, { mode: 0o755 });
-    out(indent((await wnod(['install', 'blah', '--config', ceConfig, '--blah-dir', libexec, '--bin-dir', wbin, '--real', '/usr/bin/sbatch', '--prefix', repo])).stdout));
-    const shim = join(libexec, 'slurm_local_submit_attributes.sh');
-
-    step('CE: BLAH runs the submit filter (slurm_local_submit_attributes.sh) for a job asking for vm_test');
-    const workdir = join(dir, 'work');
-    await mkdir(workdir, { mode: 0o755 });
-    await chown(workdir, user.uid, user.gid);
-    out(`    BLAH's temp script (run with bash as ${user.name}, stdout >> batch script, stderr discarded):`);
-    out(indent(blahTempScript('vm_test', proxy, shim)));
-    const batch = await blahSubmit(ceDir, user, 'vm_test', proxy, shim, blahHead(workdir, 'grid'));
-    check(/^# wnod-ticket: /m.test(batch.text), 'the filter printed no ticket for vm_test');
-    await writeFile(batch.path, batch.text + JOB_BODY);
-    out('    the batch script after the filter, with the job\'s own lines:');
-    out(indent((batch.text + JOB_BODY).replace(/([A-Za-z0-9_-]{12})[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{43}/g, '$1… (signed ticket)')));
+    const { shim, wbin, workdir, batch } = await ceSubmitSteps(dir, user, ceDir, ceConfig, proxy,
+      { blah: 'slurm', realSubmit: '/usr/bin/sbatch', wrapper: 'sbatch', head: blahHead }, JOB_BODY);
 
     step(`CE: the sbatch wrapper (slurm_binpath) submits it as ${user.name} with the real sbatch`);
     const sub = await asUser(ss, user, join(wbin, 'sbatch'), [batch.path], workdir);

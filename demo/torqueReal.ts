@@ -11,7 +11,7 @@ import { buildTestImage } from '../src/guest/testImage.js';
 import { ensureTestUser } from '../test/kit/pbsmom.js';
 import { makeVmSite } from '../test/kit/vmSite.js';
 import { startTorque, type TorqueNode } from '../test/kit/torque.js';
-import { blahSubmit, blahTempScript, ceSide, check, cli, gridIdentity, hookLines, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
+import { blahSubmit, ceSide, ceSubmitSteps, check, cli, gridIdentity, hookLines, indent, out, repo, step, wnod, type DemoOptions } from './common.js';
 
 const MOM_PRIV = '/var/spool/torque/mom_priv'; // inside the namespace (the fixture binds its own PBS_HOME there)
 
@@ -64,25 +64,8 @@ export async function torqueRealDemo(o: DemoOptions & { torqueTag: string }): Pr
     await node.restartMom();
     await node.waitFree();
 
-    step('CE: wnod install blah (the filter shim for BLAH\'s libexec dir, the qsub wrapper for pbs_binpath)');
-    const libexec = join(dir, 'libexec');
-    const wbin = join(dir, 'wbin');
-    await mkdir(libexec, { mode: 0o755 });
-    await mkdir(wbin, { mode: 0o755 });
-    out(indent((await wnod(['install', 'blah', '--config', ceConfig, '--blah-dir', libexec, '--bin-dir', wbin, '--real', '/usr/local/bin/qsub', '--prefix', repo])).stdout));
-    const shim = join(libexec, 'pbs_local_submit_attributes.sh');
-
-    step('CE: BLAH runs the submit filter (pbs_local_submit_attributes.sh) for a job asking for vm_test');
-    const workdir = join(dir, 'work');
-    await mkdir(workdir, { mode: 0o755 });
-    await chown(workdir, user.uid, user.gid);
-    out(`    BLAH's temp script (run with bash as ${user.name}, stdout >> batch script, stderr discarded):`);
-    out(indent(blahTempScript('vm_test', proxy, shim)));
-    const batch = await blahSubmit(ceDir, user, 'vm_test', proxy, shim, blahHead(workdir, 'grid'));
-    check(/^# wnod-ticket: /m.test(batch.text), 'the filter printed no ticket for vm_test');
-    await writeFile(batch.path, batch.text + JOB_BODY);
-    out('    the batch script after the filter, with the job\'s own lines:');
-    out(indent((batch.text + JOB_BODY).replace(/(# wnod-ticket: .{24}).*/, '$1… (signed ticket)')));
+    const { shim, wbin, workdir, batch } = await ceSubmitSteps(dir, user, ceDir, ceConfig, proxy,
+      { blah: 'pbs', realSubmit: '/usr/local/bin/qsub', wrapper: 'qsub', head: blahHead }, JOB_BODY);
 
     step(`CE: the qsub wrapper (pbs_binpath) submits it as ${user.name} with the real qsub`);
     const q = await node.exec([join(wbin, 'qsub'), batch.path], { user, cwd: workdir });

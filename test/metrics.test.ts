@@ -80,7 +80,8 @@ t.test('nodeFamilies: counts decisions by reason, boots by mode, cache hits and 
     events: [ev('accepted', { mode: 'vm' }), ev('accepted', { mode: 'vm' }), ev('accepted', { mode: 'bare' }), ev('refused', { code: 'denied' }),
       ev('refused', { code: 'image-not-allowed' }), ev('refused', { code: 'denied' }), ev('requeue', { code: 'boot-failed' }),
       ev('requeue-exhausted', { code: 'boot-failed' }), ev('vm-ready', { bootS: 0.4, boot: { mode: 'restore' }, cache: 'hit' }),
-      ev('vm-ready', { bootS: 12.5, boot: { mode: 'cold', coldReason: 'no template' }, cache: 'miss' }), ev('vm-ready', { bootS: 3 })],
+      ev('vm-ready', { bootS: 12.5, boot: { mode: 'cold', coldReason: 'no template' }, cache: 'miss' }), ev('vm-ready', { bootS: 3 }),
+      ev('boot-started', { vmId: 'x' }), ev('boot-failed', { code: 'vm-start' })], // Torque's detached boot
     accounting: [], builds: [ev('build', { status: 'built' }), ev('build', { status: 'exists' })],
     vms: { recorded: 3, running: 2 }, cache: { bytes: 1234, entries: 1, highWatermarkBytes: 20 * 2 ** 30, lowWatermarkBytes: 10 * 2 ** 30 },
     corrupt: { log: 1, accounting: 0 },
@@ -92,6 +93,7 @@ t.test('nodeFamilies: counts decisions by reason, boots by mode, cache hits and 
   t.equal(val(s, 'wnod_jobs_refused_total', { reason: 'denied' }), 2);
   t.equal(val(s, 'wnod_jobs_refused_total', { reason: 'image-not-allowed' }), 1);
   t.equal(val(s, 'wnod_jobs_failed_total', { reason: 'boot-failed' }), 2);
+  t.equal(val(s, 'wnod_jobs_failed_total', { reason: 'vm-start' }), 1, 'a failed detached boot is a node fault too');
   t.equal(val(s, 'wnod_boot_seconds_count', { mode: 'restore' }), 1);
   t.equal(val(s, 'wnod_boot_seconds_count', { mode: 'cold' }), 2, 'a boot without a mode is a cold boot');
   t.equal(val(s, 'wnod_boot_seconds_sum', { mode: 'cold' }), 15.5);

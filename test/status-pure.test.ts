@@ -210,6 +210,15 @@ t.test('parsers: /proc/locks holders, VM states, the root log\'s failures', asyn
   t.equal(f.bootsOk, 1);
   t.equal(f.bootsFailed, 2);
   t.equal(f.failingStreak, 2, 'a busy node is not a failed boot');
+  // Torque's detached boot: the prologue's boot-started is no failure, the boot's own boot-failed is a failed boot
+  const detached = [
+    line('2026-12-03T11:40:00Z', 'boot-started'), line('2026-12-03T11:41:00Z', 'boot-failed', 'vm-start'),
+    line('2026-12-03T11:42:00Z', 'refusal-recorded'), line('2026-12-03T11:43:00Z', 'already-admitted'),
+  ].join('\n');
+  const g = failuresOf(parseLogEvents(log + '\n' + detached), now, 86400);
+  t.same(g.byReason, { ...f.byReason, 'boot-failed:vm-start': 1 });
+  t.equal(g.bootsFailed, 3);
+  t.equal(g.failingStreak, 3);
 });
 
 t.test('JSON: the issue\'s top-level names, always present (null when the config did not load)', async (t) => {

@@ -102,6 +102,11 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
     ...(header.lease ? { lease: { id: header.lease } } : {}), // a lease pilot (src/lease/pilot.ts): its ssh gets forwarded
   });
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), vmId, bootS }));
+  // an adapter that boots apart (Torque: off pbs_server's dispatch path): its boot process logs vm-ready or the fault
+  if (boot?.mode === 'detached') {
+    await log.detail('boot-started', { vmId });
+    return;
+  }
   // the node's decisions for this VM: restore or cold boot (and why), cache hit or fetch, KVM or TCG
   await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}), ...(cache ? { cache } : {}), ...(accel ? { accel } : {}) });
 }

@@ -48,8 +48,9 @@ export function nodeFamilies(n: NodeInput): Family[] {
   const started = countBy(ev('accepted'), (e) => str(e.mode) ?? 'unknown');
   for (const m of ['vm', 'bare']) if (!started.has(m)) started.set(m, 0);
   const refused = countBy(ev('refused'), (e) => str(e.code) ?? 'unknown');
-  // a fault of the node that stopped a job (it was requeued, or refused once the requeues were spent)
-  const failed = countBy(n.events.filter((e) => e.event === 'requeue' || e.event === 'requeue-exhausted'), (e) => str(e.code) ?? 'unknown');
+  // a fault of the node that stopped a job (it was requeued, or refused once the requeues were spent, or Torque's
+  // detached boot failed: the job ends with 75)
+  const failed = countBy(n.events.filter((e) => e.event === 'requeue' || e.event === 'requeue-exhausted' || e.event === 'boot-failed'), (e) => str(e.code) ?? 'unknown');
   const boots: Record<string, number[]> = { cold: [], restore: [] };
   const lookups = new Map([['hit', 0], ['miss', 0]]);
   for (const e of ev('vm-ready')) {
@@ -69,7 +70,7 @@ export function nodeFamilies(n: NodeInput): Family[] {
   return [
     { name: 'wnod_jobs_started_total', type: 'counter', help: 'Jobs admitted on this node, by mode (vm: in its VM, bare: as before wnod).', samples: labelled(started, 'mode') },
     { name: 'wnod_jobs_refused_total', type: 'counter', help: 'Jobs refused at admission, by reason code (the job can never run here).', samples: labelled(refused, 'reason') },
-    { name: 'wnod_jobs_failed_total', type: 'counter', help: 'Jobs stopped by a fault of this node (requeued, or refused after the last requeue), by reason code.', samples: labelled(failed, 'reason') },
+    { name: 'wnod_jobs_failed_total', type: 'counter', help: 'Jobs stopped by a fault of this node (requeued, refused after the last requeue, or a failed detached boot), by reason code.', samples: labelled(failed, 'reason') },
     { name: 'wnod_jobs_finished_total', type: 'counter', help: 'Jobs accounted at their end, by mode.', samples: labelled(finished, 'mode') },
     { name: 'wnod_jobs_wall_seconds_total', type: 'counter', help: 'Run time of the accounted jobs.', samples: [{ value: round(wallS) }] },
     { name: 'wnod_jobs_cpu_seconds_total', type: 'counter', help: 'CPU time of the accounted jobs (their VMs\' QEMU processes).', samples: [{ value: round(cpuS) }] },

@@ -40,8 +40,9 @@ export function parseLogEvents(text: string): LogEvent[] {
   return out;
 }
 
-/** Events of a job that went well; every other event in the root log is a failure of some kind. */
-const GOOD = new Set(['accepted', 'vm-ready', 'done', 'marked', 'sized-by-holds']);
+/** Events of a job that went well, or details of one told by another event; every other event in the root log is a
+ * failure of some kind. */
+const GOOD = new Set(['accepted', 'vm-ready', 'done', 'marked', 'sized-by-holds', 'boot-started', 'already-admitted', 'refusal-recorded', 'guest-note']);
 /** Requeue codes that mean the VM did not come up (src/job/vmEngine.ts vmFault, image staging). */
 const BOOT_CODES = new Set(['vm-start', 'vm-not-ready', 'vm-failed', 'image-staging']);
 
@@ -64,7 +65,8 @@ export function failuresOf(events: readonly LogEvent[], nowMs: number, windowS: 
     if (GOOD.has(e.event)) continue;
     const key = e.code ? `${e.event}:${e.code}` : e.event;
     byReason[key] = (byReason[key] ?? 0) + 1;
-    if ((e.event === 'requeue' || e.event === 'requeue-exhausted') && e.code && BOOT_CODES.has(e.code)) {
+    // Torque's detached boot reports its fault itself (boot-failed); the others requeue on it
+    if (e.event === 'boot-failed' || ((e.event === 'requeue' || e.event === 'requeue-exhausted') && e.code && BOOT_CODES.has(e.code))) {
       bootsFailed++;
       streak++;
     }

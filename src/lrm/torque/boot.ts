@@ -117,13 +117,14 @@ export async function bootMain(rest: string[], ctx: { configPath: string; vm: Jo
     gid = (await jobUser(req.user)).gid;
     const image = cfg.images.find((i: Image) => i.id === req.image);
     if (!image) throw new Refusal('stale-image', `image ${req.image} is no longer offered by this site`);
-    const { vmId, bootS, boot } = await ctx.vm.start({
+    const { vmId, bootS, boot, cache, accel } = await ctx.vm.start({
       jobId, user: req.user, group: req.group, cfg, image, cpus: req.cpus, memoryMB: req.memoryMB,
       ...(req.workdir ? { workdir: req.workdir } : {}), ...(req.lease ? { lease: req.lease } : {}),
     });
     await updateJobRecord(cfg.vm.stateDir, jobId, (cur) => ({ ...(cur ?? newJobRecord(jobId, req.user)), vmId, bootS }));
     await outcome({ kind: 'ready' });
-    await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}) });
+    // as admitJob logs it for a VM it boots itself: restore or cold (and why), cache hit or fetch, KVM or TCG
+    await log.detail('vm-ready', { vmId, bootS, ...(boot ? { boot } : {}), ...(cache ? { cache } : {}), ...(accel ? { accel } : {}) });
     return 0;
   } catch (err) {
     if (err instanceof Refusal) {
