@@ -73,7 +73,7 @@ export async function torqueRealDemo(o: DemoOptions & { torqueTag: string }): Pr
     out(`    $ qsub ${batch.path} → exit ${q.exitCode}: ${jobId || q.stderr.trim()}`);
     check(q.exitCode === 0 && /^\d+\./.test(jobId), `the qsub wrapper refused the ticketed job: ${q.stderr}`);
 
-    step('Worker node: pbs_mom runs the prologue (boots the VM) → job starter (the job in the VM) → epilogue (VM destroyed)');
+    step('Worker node: pbs_mom runs the prologue (admits the job, starts its VM\'s boot detached) → job starter (waits for the VM, runs the job in it) → epilogue (VM destroyed)');
     const t0 = performance.now();
     const done = await node.waitJob(jobId);
     out(`    job ${jobId}: job_state ${done.job_state}, exit_status ${done.exit_status}, queue ${done.queue}, ${((performance.now() - t0) / 1000).toFixed(1)} s from qsub to the end`);
