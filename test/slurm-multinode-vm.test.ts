@@ -1,10 +1,10 @@
-// Multi-node wnod jobs on a REAL Slurm (scripts/slurm-local.sh) whose two slurmd are separate nodes as far as the
+// Multi-node wnod jobs on a REAL Slurm (scripts/slurm-local.sh) whose three slurmd are separate nodes as far as the
 // network goes: each in a network namespace of its own with its own address on a site network (test/kit/
-// slurmNetnsNodes.ts), so the job's VXLAN packets cross a switch between two network stacks as between two real
-// worker nodes. `sbatch -N 2` in the wnod partition: each node's Prolog boots its VM on the job's private network,
-// the script runs in vm0, reaches both VMs by ssh (the job's own key) and sends data from vm0 to vm1 (checked on both
-// ends); the Epilog leaves nothing on either node. scancel of a multi-node job leaves nothing either.
-// VMs booted: 4 (TCG, the minimal kernel, 256 MB, 1 cpu).
+// slurmNetnsNodes.ts), so the job's VXLAN packets cross a switch between network stacks as between real worker
+// nodes. `sbatch -N 3` in the wnod partition: each node's Prolog boots its VM on the job's private network, the
+// script runs in vm0, runs a command on every VM by ssh (the job's own key) and sends data from vm0 to vm1 (checked on
+// both ends); the Epilog leaves nothing on any node. A node that cannot make its part fails the job with the reason;
+// scancel of a multi-node job leaves nothing either. VMs booted: 6 (TCG, the minimal kernel, 256 MB, 1 cpu).
 import t, { type Test } from 'tap';
 import { chown, chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -38,22 +38,22 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
   t.teardown(async () => {
     await ss?.stop();
     // each node's own state dir, as the host sees it
-    for (const i of [0, 1]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
+    for (const i of [0, 1, 2]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
     await nodes?.teardown();
     await rm(dir, { recursive: true, force: true });
   });
-  nodes = await netnsNodes(dir, tag, 77, 2);
+  nodes = await netnsNodes(dir, tag, 77, 3);
   const secret = join(dir, 'jobnet.secret');
   await writeFile(secret, randomBytes(32), { mode: 0o600 });
   ss = await makeSlurmSite({
-    dir: join(dir, 'site'), repo, img, basePort: 17700, cluster: 'wmn', nodes: 2, cpus: 2, net: nodes.net,
+    dir: join(dir, 'site'), repo, img, basePort: 17700, cluster: 'wmn', nodes: 3, cpus: 2, net: nodes.net,
     site: {
       rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
       // every node's own state under the same path (its mount namespace), 1 cpu and 256 MB per VM (the job's)
       vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
       sections: {
         job_network: {
-          nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1] }, vni: { first: 9000, count: 1000 }, private_range: '10.242.0.0/16',
+          nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: { first: 9000, count: 1000 }, private_range: '10.242.0.0/16',
           secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
         },
       },
@@ -70,7 +70,8 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
     await chown(p, user.uid, user.gid);
     return p;
   };
-  const twoNodes = ['-p', 'wnod', '-N', '2', '--ntasks-per-node', '1', '--cpus-per-task', '1', '--mem', '256M'];
+  const perNode = ['-p', 'wnod', '--ntasks-per-node', '1', '--cpus-per-task', '1', '--mem', '256M'];
+  const twoNodes = [...perNode, '-N', '2', '-w', 'n[1-2]'];
 
   /** Nothing of the job on node i: no job interface, no rule, no claim, no VM record, no QEMU. */
   const nothingLeft = async (t: Test, what: string) => {
@@ -90,25 +91,26 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
     t.same(await hypervisorsOf(nodes!.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
   };
 
-  await t.test('a 2-node job: its script in vm0 reaches both VMs by ssh and sends data to vm1 over the private network', async (t) => {
+  await t.test('a 3-node job: its script in vm0 runs a command on every VM by ssh and sends data to vm1 over the private network', async (t) => {
     const s = await script('cluster.sh', [
       'echo "list=$SLURM_JOB_NODELIST nodefile=$(tr "\\n" " " < "$WNOD_NODEFILE") mpich=$(tr "\\n" " " < "$WNOD_HOSTFILE_MPICH")"',
-      'for h in vm0 vm1; do ssh "$h" \'echo "ssh-ok host=$(hostname) user=$(id -un)"\' || echo "ssh-failed $h"; done',
+      'for h in vm0 vm1 vm2; do ssh "$h" \'echo "ssh-ok host=$(hostname) user=$(id -un)"\' || echo "ssh-failed $h"; done',
       'head -c 1048576 /dev/urandom > /tmp/d',
       'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
       // vm1 receives over the job network (ssh between the VMs) and checks its end
       'ssh vm1 \'cat > /tmp/r; echo "received=$(wc -c < /tmp/r) $(md5sum < /tmp/r | cut -d" " -f1) on $(hostname) from ${SSH_CLIENT%% *}"\' < /tmp/d',
       'ip -o -4 addr show | grep -o "inet 10\\.242[0-9./]*"',
     ].join('\n'));
-    const id = await fx.sbatch(user.name, [...twoNodes, '-o', 'cluster.out', '-e', 'cluster.err', s], work);
+    const id = await fx.sbatch(user.name, [...perNode, '-N', '3', '-o', 'cluster.out', '-e', 'cluster.err', s], work);
     const done = await fx.waitDone(id, 600_000);
     const out = await readFile(join(work, 'cluster.out'), 'utf8').catch(() => '');
     const err = await readFile(join(work, 'cluster.err'), 'utf8').catch(() => '');
     t.equal(done.state, 'COMPLETED', `the job completed (stderr: ${err.slice(0, 600)})`);
-    t.equal(done.fields.NodeList, 'n[1-2]', 'Slurm gave it both nodes');
-    t.match(out, /^list=vm\[0-1\] nodefile=vm0 vm1 {2}mpich=vm0:1 vm1:1 $/m, 'the script sees its cluster of VMs');
+    t.equal(done.fields.NodeList, 'n[1-3]', 'Slurm gave it three nodes');
+    t.match(out, /^list=vm\[0-2\] nodefile=vm0 vm1 vm2  mpich=vm0:1 vm1:1 vm2:1 $/m, 'the script sees its cluster of VMs');
     t.match(out, `ssh-ok host=vm0 user=${user.name}`);
-    t.match(out, `ssh-ok host=vm1 user=${user.name}`, 'ssh to the VM on the other node, no password, no prompt');
+    t.match(out, `ssh-ok host=vm1 user=${user.name}`, 'ssh to the VM on another node, no password, no prompt');
+    t.match(out, `ssh-ok host=vm2 user=${user.name}`);
     t.notMatch(out, /ssh-failed/);
     const sent = /sent=([0-9a-f]{32})/.exec(out)?.[1];
     t.ok(sent, 'vm0 made the data');
