@@ -4,7 +4,7 @@ import { ConfigReader } from './reader.js';
 import { ConfigError } from './errors.js';
 import { IMAGE_ID, imageDigest } from './image.js';
 import type { Artifact, Bounded, Image, JobNetworkConfig, LrmConfig, Rule, SiteConfig } from './types.js';
-import { checkSite } from '../cluster/jobNetPlan.js';
+import { BATCH_NODE_NAME, checkSite } from '../cluster/jobNetPlan.js';
 import { JobNetSpecError } from '../cluster/errors.js';
 
 /** Lease forwards listen on ports below 1024 (Linux's default net.ipv4.ip_unprivileged_port_start). */
@@ -141,8 +141,6 @@ function readLrm(r: ConfigReader): LrmConfig {
 }
 
 const IPV4_STRICT = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-/** A Slurm (or Torque) node name as the batch system prints it in a node list. */
-const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /** `job_network:` (optional): the site's ranges (checked as src/cluster/jobNetPlan.ts checkSite does) and the map
  * from node names to underlay addresses. */
@@ -170,7 +168,7 @@ function readJobNetwork(r: ConfigReader): JobNetworkConfig | undefined {
   const nodes: Record<string, string> = {};
   const byAddress = new Map<string, string>();
   for (const name of r.keys([...j, 'nodes']) ?? []) {
-    if (!NODE_NAME.test(name)) { r.problem([...j, 'nodes', name], `${JSON.stringify(name)} is not a node name`); continue; }
+    if (!BATCH_NODE_NAME.test(name)) { r.problem([...j, 'nodes', name], `${JSON.stringify(name)} is not a node name`); continue; }
     const addr = r.str([...j, 'nodes', name], { pattern: IPV4_STRICT, patternText: 'an IPv4 address' });
     if (addr === undefined) continue;
     const twin = byAddress.get(addr);

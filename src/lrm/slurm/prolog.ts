@@ -19,6 +19,7 @@ import { TransientFault } from '../../job/outcome.js';
 import { ticketLine } from '../../header/scriptHeader.js';
 import type { JobContext, JobHolds, JobNodes, JobStart, Outcome } from '../../job/contract.js';
 import { Refusal } from '../../job/outcome.js';
+import { BATCH_NODE_NAME } from '../../cluster/jobNetPlan.js';
 import { parseHookEnv, parseSlurmMemoryMB, type SlurmHookJob } from './env.js';
 import { markJob, type SlurmMark } from './marks.js';
 
@@ -50,21 +51,19 @@ async function batchScript(jobId: string, bin: string | undefined): Promise<stri
   }
 }
 
-const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
 /** `scontrol show hostnames` output: one node name per line, each once (pure, strict). */
 export function parseHostnames(stdout: string): string[] {
   const names = stdout.split('\n').map((l) => l.trim()).filter(Boolean);
-  for (const n of names) if (!NODE_NAME.test(n)) throw new Error(`scontrol printed ${JSON.stringify(n.slice(0, 70))}, not a node name`);
+  for (const n of names) if (!BATCH_NODE_NAME.test(n)) throw new Error(`scontrol printed ${JSON.stringify(n.slice(0, 70))}, not a node name`);
   if (new Set(names).size !== names.length) throw new Error('scontrol listed a node twice');
   return names;
 }
 
-/** A multi-node job's nodes, in Slurm's order (the batch step runs on the first): SLURM_JOB_NODELIST from slurmd
- * (never the job's own environment), expanded by Slurm itself (`scontrol show hostnames`, argument array), and
+/** A multi-node job's nodes, in Slurm's order (the batch step runs on the first): the Prolog's node list from
+ * slurmd (SLURM_NODELIST; never the job's own environment), expanded by Slurm itself (`scontrol show hostnames`, argument array), and
  * the cpus the job holds on each (SLURM_JOB_CPUS_PER_NODE). */
 async function jobNodes(job: SlurmHookJob, bin: string | undefined): Promise<JobNodes> {
-  if (!job.nodelist || !job.node) throw new TransientFault('bad-hook-env', 'slurmd gave no SLURM_JOB_NODELIST or SLURMD_NODENAME for a job on several nodes');
+  if (!job.nodelist || !job.node) throw new TransientFault('bad-hook-env', 'slurmd gave no node list (SLURM_NODELIST) or SLURMD_NODENAME for a job on several nodes');
   let nodes: string[];
   try {
     nodes = parseHostnames((await run(bin ? `${bin}/scontrol` : 'scontrol', ['show', 'hostnames', job.nodelist], { timeoutMs: 20_000, maxBuffer: 4 << 20 })).stdout);
