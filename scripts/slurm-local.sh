@@ -11,6 +11,10 @@
 # Ports: slurmctld BASEPORT, node nI BASEPORT+I. Partitions: `batch` (default) and `wnod`, both on every node.
 # Clients need SLURM_CONF=DIR/slurm.conf. Tunables (env): SLURM_LOCAL_CPUS (per node, default 2),
 # SLURM_LOCAL_MEM_MB (per node, default 4000), SLURM_LOCAL_KILLWAIT (default 5).
+# Nodes with addresses of their own (each slurmd in a network namespace, tests of multi-node jobs):
+# SLURM_LOCAL_CTLD_ADDR (slurmctld's address; not 127.0.0.1: the daemons then listen on every address of their
+# namespace), SLURM_LOCAL_NODE_ADDRS (one address per node, space-separated), SLURM_LOCAL_NODE_WRAPPER (an
+# executable started as `WRAPPER NODE slurmd -f CONF -N NODE`, e.g. entering the node's namespace).
 set -euo pipefail
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -30,6 +34,10 @@ write_conf() {
   [[ "$base" =~ ^[0-9]+$ ]] && [ "$base" -ge 1024 ] && [ "$base" -le 65000 ] || die "BASEPORT must be 1024..65000: $base"
   [[ "$cluster" =~ ^[a-z][a-z0-9]{0,15}$ ]] || die "CLUSTER must be [a-z][a-z0-9]{0,15}: $cluster"
   local cpus=${SLURM_LOCAL_CPUS:-2} mem=${SLURM_LOCAL_MEM_MB:-4000} killwait=${SLURM_LOCAL_KILLWAIT:-5}
+  local ctld=${SLURM_LOCAL_CTLD_ADDR:-127.0.0.1} addrs=(${SLURM_LOCAL_NODE_ADDRS:-})
+  [[ "$ctld" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "SLURM_LOCAL_CTLD_ADDR must be an IPv4 address: $ctld"
+  local comm="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+  [ "$ctld" = 127.0.0.1 ] || comm="# nodes in namespaces of their own: the daemons listen on every address of theirs"
   mkdir -p "$dir"/{state,run,log,spool}
   chmod 0755 "$dir"
   local i
@@ -38,14 +46,14 @@ write_conf() {
     cat <<EOF
 # written by wnod scripts/slurm-local.sh: a private Slurm on loopback
 ClusterName=$cluster
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost=localhost($ctld)
 SlurmctldPort=$base
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge-sock/munge.sock
-CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
+$comm
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/run/slurmctld.pid
@@ -69,7 +77,9 @@ AccountingStorageType=accounting_storage/none
 MinJobAge=300
 EOF
     for i in $(seq 1 "$nodes"); do
-      echo "NodeName=n$i NodeAddr=127.0.0.1 NodeHostname=n$i Port=$((base + i)) CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+      local addr=${addrs[$((i - 1))]:-127.0.0.1}
+      [[ "$addr" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "node address must be IPv4: $addr"
+      echo "NodeName=n$i NodeAddr=$addr NodeHostname=n$i Port=$((base + i)) CPUs=$cpus RealMemory=$mem State=UNKNOWN"
     done
     echo "PartitionName=batch Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
     echo "PartitionName=wnod Nodes=ALL MaxTime=INFINITE State=UP"
@@ -109,7 +119,10 @@ start() {
   alive "$dir/run/slurmctld.pid" || slurmctld -f "$conf"
   local n
   for n in $(node_names); do
-    alive "$dir/run/slurmd-$n.pid" || slurmd -f "$conf" -N "$n"
+    if ! alive "$dir/run/slurmd-$n.pid"; then
+      if [ -n "${SLURM_LOCAL_NODE_WRAPPER:-}" ]; then "$SLURM_LOCAL_NODE_WRAPPER" "$n" slurmd -f "$conf" -N "$n"
+      else slurmd -f "$conf" -N "$n"; fi
+    fi
   done
   # every node idle (or mixed/allocated when jobs already run): at most 60 s
   local i states

@@ -146,3 +146,27 @@ t.test('lrm.type: slurm takes a partition and refuses the Torque-only keys', asy
   t.match(problems(sample.replace(torqueBlock, '\nlrm:\n  type: slurm\n  partition: p\n').replace('# queue: wnod_sl6', 'queue: wnod_sl6')).join('\n'), /images\[0\]\.queue: is for lrm\.type: torque/);
   t.match(problems(slurm('  type: pbspro')).join('\n'), /lrm\.type: "pbspro" is not one of torque, slurm/);
 });
+
+t.test('job_network: the sample section parses; bad ranges, addresses and node names are refused with their key', async (t) => {
+  const start = sample.indexOf('# job_network:');
+  const end = sample.indexOf('\ncache:');
+  const block = sample.slice(start, end);
+  const live = sample.replace(block, block.split('\n').map((l) => l.replace(/^# ?/, '')).join('\n'));
+  const cfg = parseConfig(live, 's.yaml');
+  t.same(cfg.jobNetwork, {
+    vni: { first: 1048576, count: 1048576 }, port: 4789, underlayMtu: 1500, privateRange: '10.128.0.0/9', subnetPrefix: 24,
+    nodes: { wn01: '192.0.2.11', wn02: '192.0.2.12' }, secretFile: '/etc/wnod/jobnet.secret', claimDir: '/run/wnod/jobnet',
+  });
+  t.equal(parseConfig(sample, 's.yaml').jobNetwork, undefined, 'absent: no job networks');
+  const withNet = (body: string) => problems(sample.replace('\ncache:', `\njob_network:\n${body}\ncache:`)).join('\n');
+  t.match(withNet('  nodes:\n    wn01: 192.0.2.300'), /job_network\.nodes\.wn01: "192\.0\.2\.300" is not an IPv4 address/);
+  t.match(withNet('  nodes:\n    wn01: 192.0.2.1\n    wn02: 192.0.2.1'), /job_network\.nodes\.wn02: 192\.0\.2\.1 is also node wn01's address/);
+  t.match(withNet('  nodes:\n    "bad name": 192.0.2.1'), /is not a node name/);
+  t.match(withNet('  port: 4789'), /job_network\.nodes: missing \(required\)/);
+  t.match(withNet('  nodes: {}\n  private_range: 10.128.0.1/9'), /job_network: privateRange '10\.128\.0\.1\/9' has host bits set/);
+  t.match(withNet('  nodes: {}\n  private_range: 10.0.0.0/16\n  subnet_prefix: 12'), /job_network: subnetPrefix must be an integer 16\.\.30/);
+  t.match(withNet('  nodes: {}\n  vni: { first: 16777215, count: 2 }'), /vni\.count must be an integer 1\.\.1/);
+  t.match(withNet('  nodes: {}\n  underlay_mtu: 100'), /job_network\.underlay_mtu: 100 is below the minimum/);
+  t.match(withNet('  nodes: {}\n  secret_file: relative'), /job_network\.secret_file/);
+  t.match(withNet('  nodes: {}\n  vni_first: 3'), /job_network\.vni_first: unknown key/);
+});

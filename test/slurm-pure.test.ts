@@ -119,13 +119,18 @@ t.test('squeue states (squeue -h --me -t all -o %i|%T as printed by 22.05)', asy
 });
 
 t.test('hook environment: slurmd\'s variables parsed strictly', async (t) => {
-  const { parseHookEnv, parseEpilogEnv, parseCpusPerNode, parseSlurmMemoryMB, waitStatusToExit, SlurmEnvError } = await import('../src/lrm/slurm/env.js');
+  const { parseHookEnv, parseEpilogEnv, parseCpusPerNode, expandCpusPerNode, parseSlurmMemoryMB, waitStatusToExit, SlurmEnvError } = await import('../src/lrm/slurm/env.js');
   // as dumped from a real Prolog (22.05, PrologFlags=Alloc)
   const env = {
     SLURMD_NODENAME: 'n1', SLURM_JOB_COMMENT: 'wnod-ticket:abc', SLURM_JOB_CPUS_PER_NODE: '2', SLURM_JOB_GID: '1002', SLURM_JOB_ID: '1',
     SLURM_JOB_PARTITION: 'wnod', SLURM_JOB_UID: '1002', SLURM_JOB_USER: 'wsljob', SLURM_JOB_WORK_DIR: '/home/wsljob',
   };
-  t.same(parseHookEnv(env), { jobId: '1', user: 'wsljob', uid: 1002, gid: 1002, partition: 'wnod', comment: 'wnod-ticket:abc', cpus: 2, workdir: '/home/wsljob', node: 'n1' });
+  t.same(parseHookEnv(env), { jobId: '1', user: 'wsljob', uid: 1002, gid: 1002, partition: 'wnod', comment: 'wnod-ticket:abc', cpus: 2, workdir: '/home/wsljob', node: 'n1', numNodes: 1, nodelist: undefined, cpusPerNode: [2] });
+  // a job on three nodes, as slurmd passes it
+  const multi = parseHookEnv({ ...env, SLURM_JOB_NUM_NODES: '3', SLURM_JOB_NODELIST: 'n[1-2],gpu01', SLURM_JOB_CPUS_PER_NODE: '2(x2),1' });
+  t.same([multi.numNodes, multi.nodelist, multi.cpusPerNode], [3, 'n[1-2],gpu01', [2, 2, 1]]);
+  t.equal(parseHookEnv({ ...env, SLURM_JOB_NODELIST: 'n1;rm -rf' }).nodelist, undefined, 'a node list with other characters is not passed on');
+  t.throws(() => parseHookEnv({ ...env, SLURM_JOB_NUM_NODES: 'two' }), SlurmEnvError);
   t.throws(() => parseHookEnv({ ...env, SLURM_JOB_ID: '1;rm' }), SlurmJobIdError);
   t.throws(() => parseHookEnv({ ...env, SLURM_JOB_USER: '../root' }), SlurmEnvError);
   t.throws(() => parseHookEnv({ ...env, SLURM_JOB_UID: '-1' }), SlurmEnvError);
@@ -133,6 +138,9 @@ t.test('hook environment: slurmd\'s variables parsed strictly', async (t) => {
   t.equal(parseCpusPerNode('2(x3)'), 2);
   t.equal(parseCpusPerNode('4,2(x2)'), 4);
   t.equal(parseCpusPerNode('x'), undefined);
+  t.same(expandCpusPerNode('4,2(x2)'), [4, 2, 2]);
+  for (const bad of ['2(x0)', '2(x', '0', '2,,1', '2(x3)x']) t.equal(expandCpusPerNode(bad), undefined, bad);
+  t.equal(expandCpusPerNode('1(x5)', 4), undefined, 'more nodes than allowed');
   t.equal(parseSlurmMemoryMB('300M\n'), 300);
   t.equal(parseSlurmMemoryMB('2G'), 2048);
   t.equal(parseSlurmMemoryMB('4000'), 4000);

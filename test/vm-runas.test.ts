@@ -47,3 +47,26 @@ t.test('killStragglers kills root\'s hypervisors and a QEMU that dropped to the 
   t.notOk(stragglerOwnerOk(1001, ['qemu-system-x86_64', '-runas', '1001:100x'], 1001));
   t.notOk(stragglerOwnerOk(undefined, argv, 1001), 'not a process whose uids disagree');
 });
+
+t.test('killStragglers leaves a hypervisor in another mount namespace alone: the same path there is another VM\'s', async (t) => {
+  if (process.getuid?.() !== 0) { t.comment('skipped: needs root (unshare -m)'); return; }
+  const { mkdtemp, copyFile, rm } = await import('node:fs/promises');
+  const { spawn } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const { killStragglers } = await import('../src/job/vmEngine.js');
+  const dir = await mkdtemp('/tmp/wmn-strag-');
+  const fake = join(dir, 'qemu-system-x86_64'); // a shell under a hypervisor's name, naming the VM's runtime dir
+  await copyFile('/bin/sh', fake);
+  const { chmod } = await import('node:fs/promises');
+  await chmod(fake, 0o755);
+  const runDir = join(dir, 'run', 'x');
+  const start = (prefix: string[]) => spawn(prefix[0] ?? fake, [...prefix.slice(1), ...(prefix.length ? [fake] : []), '-c', 'sleep 60', `${runDir}/qemu.pid`], { stdio: 'ignore' });
+  const ours = start([]);
+  const theirs = start(['/usr/bin/unshare', '--mount', '--propagation', 'private']);
+  t.teardown(async () => { ours.kill('SIGKILL'); theirs.kill('SIGKILL'); await rm(dir, { recursive: true, force: true }); });
+  await new Promise((r) => setTimeout(r, 300));
+  const killed = await killStragglers(runDir);
+  t.ok(killed.includes(ours.pid!), 'ours is killed');
+  t.notOk(killed.some((p) => p !== ours.pid), 'the one in another mount namespace is not');
+  t.equal(theirs.exitCode, null, 'it still runs');
+});

@@ -67,6 +67,9 @@ export interface JobNetPlan {
 export const VXLAN_OVERHEAD = 50;
 export const DEFAULT_SITE: JobNetSite = { vni: { first: 0x100000, count: 0x100000 }, port: 4789, underlayMtu: 1500, privateRange: '10.128.0.0/9', subnetPrefix: 24 };
 
+/** A worker node's name as the batch system prints it in a node list (the keys of job_network.nodes). */
+export const BATCH_NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
 const JOB_ID = /^(\d{1,15})(\.[A-Za-z0-9][A-Za-z0-9.-]{0,253})?$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 

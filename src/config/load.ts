@@ -20,7 +20,7 @@ const MAX_CONFIG_BYTES = 4 << 20;
 let validatorStamp: string | undefined;
 /** Identifies the validator's code, so that a wnod upgrade never serves a config validated by older rules. */
 async function stamp(): Promise<string> {
-  validatorStamp ??= await codeStamp(import.meta.url, ['./parse', './reader', './image']);
+  validatorStamp ??= await codeStamp(import.meta.url, ['./parse', './reader', './image', '../cluster/jobNetPlan']);
   return validatorStamp;
 }
 

@@ -3,7 +3,9 @@ import { LineCounter, parseDocument } from 'yaml';
 import { ConfigReader } from './reader.js';
 import { ConfigError } from './errors.js';
 import { IMAGE_ID, imageDigest } from './image.js';
-import type { Artifact, Bounded, Image, LrmConfig, Rule, SiteConfig } from './types.js';
+import type { Artifact, Bounded, Image, JobNetworkConfig, LrmConfig, Rule, SiteConfig } from './types.js';
+import { BATCH_NODE_NAME, checkSite } from '../cluster/jobNetPlan.js';
+import { JobNetSpecError } from '../cluster/errors.js';
 
 /** Lease forwards listen on ports below 1024 (Linux's default net.ipv4.ip_unprivileged_port_start). */
 export const PRIVILEGED_PORT_MAX = 1023;
@@ -81,6 +83,7 @@ export function parseConfig(text: string, file: string): SiteConfig {
     if (lease.queue !== undefined) r.problem(['lease', 'queue'], 'is for lrm.type: torque; under lrm.type: slurm lease pilots run in lrm.partition');
   }
   if (lease.dir.split('/').includes('..')) r.problem(['lease', 'dir'], 'must stay inside the home directory (no ..)');
+  const jobNetwork = readJobNetwork(r);
   const ce = site.ceHost || 'localhost';
   const glue = {
     subClusterDn: r.str(['glue', 'subcluster_dn'], { default: `GlueSubClusterUniqueID=${ce},GlueClusterUniqueID=${ce},mds-vo-name=resource,o=grid` })!,
@@ -104,7 +107,7 @@ export function parseConfig(text: string, file: string): SiteConfig {
 
   r.reportUnknownKeys();
   if (r.problems.length > 0) throw new ConfigError(r.problems.sort((a, b) => a.line - b.line));
-  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, glue, logFile, log, accountingFile, path: file };
+  const cfg: SiteConfig = { site, images, policy, trust, ticket, lrm, cache, vm, lease, ...(jobNetwork ? { jobNetwork } : {}), glue, logFile, log, accountingFile, path: file };
   // Plain JSON data (no undefined members): what the compiled-config cache stores is exactly what we return.
   return JSON.parse(JSON.stringify(cfg)) as SiteConfig;
 }
@@ -134,6 +137,49 @@ function readLrm(r: ConfigReader): LrmConfig {
     partition: torque ? undefined : r.str(['lrm', 'partition'], { pattern: /^[A-Za-z0-9_.-]{1,64}$/, patternText: 'a partition name' }),
     hookDir: torque ? undefined
       : r.str(['lrm', 'hook_dir'], { default: '/usr/local/lib/wnod/slurm', pattern: /^\/[A-Za-z0-9._\/-]*$/, patternText: 'an absolute path of [A-Za-z0-9._/-]' })!,
+  };
+}
+
+const IPV4_STRICT = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** `job_network:` (optional): the site's ranges (checked as src/cluster/jobNetPlan.ts checkSite does) and the map
+ * from node names to underlay addresses. */
+function readJobNetwork(r: ConfigReader): JobNetworkConfig | undefined {
+  if (!r.isMapping(['job_network'], true)) return undefined;
+  const j = ['job_network'];
+  const before = r.problems.length;
+  if (r.has([...j, 'vni'])) r.isMapping([...j, 'vni']);
+  const site = {
+    vni: { first: r.int([...j, 'vni', 'first'], { default: 0x100000, min: 1, max: 0xffffff })!, count: r.int([...j, 'vni', 'count'], { default: 0x100000, min: 1, max: 0xffffff })! },
+    port: r.int([...j, 'port'], { default: 4789, min: 1, max: 65535 })!,
+    underlayMtu: r.int([...j, 'underlay_mtu'], { default: 1500, min: 626, max: 65535 })!,
+    privateRange: r.str([...j, 'private_range'], { default: '10.128.0.0/9', pattern: /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, patternText: 'an IPv4 range a.b.c.d/n' })!,
+    subnetPrefix: r.int([...j, 'subnet_prefix'], { default: 24, min: 8, max: 30 })!,
+  };
+  // the ranges together (host bits, a subnet within the range): only once each key is fine on its own
+  if (r.problems.length === before) {
+    try {
+      checkSite(site);
+    } catch (err) {
+      if (!(err instanceof JobNetSpecError)) throw err;
+      r.problem(j, err.message);
+    }
+  }
+  const nodes: Record<string, string> = {};
+  const byAddress = new Map<string, string>();
+  for (const name of r.keys([...j, 'nodes']) ?? []) {
+    if (!BATCH_NODE_NAME.test(name)) { r.problem([...j, 'nodes', name], `${JSON.stringify(name)} is not a node name`); continue; }
+    const addr = r.str([...j, 'nodes', name], { pattern: IPV4_STRICT, patternText: 'an IPv4 address' });
+    if (addr === undefined) continue;
+    const twin = byAddress.get(addr);
+    if (twin !== undefined) r.problem([...j, 'nodes', name], `${addr} is also node ${twin}'s address (one underlay address per node)`);
+    byAddress.set(addr, name);
+    nodes[name] = addr;
+  }
+  return {
+    ...site, nodes,
+    secretFile: r.str([...j, 'secret_file'], { default: '/etc/wnod/jobnet.secret', pattern: ABS_PATH, patternText: 'an absolute path' })!,
+    claimDir: r.str([...j, 'claim_dir'], { default: '/run/wnod/jobnet', pattern: ABS_PATH, patternText: 'an absolute path' })!,
   };
 }
 

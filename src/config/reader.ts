@@ -164,6 +164,17 @@ export class ConfigReader {
     return true;
   }
 
+  /** The keys of the mapping at `path` (a map of names: each value is read by the caller), or undefined. */
+  keys(path: Path, optional = false): string[] | undefined {
+    if (!this.isMapping(path, optional)) return undefined;
+    const out: string[] = [];
+    for (const pair of (this.raw(path) as { items: Array<{ key: unknown }> }).items) {
+      if (isScalar(pair.key) && typeof pair.key.value === 'string') out.push(pair.key.value);
+      else this.problem(path, 'keys must be plain strings');
+    }
+    return out;
+  }
+
   /** Report every key of every mapping that no reader asked for: typos must not pass silently. */
   reportUnknownKeys(): void {
     const walk = (node: unknown, path: Path): void => {

@@ -154,6 +154,21 @@ export interface GlueConfig {
   lastGoodFile: string;       // cache of the last good provider output
 }
 
+/** `job_network:` — the private network of multi-node jobs (src/cluster, docs/virtual-clusters.md). */
+export interface JobNetworkConfig {
+  vni: { first: number; count: number };
+  port: number;
+  underlayMtu: number;
+  privateRange: string;
+  subnetPrefix: number;
+  /** the batch system's node name → that node's underlay IPv4 address (the site network between worker nodes) */
+  nodes: Record<string, string>;
+  /** root-only secret every node of a job derives the job's ssh key from (HKDF with the job id) */
+  secretFile: string;
+  /** claim files and locks of this node's job networks (tmpfs: a rebooted node has no networks left either) */
+  claimDir: string;
+}
+
 export interface SiteConfig {
   site: { name: string; ceHost: string };
   images: Image[];
@@ -164,6 +179,8 @@ export interface SiteConfig {
   cache: CacheConfig;
   vm: VmConfig;
   lease: LeaseConfig;
+  /** absent: no job gets a private network, multi-node wnod jobs are refused */
+  jobNetwork?: JobNetworkConfig | undefined;
   glue: GlueConfig;
   logFile: string;            // root-only log for details that must not reach the job's output
   /** the log is rotated when a write would take it past maxBytes: logFile.1 … logFile.<keep> (oldest) */

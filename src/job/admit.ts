@@ -15,7 +15,8 @@ import { rememberStateDir } from './pointer.js';
 import type { Lock } from '../util/lock.js';
 import { Refusal, TransientFault } from './outcome.js';
 import type { HookLog } from './log.js';
-import type { JobContext, JobStart, Outcome } from './contract.js';
+import type { ClusterBoot, JobContext, JobStart, Outcome } from './contract.js';
+import { setUpJobNetwork } from './jobNetwork.js';
 
 /** Where replayed tickets are detected on this node. */
 export function nonceDir(cfg: SiteConfig): string {
@@ -90,6 +91,14 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
   }));
   await log.detail('accepted', { mode: decision.mode, ...(decision.mode === 'vm' ? decision.record : {}), user: job.user, queue: job.queue });
   if (decision.mode !== 'vm') return;
+  // a job on several nodes: its private network on this node first (the VM's tap), recorded for the teardown
+  let cluster: ClusterBoot | undefined;
+  if (job.cluster) {
+    const nodes = await job.cluster();
+    const c = await setUpJobNetwork(cfg, job, nodes);
+    cluster = { hostname: c.plan.self.hostname, nic: c.nic };
+    await log.detail('job-network', { vni: c.plan.vni, subnet: c.plan.subnet, self: c.plan.self.hostname, nodes: nodes.nodes });
+  }
   // the VM engine boots the job's VM (vmEngine.ts, wired by the adapter's entry); without one the decision is recorded only
   if (!ctx.vm) {
     await log.detail('vm-engine-not-wired', { image: decision.image.id });
@@ -100,6 +109,7 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
     // the job's submit dir; the engine shares it only if it is the job user's own
     ...(job.workdir ? { workdir: job.workdir } : {}),
     ...(header.lease ? { lease: { id: header.lease } } : {}), // a lease pilot (src/lease/pilot.ts): its ssh gets forwarded
+    ...(cluster ? { cluster } : {}),
   });
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), vmId, bootS }));
   // an adapter that boots apart (Torque: off pbs_server's dispatch path): its boot process logs vm-ready or the fault

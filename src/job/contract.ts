@@ -4,6 +4,7 @@
 import type { Writable } from 'node:stream';
 import type { Image, SiteConfig } from '../config/types.js';
 import type { JobRecord } from './jobstate.js';
+import type { JobNic } from '../vm/driver.js';
 
 /** What the job holds on this node, as the LRM granted it (absent = the LRM did not say). */
 export interface JobHolds {
@@ -30,6 +31,17 @@ export interface JobStart {
   sizeByHolds?: boolean | undefined;
   /** the LRM queue / partition, for the log */
   queue?: string | undefined;
+  /** a job on several nodes (one VM per node, on a private network of the job's: src/job/jobNetwork.ts): its
+   * nodes as the LRM names them in its order, this node's name, and the cpus it holds on each; throws Refusal /
+   * TransientFault when the LRM's node list cannot be read */
+  cluster?: (() => Promise<JobNodes>) | undefined;
+}
+
+/** The nodes of a multi-node job as the LRM gives them. */
+export interface JobNodes {
+  nodes: string[];
+  self: string;
+  slots: number[];
 }
 
 /** A job leaving this node (root hook, after it ran, was refused or was cancelled). */
@@ -78,6 +90,12 @@ export interface LeaseBoot {
   id: string;
 }
 
+/** A VM of a multi-node job: its name in the job, and its NIC on the job's private network (made by the core). */
+export interface ClusterBoot {
+  hostname: string;
+  nic: JobNic;
+}
+
 /** How the job is run in its VM: its batch script (read lazily, as the job user), or a task's argv (refused). */
 export interface GuestRun {
   script: () => Promise<string>;
@@ -90,6 +108,8 @@ export interface GuestRun {
   cwd: string;
   /** the job's working directory (shared into the guest) */
   workdir?: string | undefined;
+  /** a multi-node job: the other VMs' host names, which must answer (ssh) before the script runs */
+  peers?: string[] | undefined;
 }
 
 /** A booted job VM: how long the boot took, how (restore, or cold and why), and whether its image was in the cache. */
@@ -106,7 +126,7 @@ export interface VmStarted {
 export interface JobVmEngine {
   /** Admission (root): stage the image and boot the job's VM detached; resolve once it is ready. Throw a
    * TransientFault for faults worth a retry, a Refusal for permanent ones. */
-  start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<VmStarted>;
+  start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot; cluster?: ClusterBoot }): Promise<VmStarted>;
   /** The job's run (job user): run the job in the job's VM, streaming its output; resolve to its exit status. */
   runJob(job: VmJob & GuestRun): Promise<number>;
   /** Teardown (root): destroy whatever exists of the job's VM (never created, half created, running). Idempotent.

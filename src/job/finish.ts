@@ -12,6 +12,7 @@ import { vmIdForJob } from '../vm/state.js';
 import { rm } from 'node:fs/promises';
 import type { HookLog } from './log.js';
 import type { JobContext, JobEnd } from './contract.js';
+import { tearDownJobNetwork } from './jobNetwork.js';
 
 /** The accounting record for a job that had a decision (pure). */
 export function accountingRecord(end: JobEnd, rec: JobRecord, teardownS: number, vmCpuS: number | undefined, at: Date, node: string): AccountingRecord | undefined {
@@ -53,6 +54,13 @@ export async function endJob(cfg: SiteConfig, job: JobEnd, ctx: JobContext, log:
     }
     teardownS = (performance.now() - t0) / 1000;
   }
+  // a multi-node job's network on this node: after its VM (the tap is the VM's port), always
+  try {
+    if (await tearDownJobNetwork(rec)) await log.detail('job-network-removed', { vni: rec?.jobNet?.plan.vni });
+  } catch (err) {
+    ok = false;
+    await log.detail('job-network-remove-failed', { error: describe(err), vni: rec?.jobNet?.plan.vni });
+  }
   const retry = job.willRetry;
   if (rec && !retry) ok = (await account(cfg, job, rec, teardownS, vmCpuS, ctx, log)) && ok;
   if (!retry) {
@@ -90,6 +98,7 @@ export async function endJobWithoutConfig(configPath: string | undefined, job: P
     const { destroyVmProcesses } = await import('./vmEngine.js');
     const { state } = await destroyVmProcesses(stateDir, vmIdForJob(job.jobId));
     say(`job ${job.jobId}: ${state ? `destroyed its VM ${state.id}` : 'no VM to destroy'} in ${stateDir} (${from === 'pointer' ? 'named by the state-dir pointer' : 'the default state dir'}); not accounted`);
+    if (await tearDownJobNetwork(await readJobRecord(stateDir, job.jobId))) say(`job ${job.jobId}: removed its private network on this node`);
     if (!job.willRetry) {
       await updateJobRecord(stateDir, job.jobId, () => undefined);
       await rm(claimPath(stateDir, job.jobId), { force: true });

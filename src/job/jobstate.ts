@@ -8,6 +8,7 @@ import { mkdirMode, writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, withLock, type Lock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import { checkJobId } from './jobId.js';
+import type { JobNetPlan } from '../cluster/jobNetPlan.js';
 
 /** What admission decided for a job: run it in a VM of `image`, or bare on the host (policy no_ticket: bare). */
 export type JobMode = 'vm' | 'bare';
@@ -32,6 +33,8 @@ export interface JobRecord {
   decidedAt?: string;
   /** the lease this job is the pilot of (its header's `# wnod-lease:`): accounted as a cloud VM (APEL cloud record) */
   lease?: string;
+  /** a multi-node job's private network on this node (src/job/jobNetwork.ts): what the teardown removes */
+  jobNet?: { plan: JobNetPlan; claimDir: string };
 }
 
 export class JobRecordError extends WnodError {

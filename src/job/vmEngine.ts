@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { userInfo } from 'node:os';
 import type { SiteConfig, Image } from '../config/types.js';
 import { describe } from '../util/errors.js';
@@ -25,14 +25,14 @@ import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
 import { isAlive, parseStatStartTime, type ProcRef } from '../vm/proc.js';
 import { ImageCache, type CachedImage } from '../images/cache.js';
 import { imageDigest } from '../images/artifacts.js';
-import type { JobVmEngine, VmJob, LeaseBoot, GuestRun, VmStarted } from './contract.js';
+import type { JobVmEngine, VmJob, LeaseBoot, GuestRun, VmStarted, ClusterBoot } from './contract.js';
 import { leaseForward, leaseGuestEnv, writeLeaseInfo } from './lease.js';
 import { LeasePortsUnprotected, NoFreePort } from './leasePorts.js';
 import type { JobRecord } from './jobstate.js';
 import { readJobRecord } from './jobstate.js';
 import { jobUser } from './jobUser.js';
 import { runningWorkdir, shareableWorkdir } from './workdir.js';
-import { Refusal, TransientFault, userLine } from './outcome.js';
+import { NODE_FAULT_EXIT, Refusal, TransientFault, userLine } from './outcome.js';
 import { guestCwd, guestJobArgv, guestJobEnv, guestNoteFilter, GUEST_PATH } from './guestJob.js';
 import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
 import { restoreBlocker, shapeBlocker } from '../vm/snapshot.js';
@@ -62,7 +62,7 @@ class JobVm implements JobVmEngine {
 
   /** Admission: boot the job's VM within lrm.prologue_budget_s. Refusal = the job can never run here; anything
    * else is a TransientFault (bounded requeue). What exists of a failed VM is destroyed before throwing. */
-  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot }): Promise<VmStarted> {
+  async start(job: VmJob & { image: Image; cpus: number; memoryMB: number; workdir?: string; lease?: LeaseBoot; cluster?: ClusterBoot }): Promise<VmStarted> {
     const { cfg } = job;
     const t0 = performance.now();
     const deadline = Date.now() + cfg.lrm.prologueBudgetS * 1000;
@@ -91,7 +91,7 @@ class JobVm implements JobVmEngine {
         port = await leaseForward(cfg);
       }
       const spec: VmSpec = {
-        id: vmId, jobId: job.jobId, cpus: job.cpus, memoryMB: job.memoryMB, hostname: vmHostname(vmId),
+        id: vmId, jobId: job.jobId, cpus: job.cpus, memoryMB: job.memoryMB, hostname: job.cluster?.hostname ?? vmHostname(vmId),
         image: {
           id: job.image.id, digest: cached.digest, kind: job.image.kind, files: cached.files,
           ...(job.image.disk ? { diskFormat: job.image.disk.format } : {}), ...(job.image.cmdline ? { cmdline: job.image.cmdline } : {}),
@@ -99,7 +99,10 @@ class JobVm implements JobVmEngine {
         },
         user, ...(workdir ? { workdir: { hostPath: workdir, uid: user.uid, gid: user.gid } } : {}),
         env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
-        network: port ? { mode: 'user', forwards: [port.forward] } : { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) },
+        network: {
+          ...(port ? { mode: 'user', forwards: [port.forward] } : { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) }),
+          ...(job.cluster ? { job: job.cluster.nic } : {}), // a multi-node job's private network (its tap is made)
+        },
       };
       // templates for the image's default shape only: a job's own cpus/memory must not make the node build more
       noTemplate = cfg.vm.snapshots && !restoreBlocker(spec)
@@ -156,6 +159,20 @@ class JobVm implements JobVmEngine {
     if (!(await stat(control).then(() => true, () => false))) {
       say('the job\'s virtual machine is not running on this node; the job was not started');
       return 1;
+    }
+    if (job.peers?.length) {
+      // every node's Prolog ran before this (Slurm: PrologFlags=Alloc): a peer whose VM is not up now never will be
+      let missing: string[];
+      try {
+        missing = await missingPeers(cfg.vm.stateDir, vmId, job.peers, user);
+      } catch (err) {
+        say(`the job could not be started in its virtual machine: ${describe(err)}`);
+        return 1;
+      }
+      if (missing.length) {
+        say(`the job's virtual machine${missing.length > 1 ? 's' : ''} ${missing.join(', ')} on its other node${missing.length > 1 ? 's' : ''} did not come up; the job was not started (the site's log on that node says why)`);
+        return NODE_FAULT_EXIT;
+      }
     }
     const workdir = await runningWorkdir(job.workdir);
     const cwd = guestCwd(await realpath(job.cwd).catch(() => job.cwd), workdir);
@@ -259,6 +276,19 @@ export async function destroyVmProcesses(stateDir: string, vmId: string, accel?:
  * execInVm (shared by both drivers), with the poweroff signal passed on. */
 async function execInJobVm(stateDir: string, id: string, req: AgentExec): Promise<number> {
   return withLock(join(runDirOf(stateDir, id), 'agent', 'exec.lock'), 'exclusive', () => agentExec(vmSockets(stateDir, id), req));
+}
+
+/** The peers (host names on the job network) whose ssh server does not answer from VM `id`, as the job user:
+ * each gets a few seconds (ARP, a server still starting). */
+async function missingPeers(stateDir: string, id: string, peers: string[], user: UnixUser): Promise<string[]> {
+  for (const p of peers) if (!/^[a-z][a-z0-9-]{0,62}$/.test(p)) throw new Error(`bad peer name ${JSON.stringify(p)}`);
+  // busybox's nc has no -z: the server's banner ("SSH-2.0-…") says it is up
+  const script = 'for h; do ok=; for i in 1 2 3 4 5; do [ "$(timeout 3 nc -w 2 "$h" 22 </dev/null 2>/dev/null | head -c 4)" = SSH- ] && ok=1 && break; sleep 1; done; [ -n "$ok" ] || echo "$h"; done';
+  const out: Buffer[] = [];
+  const sink = new Writable({ write(c: Buffer, _e, cb) { if (out.length < 64) out.push(c); cb(); } });
+  const none = new Writable({ write(_c, _e, cb) { cb(); } });
+  await execInJobVm(stateDir, id, { argv: ['/bin/sh', '-c', script, 'wnod-peers', ...peers], cwd: '/', env: { PATH: GUEST_PATH }, uid: user.uid, gid: user.gid, stdout: sink, stderr: none, timeoutMs: 120_000 });
+  return Buffer.concat(out).toString('utf8').split('\n').filter((l) => peers.includes(l));
 }
 
 const remaining = (deadline: number): number => Math.max(1, deadline - Date.now());
@@ -379,6 +409,9 @@ export function stragglerOwnerOk(uid: number | undefined, argv: string[], jobUid
 export async function killStragglers(runDir: string, jobUid?: number): Promise<number[]> {
   const killed: number[] = [];
   const needle = `${runDir}/`;
+  // a path names our file only in our own mount namespace: a hypervisor in another one (a container, or a test's
+  // second node sharing this kernel) that names the same path runs another VM
+  const ourMounts = await readlink('/proc/self/ns/mnt').catch(() => undefined);
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
@@ -387,6 +420,7 @@ export async function killStragglers(runDir: string, jobUid?: number): Promise<n
     if (!HYPERVISOR_EXES.test(basename(exe.replace(/ \(deleted\)$/, '')))) continue;
     const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
     if (!argv.some((arg) => arg.includes(needle))) continue;
+    if (ourMounts !== undefined && (await readlink(`/proc/${name}/ns/mnt`).catch(() => ourMounts)) !== ourMounts) continue;
     const uid = statusUid(await readFile(`/proc/${name}/status`, 'utf8').catch(() => ''));
     if (!stragglerOwnerOk(uid, argv, jobUid)) continue;
     try {

@@ -4,7 +4,7 @@
 import { cpioArchive, type CpioEntry } from './cpio.js';
 import { shq } from './shell.js';
 import { VmSpecError } from './errors.js';
-import type { UnixUser } from './driver.js';
+import type { JobHostFiles, JobSshContext, UnixUser } from './driver.js';
 
 export interface GuestContext {
   hostname: string;
@@ -12,7 +12,7 @@ export interface GuestContext {
   workdir?: string;          // mounted from the virtiofs tag "wnodwork" at this path
   network?: { ip: string; gateway: string; dns?: string };  // static address, CIDR form ("10.0.2.15/24")
   /** the NIC on the job's private network, found in the guest by its MAC; hosts go to /etc/hosts */
-  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }> };
+  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }>; files?: JobHostFiles | undefined; ssh?: JobSshContext | undefined };
   clock: number;             // seconds since the epoch: TCG guests have no RTC on microvm
   seed: Uint8Array;          // entropy the guest mixes into /dev/urandom (clones must not share RNG state)
   /** guest features whose kernel modules the init loads: mmio|pci, base, blk, fs, net, rng (all when absent) */
@@ -52,6 +52,11 @@ export function checkContext(ctx: GuestContext): void {
     for (const h of j.hosts) {
       if (!HOSTNAME.test(h.name) || !IPV4.test(h.ip)) throw new VmSpecError(`invalid job network host ${JSON.stringify(h)}`);
     }
+    // text the init writes to files: printable lines only, bounded (a job of 65536 VMs fits)
+    const texts = { ...(j.files ?? {}), ...(j.ssh ?? {}) } as Record<string, string>;
+    for (const [k, v] of Object.entries(texts)) {
+      if (typeof v !== 'string' || v.length > 4 << 20 || /[^\x20-\x7e\n]/.test(v)) throw new VmSpecError(`invalid job network ${k}`);
+    }
   }
   if (!Number.isInteger(ctx.clock) || ctx.clock < 0) throw new VmSpecError(`invalid clock ${ctx.clock}`);
   for (const f of ctx.features ?? []) if (!/^[a-z0-9]{1,16}$/.test(f)) throw new VmSpecError(`invalid guest feature '${f}'`);
@@ -80,6 +85,15 @@ export function renderContext(ctx: GuestContext): string {
     // WNOD_JOB_HOSTS: one "address name" line per VM of the job, as /etc/hosts wants them
     v.push(['WNOD_JOB_MAC', j.mac], ['WNOD_JOB_IP', j.ip], ['WNOD_JOB_MTU', String(j.mtu)],
       ['WNOD_JOB_HOSTS', j.hosts.map((h) => `${h.ip} ${h.name}`).join('\n')]);
+    if (j.files) {
+      v.push(['WNOD_JOB_NODELIST', j.files.nodelist], ['WNOD_JOB_HOSTFILE_MPICH', j.files.mpich],
+        ['WNOD_JOB_HOSTFILE_OPENMPI', j.files.openmpi], ['WNOD_JOB_NODEFILE', j.files.nodefile]);
+    }
+    // private keys: the context is root-only in the guest (/wnod 0700) and on the host (the VM's runtime files)
+    if (j.ssh) {
+      v.push(['WNOD_JOB_SSH_KEY', j.ssh.userKey], ['WNOD_JOB_SSH_PUB', j.ssh.userPub],
+        ['WNOD_JOB_SSH_HOSTKEY', j.ssh.hostKey], ['WNOD_JOB_KNOWN_HOSTS', j.ssh.knownHosts]);
+    }
   }
   return '# wnod per-job context (generated)\n' + v.map(([k, x]) => `${k}=${shq(x)}`).join('\n') + '\n';
 }

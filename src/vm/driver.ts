@@ -25,6 +25,28 @@ export interface JobNic {
   mtu: number;       // the job network's MTU (the site network's less the VXLAN overhead)
   /** every VM of the job: the guest's /etc/hosts */
   hosts: Array<{ name: string; ip: string }>;
+  /** the job's host lists (src/cluster/hostfiles.ts), written into the guest for the job's script */
+  files?: JobHostFiles;
+  /** the job's ssh keys (src/cluster/jobSsh.ts): the VMs of the job accept each other, and only them */
+  ssh?: JobSshContext;
+}
+
+/** The job's host lists as MPI and batch tools read them. */
+export interface JobHostFiles {
+  nodelist: string;   // vm[0-2]
+  mpich: string;
+  openmpi: string;
+  nodefile: string;   // PBS_NODEFILE style: one line per slot
+}
+
+/** What each VM of a job needs for passwordless ssh within the job (OpenSSH formats). */
+export interface JobSshContext {
+  /** the job user's private key, and its public line for authorized_keys */
+  userKey: string;
+  userPub: string;
+  /** the host key every VM of the job serves, and known_hosts naming it for every VM */
+  hostKey: string;
+  knownHosts: string;
 }
 
 /** One host → guest TCP forward of user-mode networking. */

@@ -149,17 +149,20 @@ export class QemuDriver implements VmDriver {
     const ctx: GuestContext = {
       hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
       network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
-      jobNet: spec.network.job ? { ip: spec.network.job.ip, mac: spec.network.job.mac, mtu: spec.network.job.mtu, hosts: spec.network.job.hosts } : undefined,
+      jobNet: spec.network.job ? { ip: spec.network.job.ip, mac: spec.network.job.mac, mtu: spec.network.job.mtu, hosts: spec.network.job.hosts, files: spec.network.job.files, ssh: spec.network.job.ssh } : undefined,
       clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
       features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
         ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' || spec.network.job ? ['net'] : []),
-        // a lease's ssh server needs the kernel's RNG ready at once: virtio-rng credits it (else ~1.4 s under TCG)
-        ...(spec.network.forwards?.length ? ['rng'] : [])],
+        // a lease's (or a job's) ssh server needs the kernel's RNG ready at once: virtio-rng credits it (else ~1.4 s under TCG)
+        ...(spec.network.forwards?.length || spec.network.job?.ssh ? ['rng'] : [])],
     };
     const cpio = contextCpio(ctx);
     if (spec.image.kind === 'kernel') {
       const initrd = join(runDir, 'initrd.img');
       if (spec.image.files.initrd) await copyFile(spec.image.files.initrd, initrd);
+      // the context (entropy seed, a job's ssh keys) is root's: the runtime dir is 0711, the cached initrd 0644
+      await writeFile(initrd, '', { flag: 'a', mode: 0o600 });
+      await chmod(initrd, 0o600);
       await appendFile(initrd, cpio);
     } else {
       await writeFile(join(runDir, 'context.cpio'), cpio, { mode: 0o600 });

@@ -13,12 +13,15 @@ export interface SiteNodes {
 
 const IP = '/usr/sbin/ip';
 
-/** Create `count` node namespaces on one site network. Names start with wvc (this engineer's prefix). */
-export async function siteNodes(tag: string, net: number, count: number): Promise<SiteNodes> {
+/** Create `count` node namespaces on one site network. Names start with `prefix` (an engineer's test prefix, default
+ * wvc), addresses with `base` (default 10.231). */
+export async function siteNodes(tag: string, net: number, count: number, o: { prefix?: string; base?: string } = {}): Promise<SiteNodes> {
   if (!/^[a-z0-9]{1,6}$/.test(tag)) throw new Error(`bad tag ${tag}`);
-  const nodes = Array.from({ length: count }, (_, i) => `wvc${tag}n${i}`);
-  const switchNs = `wvc${tag}sw`;
-  const underlay = nodes.map((_, i) => `10.231.${net}.${1 + i}`);
+  const prefix = o.prefix ?? 'wvc';
+  if (!/^[a-z]{1,4}$/.test(prefix) || !/^\d{1,3}\.\d{1,3}$/.test(o.base ?? '10.231')) throw new Error('bad prefix or base');
+  const nodes = Array.from({ length: count }, (_, i) => `${prefix}${tag}n${i}`);
+  const switchNs = `${prefix}${tag}sw`;
+  const underlay = nodes.map((_, i) => `${o.base ?? '10.231'}.${net}.${1 + i}`);
   const teardown = async () => { for (const ns of [...nodes, switchNs]) await execa(IP, ['netns', 'del', ns], { reject: false }); };
   await teardown();
   const ip = (...args: string[]) => execa(IP, args);

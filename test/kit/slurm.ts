@@ -43,12 +43,23 @@ export function parseScontrolJob(line: string): Record<string, string> {
   return out;
 }
 
-export async function makeSlurm(opts: { nodes: number; basePort: number; cluster?: string; cpus?: number; killWaitS?: number; repo?: string }): Promise<SlurmFixture> {
+/** Nodes with addresses of their own (slurm-local.sh's SLURM_LOCAL_CTLD_ADDR, _NODE_ADDRS, _NODE_WRAPPER). */
+export interface SlurmNodeNet {
+  ctldAddr: string;
+  nodeAddrs: string[];
+  /** started as `wrapper NODE slurmd …` (enters the node's namespaces) */
+  wrapper: string;
+}
+
+export async function makeSlurm(opts: { nodes: number; basePort: number; cluster?: string; cpus?: number; killWaitS?: number; repo?: string; net?: SlurmNodeNet }): Promise<SlurmFixture> {
   const SCRIPT = scriptOf(opts.repo);
   const dir = await mkdtemp('/tmp/wsl-');
   const conf = join(dir, 'slurm.conf');
   const env = { SLURM_CONF: conf };
-  const scriptEnv = { SLURM_LOCAL_CPUS: String(opts.cpus ?? 2), SLURM_LOCAL_KILLWAIT: String(opts.killWaitS ?? 5) };
+  const scriptEnv = {
+    SLURM_LOCAL_CPUS: String(opts.cpus ?? 2), SLURM_LOCAL_KILLWAIT: String(opts.killWaitS ?? 5),
+    ...(opts.net ? { SLURM_LOCAL_CTLD_ADDR: opts.net.ctldAddr, SLURM_LOCAL_NODE_ADDRS: opts.net.nodeAddrs.join(' '), SLURM_LOCAL_NODE_WRAPPER: opts.net.wrapper } : {}),
+  };
   await execa('bash', [SCRIPT, 'conf', dir, String(opts.nodes), String(opts.basePort), opts.cluster ?? 'wsl'], { env: scriptEnv });
   const asUser: SlurmFixture['asUser'] = async (user, cmd, args, o = {}) => {
     const r = await execa('runuser', ['-u', user, '--', 'env', '-i', 'PATH=/usr/bin:/bin', `SLURM_CONF=${conf}`, 'LANG=C.UTF-8',

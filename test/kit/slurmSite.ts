@@ -4,7 +4,7 @@
 import { execa } from 'execa';
 import { join } from 'node:path';
 import type { TestImage } from '../../src/guest/testImage.js';
-import { makeSlurm, type SlurmFixture } from './slurm.js';
+import { makeSlurm, type SlurmFixture, type SlurmNodeNet } from './slurm.js';
 import { makeVmSite, type VmSite, type VmSiteOptions } from './vmSite.js';
 
 export interface SlurmSite {
@@ -17,11 +17,11 @@ export interface SlurmSite {
 }
 
 export async function makeSlurmSite(o: {
-  dir: string; repo: string; img: TestImage; basePort: number; cluster: string; nodes?: number; cpus?: number;
+  dir: string; repo: string; img: TestImage; basePort: number; cluster: string; nodes?: number; cpus?: number; net?: SlurmNodeNet;
   site?: Omit<VmSiteOptions, 'lrmSection'>;
 }): Promise<SlurmSite> {
   const cli = join(o.repo, 'dist', 'cli', 'main.js');
-  const fx = await makeSlurm({ nodes: o.nodes ?? 1, basePort: o.basePort, cluster: o.cluster, cpus: o.cpus ?? 4, repo: o.repo });
+  const fx = await makeSlurm({ nodes: o.nodes ?? 1, basePort: o.basePort, cluster: o.cluster, cpus: o.cpus ?? 4, repo: o.repo, ...(o.net ? { net: o.net } : {}) });
   const site = await makeVmSite(o.dir, o.img, { ...o.site, lrmSection: { type: 'slurm', partition: 'wnod', hook_dir: join(o.dir, 'hooks') } });
   const stop = async () => {
     await fx.stop();

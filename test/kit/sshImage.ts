@@ -14,10 +14,11 @@ import { buildTestImage, DEFAULT_TEST_IMAGE_CACHE, parsePolicyCandidates, type T
 import { dependencyClosure, elfPayload, parseDepends, parseNeeded } from '../../src/guest/debPayload.js';
 
 /** Bump when the layout of the added archive changes. */
-const SSH_BUILDER_VERSION = 2;
+const SSH_BUILDER_VERSION = 3;
 const SERVER_PKG = 'dropbear-bin';
-/** The binaries the pilot uses, as they sit in the package. */
-const BINARIES = ['usr/sbin/dropbear', 'usr/bin/dropbearkey'];
+/** The binaries the pilot uses (server, host key), and a multi-node job's VMs (client, key conversion from the
+ * OpenSSH format the context carries), as they sit in the package. */
+const BINARIES = ['usr/sbin/dropbear', 'usr/bin/dropbearkey', 'usr/bin/dbclient', 'usr/bin/dropbearconvert'];
 
 export interface SshTestImage extends TestImage {
   /** versions of the packages in the added archive, e.g. dropbear-bin=2022.83-1+deb12u3 */

@@ -26,6 +26,8 @@ export interface VmSiteOptions {
   lrmSection?: Record<string, unknown>;
   vm?: Record<string, unknown>;
   policy?: Record<string, unknown>;
+  /** further top-level sections (e.g. job_network) */
+  sections?: Record<string, unknown>;
 }
 
 export interface VmSite extends TestSite {
@@ -59,6 +61,7 @@ export async function makeVmSite(dir: string, img: TestImage, opts: VmSiteOption
       lrm: opts.lrmSection ?? { queue: 'wnod', job_class: 'wnod', mom_priv: momPriv, max_requeues: 1, ...opts.lrm },
       // TCG unless told otherwise: a KVM probe costs up to 30 s per fresh state dir, and KVM is PVM here (A5)
       vm: { state_dir: stateDir, accel: 'tcg', ready_timeout_s: 120, stop_grace_s: 5, ...opts.vm },
+      ...opts.sections,
       ...(opts.policy ? { policy: { rules: opts.rules ?? [{ name: 'testvo', vo: 'testvo', images: ['*'], default: imageId }], ...opts.policy } } : {}),
     },
   });

@@ -25,6 +25,11 @@ export interface SlurmHookJob {
   cpus?: number | undefined;
   workdir?: string | undefined;
   node?: string | undefined;
+  /** SLURM_JOB_NUM_NODES (1 when unset) and SLURM_JOB_NODELIST, compressed as slurmd gives it */
+  numNodes: number;
+  nodelist?: string | undefined;
+  /** SLURM_JOB_CPUS_PER_NODE expanded: one count per node, in node order (undefined when unset or malformed) */
+  cpusPerNode?: number[] | undefined;
 }
 
 function num(v: string | undefined, name: string): number {
@@ -37,6 +42,28 @@ export function parseCpusPerNode(v: string | undefined): number | undefined {
   if (v === undefined || v === '') return undefined;
   const m = /^([1-9][0-9]{0,5})(\(x[1-9][0-9]*\))?(,.*)?$/.exec(v);
   return m ? Number(m[1]) : undefined;
+}
+
+/** `2`, `2(x3)`, `4,2(x2)` → one count per node (pure); undefined when malformed or longer than `max` nodes. */
+export function expandCpusPerNode(v: string | undefined, max = 65536): number[] | undefined {
+  if (v === undefined || v === '') return undefined;
+  const out: number[] = [];
+  for (const part of v.split(',')) {
+    const m = /^([1-9][0-9]{0,5})(?:\(x([1-9][0-9]{0,5})\))?$/.exec(part);
+    if (!m) return undefined;
+    const times = m[2] ? Number(m[2]) : 1;
+    if (out.length + times > max) return undefined;
+    for (let i = 0; i < times; i++) out.push(Number(m[1]));
+  }
+  return out;
+}
+
+/** A compressed Slurm host list as slurmd passes it (`n[1-3,5],gpu01`): only the characters of that syntax. */
+const NODELIST = /^[A-Za-z0-9_.,[\]-]{1,65536}$/;
+
+/** The Prolog's node list: slurmd sets SLURM_NODELIST (22.05, observed) and, in some versions, SLURM_JOB_NODELIST. */
+function nodelistOf(v: string | undefined): string | undefined {
+  return v !== undefined && NODELIST.test(v) ? v : undefined;
 }
 
 /** Slurm's memory spelling (`squeue -o %m`: `300M`, `2G`, `4000M`, a bare number = MB) in MB; undefined when unset (`0`). */
@@ -62,11 +89,14 @@ export function parseHookEnv(env: NodeJS.ProcessEnv): SlurmHookJob {
     cpus: parseCpusPerNode(env.SLURM_JOB_CPUS_PER_NODE),
     workdir: workdir && workdir.startsWith('/') && !workdir.includes('\0') ? workdir : undefined,
     node: env.SLURMD_NODENAME,
+    numNodes: env.SLURM_JOB_NUM_NODES === undefined || env.SLURM_JOB_NUM_NODES === '' ? 1 : num(env.SLURM_JOB_NUM_NODES, 'SLURM_JOB_NUM_NODES'),
+    nodelist: nodelistOf(env.SLURM_JOB_NODELIST || env.SLURM_NODELIST),
+    cpusPerNode: expandCpusPerNode(env.SLURM_JOB_CPUS_PER_NODE),
   };
 }
 
 /** The Epilog gets no SLURM_JOB_GID in 22.05: only what it needs. */
-export function parseEpilogEnv(env: NodeJS.ProcessEnv): Omit<SlurmHookJob, 'gid' | 'cpus' | 'workdir' | 'comment'> & { exitCode: number | undefined } {
+export function parseEpilogEnv(env: NodeJS.ProcessEnv): Omit<SlurmHookJob, 'gid' | 'cpus' | 'workdir' | 'comment' | 'numNodes' | 'nodelist' | 'cpusPerNode'> & { exitCode: number | undefined } {
   const jobId = parseSlurmJobId(env.SLURM_JOB_ID);
   const user = env.SLURM_JOB_USER;
   if (!user || !USER.test(user)) throw new SlurmEnvError(`SLURM_JOB_USER ${JSON.stringify((user ?? '').slice(0, 40))} is not a user name`);

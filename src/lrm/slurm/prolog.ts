@@ -17,7 +17,9 @@ import { hookLog, logTarget } from '../../job/log.js';
 import { readModeMarker } from '../../job/jobstate.js';
 import { TransientFault } from '../../job/outcome.js';
 import { ticketLine } from '../../header/scriptHeader.js';
-import type { JobContext, JobHolds, JobStart, Outcome } from '../../job/contract.js';
+import type { JobContext, JobHolds, JobNodes, JobStart, Outcome } from '../../job/contract.js';
+import { Refusal } from '../../job/outcome.js';
+import { BATCH_NODE_NAME } from '../../cluster/jobNetPlan.js';
 import { parseHookEnv, parseSlurmMemoryMB, type SlurmHookJob } from './env.js';
 import { markJob, type SlurmMark } from './marks.js';
 
@@ -49,6 +51,31 @@ async function batchScript(jobId: string, bin: string | undefined): Promise<stri
   }
 }
 
+/** `scontrol show hostnames` output: one node name per line, each once (pure, strict). */
+export function parseHostnames(stdout: string): string[] {
+  const names = stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  for (const n of names) if (!BATCH_NODE_NAME.test(n)) throw new Error(`scontrol printed ${JSON.stringify(n.slice(0, 70))}, not a node name`);
+  if (new Set(names).size !== names.length) throw new Error('scontrol listed a node twice');
+  return names;
+}
+
+/** A multi-node job's nodes, in Slurm's order (the batch step runs on the first): the Prolog's node list from
+ * slurmd (SLURM_NODELIST; never the job's own environment), expanded by Slurm itself (`scontrol show hostnames`, argument array), and
+ * the cpus the job holds on each (SLURM_JOB_CPUS_PER_NODE). */
+async function jobNodes(job: SlurmHookJob, bin: string | undefined): Promise<JobNodes> {
+  if (!job.nodelist || !job.node) throw new TransientFault('bad-hook-env', 'slurmd gave no node list (SLURM_NODELIST) or SLURMD_NODENAME for a job on several nodes');
+  let nodes: string[];
+  try {
+    nodes = parseHostnames((await run(bin ? `${bin}/scontrol` : 'scontrol', ['show', 'hostnames', job.nodelist], { timeoutMs: 20_000, maxBuffer: 4 << 20 })).stdout);
+  } catch (err) {
+    throw new TransientFault('nodelist', `cannot expand the job's node list ${job.nodelist.slice(0, 200)}: ${describe(err)}`, {}, { cause: err });
+  }
+  if (nodes.length !== job.numNodes) throw new TransientFault('nodelist', `the node list ${job.nodelist.slice(0, 200)} names ${nodes.length} nodes, SLURM_JOB_NUM_NODES says ${job.numNodes}`);
+  const slots = job.cpusPerNode;
+  if (!slots || slots.length !== nodes.length) throw new Refusal('cpus-per-node', 'the cpus the job holds on each node are not known (SLURM_JOB_CPUS_PER_NODE); the job was not started');
+  return { nodes, self: job.node, slots };
+}
+
 /** What the job holds here: SLURM_JOB_CPUS_PER_NODE, and its memory (`squeue -o %m`, which slurmd does not pass). */
 async function holds(job: SlurmHookJob, bin: string | undefined): Promise<JobHolds> {
   let memoryMB: number | undefined;
@@ -56,11 +83,11 @@ async function holds(job: SlurmHookJob, bin: string | undefined): Promise<JobHol
     const r = await run(bin ? `${bin}/squeue` : 'squeue', ['-h', '-j', job.jobId, '-o', '%m'], { timeoutMs: 20_000 });
     memoryMB = parseSlurmMemoryMB(r.stdout);
   } catch { /* unknown: the decision's memory stands */ }
-  return { cpus: job.cpus, memoryMB, nodes: 1 };
+  return { cpus: job.cpus, memoryMB, nodes: job.numNodes };
 }
 
 /** The core's view of the job slurmd is about to start. */
-export function jobStart(job: SlurmHookJob, group: string, held: JobHolds, bin: string | undefined): JobStart {
+export function jobStart(job: SlurmHookJob, group: string, held: JobHolds, bin: string | undefined, nodes?: Promise<JobNodes>): JobStart {
   return {
     lrm: 'slurm', jobId: job.jobId, user: job.user, group, queue: job.partition,
     script: async () => (headerSource(job.comment) === 'comment' ? `${ticketLine(job.comment.trim())}\n` : batchScript(job.jobId, bin)),
@@ -68,6 +95,7 @@ export function jobStart(job: SlurmHookJob, group: string, held: JobHolds, bin: 
     holds: held,
     // Slurm enforces the allocation: the VM gets what the job holds, within the image's and the rule's maxima
     sizeByHolds: true,
+    ...(nodes ? { cluster: () => nodes } : {}),
   };
 }
 
@@ -111,7 +139,16 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
   const sink = new Writable({ write(chunk, _enc, cb) { said.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
   const log = hookLog(logTarget(cfg), 'prolog', job.jobId, sink);
   const bin = ctx.slurmBin ?? cfg.lrm.binDir;
-  const outcome = await admitJob(cfg, jobStart(job, await groupName(job.gid), await holds(job, bin), bin), ctx, log);
+  const held = await holds(job, bin);
+  let nodes: Promise<JobNodes> | undefined;
+  if (job.numNodes > 1) {
+    // a multi-node job: its nodes now (a failure reaches admission through the promise), and the cpus on this one
+    nodes = jobNodes(job, bin);
+    nodes.catch(() => {});
+    const n = await nodes.catch(() => undefined);
+    held.cpus = n ? n.slots[n.nodes.indexOf(n.self)] : undefined;
+  }
+  const outcome = await admitJob(cfg, jobStart(job, await groupName(job.gid), held, bin, nodes), ctx, log);
   try {
     const mark = await markFor(cfg, job.jobId, outcome, said);
     if (mark) await markJob(cfg.vm.stateDir, job.jobId, { uid: job.uid, gid: job.gid }, mark);

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { runJob } from '../../job/run.js';
+import { guestClusterEnv } from '../../cluster/jobCluster.js';
 import { userLine } from '../../job/outcome.js';
 import { parseSlurmJobId } from './jobId.js';
 import { readMark, REFUSED_EXIT, writeReport } from './marks.js';
@@ -16,6 +17,12 @@ import type { SlurmHookContext } from './prolog.js';
 const SCRIPT_MAX = 4 << 20;
 /** Set by the plugin for the runner alone: the job in the guest does not see them. */
 const RUNNER_ONLY = new Set(['WNOD_JOB_SCRIPT', 'WNOD_SLURM_JOB_ID']);
+
+/** The number of nodes of the job (SLURM_JOB_NUM_NODES of the batch step, set by slurmstepd); 1 when unset. */
+export function multiNodeCount(env: NodeJS.ProcessEnv): number {
+  const n = env.SLURM_JOB_NUM_NODES;
+  return n !== undefined && /^[1-9][0-9]{0,4}$/.test(n) ? Number(n) : 1;
+}
 
 export async function main(args: string[], env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promise<number> {
   const startedAt = Date.now();
@@ -52,6 +59,9 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, ctx: SlurmHoo
     return report(REFUSED_EXIT);
   }
   const jobEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string' && !RUNNER_ONLY.has(e[0])));
+  // a multi-node job: the script runs in the first VM (vm0) and sees the cluster of VMs, not the host nodes
+  const vms = multiNodeCount(env);
+  const cluster = vms > 1 ? { ...guestClusterEnv(vms), ...(env.SLURM_JOB_NODELIST ? { WNOD_HOST_NODELIST: env.SLURM_JOB_NODELIST } : {}) } : {};
   const code = await runJob(cfg, jobId, {
     guest: {
       script: async () => {
@@ -59,7 +69,8 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, ctx: SlurmHoo
         if (text.length > SCRIPT_MAX) throw new Error(`the job script is larger than ${SCRIPT_MAX} bytes`);
         return text;
       },
-      args, env: jobEnv, cwd: process.cwd(), workdir: process.cwd(),
+      args, env: { ...jobEnv, ...cluster }, cwd: process.cwd(), workdir: process.cwd(),
+      ...(vms > 1 ? { peers: Array.from({ length: vms - 1 }, (_, i) => `vm${i + 1}`) } : {}),
     },
     // as slurmstepd would have run it
     bare: { file: script, args, argv0: script },

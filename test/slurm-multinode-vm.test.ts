@@ -1,0 +1,157 @@
+// Multi-node wnod jobs on a REAL Slurm (scripts/slurm-local.sh) whose three slurmd are separate nodes as far as the
+// network goes: each in a network namespace of its own with its own address on a site network (test/kit/
+// slurmNetnsNodes.ts), so the job's VXLAN packets cross a switch between network stacks as between real worker
+// nodes. `sbatch -N 3` in the wnod partition: each node's Prolog boots its VM on the job's private network, the
+// script runs in vm0, runs a command on every VM by ssh (the job's own key) and sends data from vm0 to vm1 (checked on
+// both ends); the Epilog leaves nothing on any node. A node that cannot make its part fails the job with the reason;
+// scancel of a multi-node job leaves nothing either. VMs booted: 6 (TCG, the minimal kernel, 256 MB, 1 cpu).
+import t, { type Test } from 'tap';
+import { chown, chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { ensureTestUser } from './kit/pbsmom.js';
+import { ensureBuilt } from './kit/cli.js';
+import { reachableRepo } from './kit/reachable.js';
+import { buildSshTestImage } from './kit/sshImage.js';
+import { hypervisorsOf } from './kit/hypervisors.js';
+import { slurmMissing } from './kit/slurm.js';
+import { makeSlurmSite, type SlurmSite } from './kit/slurmSite.js';
+import { netnsNodes, type NetnsNodes } from './kit/slurmNetnsNodes.js';
+import { inNode } from './kit/siteNodes.js';
+import { jobSlot } from '../src/cluster/jobNetPlan.js';
+import { NODE_FAULT_EXIT } from '../src/job/outcome.js';
+
+const skip = (await slurmMissing()) ?? ((await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode !== 0 ? 'needs nft' : undefined);
+
+t.test('multi-node wnod jobs on a real Slurm with nodes in their own network namespaces', { skip: skip ?? false }, async (t) => {
+  await ensureBuilt();
+  const repo = reachableRepo();
+  const img = await buildSshTestImage({ kernel: 'mini' });
+  const user = await ensureTestUser('wmnjob');
+  const dir = await mkdtemp(join(tmpdir(), 'wmn-'));
+  await chmod(dir, 0o755);
+  const tag = String(process.pid % 100000);
+  let nodes: NetnsNodes | undefined;
+  let ss: SlurmSite | undefined;
+  t.teardown(async () => {
+    await ss?.stop();
+    // each node's own state dir, as the host sees it
+    for (const i of [0, 1, 2]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
+    await nodes?.teardown();
+    await rm(dir, { recursive: true, force: true });
+  });
+  nodes = await netnsNodes(dir, tag, 77, 3);
+  const secret = join(dir, 'jobnet.secret');
+  await writeFile(secret, randomBytes(32), { mode: 0o600 });
+  ss = await makeSlurmSite({
+    dir: join(dir, 'site'), repo, img, basePort: 17700, cluster: 'wmn', nodes: 3, cpus: 2, net: nodes.net,
+    site: {
+      rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
+      // every node's own state under the same path (its mount namespace), 1 cpu and 256 MB per VM (the job's)
+      vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
+      sections: {
+        job_network: {
+          nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: { first: 9000, count: 1000 }, private_range: '10.242.0.0/16',
+          secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
+        },
+      },
+    },
+  });
+  const { fx } = ss;
+  const work = await mkdtemp('/tmp/wmn-w-');
+  await chown(work, user.uid, user.gid);
+  await chmod(work, 0o755);
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const script = async (name: string, body: string) => {
+    const p = join(work, name);
+    await writeFile(p, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    await chown(p, user.uid, user.gid);
+    return p;
+  };
+  const perNode = ['-p', 'wnod', '--ntasks-per-node', '1', '--cpus-per-task', '1', '--mem', '256M'];
+  const twoNodes = [...perNode, '-N', '2', '-w', 'n[1-2]'];
+
+  /** Nothing of the job on node i: no job interface, no rule, no claim, no VM record, no QEMU. */
+  const nothingLeft = async (t: Test, what: string) => {
+    for (const [i, ns] of nodes!.namespaces.entries()) {
+      const until = Date.now() + 60_000;
+      let links: string[] = [];
+      for (;;) {
+        links = (JSON.parse((await inNode(ns, '/usr/sbin/ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
+        if (links.length === 2 || Date.now() > until) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      t.same(links, ['lo', 'site0'], `${what}: n${i + 1} has no job interface left`);
+      t.equal((await inNode(ns, '/usr/sbin/nft', ['list', 'ruleset'])).stdout.trim(), '', `${what}: n${i + 1} has no rule left`);
+      t.same(await readdir(join(nodes!.nodeDir(i), 'claims')).then((f) => f.filter((x) => x.endsWith('.json')), () => []), [], `${what}: n${i + 1} holds no VNI claim`);
+      t.same(await readdir(join(nodes!.nodeDir(i), 'state', 'vms')).catch(() => []), [], `${what}: n${i + 1} has no VM record`);
+    }
+    t.same(await hypervisorsOf(nodes!.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
+  };
+
+  await t.test('a 3-node job: its script in vm0 runs a command on every VM by ssh and sends data to vm1 over the private network', async (t) => {
+    const s = await script('cluster.sh', [
+      'echo "list=$SLURM_JOB_NODELIST nodefile=$(tr "\\n" " " < "$WNOD_NODEFILE") mpich=$(tr "\\n" " " < "$WNOD_HOSTFILE_MPICH")"',
+      'for h in vm0 vm1 vm2; do ssh "$h" \'echo "ssh-ok host=$(hostname) user=$(id -un)"\' || echo "ssh-failed $h"; done',
+      'head -c 1048576 /dev/urandom > /tmp/d',
+      'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
+      // vm1 receives over the job network (ssh between the VMs) and checks its end
+      'ssh vm1 \'cat > /tmp/r; echo "received=$(wc -c < /tmp/r) $(md5sum < /tmp/r | cut -d" " -f1) on $(hostname) from ${SSH_CLIENT%% *}"\' < /tmp/d',
+      'ip -o -4 addr show | grep -o "inet 10\\.242[0-9./]*"',
+    ].join('\n'));
+    const id = await fx.sbatch(user.name, [...perNode, '-N', '3', '-o', 'cluster.out', '-e', 'cluster.err', s], work);
+    const done = await fx.waitDone(id, 600_000);
+    const out = await readFile(join(work, 'cluster.out'), 'utf8').catch(() => '');
+    const err = await readFile(join(work, 'cluster.err'), 'utf8').catch(() => '');
+    t.equal(done.state, 'COMPLETED', `the job completed (stderr: ${err.slice(0, 600)})`);
+    t.equal(done.fields.NodeList, 'n[1-3]', 'Slurm gave it three nodes');
+    t.match(out, /^list=vm\[0-2\] nodefile=vm0 vm1 vm2  mpich=vm0:1 vm1:1 vm2:1 $/m, 'the script sees its cluster of VMs');
+    t.match(out, `ssh-ok host=vm0 user=${user.name}`);
+    t.match(out, `ssh-ok host=vm1 user=${user.name}`, 'ssh to the VM on another node, no password, no prompt');
+    t.match(out, `ssh-ok host=vm2 user=${user.name}`);
+    t.notMatch(out, /ssh-failed/);
+    const sent = /sent=([0-9a-f]{32})/.exec(out)?.[1];
+    t.ok(sent, 'vm0 made the data');
+    const recv = /received=(\d+) ([0-9a-f]{32}) on (\S+) from (\S+)/.exec(out);
+    t.same(recv?.slice(1, 4), ['1048576', sent, 'vm1'], 'vm1 received every byte, unchanged');
+    const vm0Ip = /inet (10\.242\.[0-9.]+)\/24/.exec(out)?.[1];
+    t.equal(recv?.[4], vm0Ip, 'over the private network, from vm0\'s address on it');
+    await nothingLeft(t, 'after the job');
+  });
+
+  await t.test('a node whose part of the job fails: the job fails with the reason, its script never runs, nothing is left', async (t) => {
+    // node n2 holds an interface with the job's bridge name that no job claims: it refuses to reuse it (a collision
+    // the node cannot resolve), its Prolog refuses the job; n1 boots vm0, the runner finds vm1 missing
+    const s = await script('half.sh', 'echo should-not-run');
+    const id = await fx.sbatch(user.name, [...twoNodes, '--hold', '-o', 'half.out', '-e', 'half.err', s], work);
+    const { vni } = jobSlot({ vni: { first: 9000, count: 1000 }, port: 4789, underlayMtu: 1500, privateRange: '10.242.0.0/16', subnetPrefix: 24 }, id);
+    const stray = `wnb${vni.toString(16).padStart(6, '0')}`;
+    t.equal((await inNode(nodes!.namespaces[1]!, '/usr/sbin/ip', ['link', 'add', stray, 'type', 'bridge'])).exitCode, 0);
+    await fx.asUser(user.name, 'scontrol', ['release', id]);
+    const done = await fx.waitDone(id, 600_000);
+    t.equal(done.state, 'FAILED');
+    t.equal(done.exitCode, `${NODE_FAULT_EXIT}:0`, 'the node-fault status: the job is not at fault');
+    t.match(await readFile(join(work, 'half.err'), 'utf8'), /^wnod: the job's virtual machine vm1 on its other node did not come up/m);
+    t.notMatch(await readFile(join(work, 'half.out'), 'utf8').catch(() => ''), /should-not-run/);
+    const log = await readFile(join(ss!.site.dir, 'wnod.log'), 'utf8');
+    t.match(log, new RegExp(`"job":"${id}".*"code":"jobnet-collision".*interfaces ${stray} exist on this node but no job claims`), 'n2 said why, in the site log');
+    t.match(await fx.nodeState('n2'), /^(idle|mixed)$/, 'n2 not drained');
+    t.equal((await inNode(nodes!.namespaces[1]!, '/usr/sbin/ip', ['link', 'del', stray])).exitCode, 0, 'the stray bridge was left alone');
+    await nothingLeft(t, 'after the failed job');
+  });
+
+  await t.test('scancel of a 2-node job: the job ends, nothing is left on either node', async (t) => {
+    const s = await script('long.sh', 'echo started; ssh vm1 "echo peer-up"; while :; do sleep 1; done');
+    const id = await fx.sbatch(user.name, [...twoNodes, '-o', 'long.out', s], work);
+    const until = Date.now() + 600_000;
+    const running = async () => (await fx.asUser(user.name, 'squeue', ['-h', '-j', id, '-o', '%T'])).stdout.trim().match(/^(PENDING|CONFIGURING|RUNNING)$/);
+    while (Date.now() < until && !(await readFile(join(work, 'long.out'), 'utf8').catch(() => '')).includes('peer-up') && await running()) await new Promise((r) => setTimeout(r, 500));
+    t.match(await readFile(join(work, 'long.out'), 'utf8'), /peer-up/, 'both VMs were up');
+    await fx.asUser(user.name, 'scancel', [id]);
+    const done = await fx.waitDone(id);
+    t.equal(done.state, 'CANCELLED');
+    await nothingLeft(t, 'after scancel');
+  });
+});
