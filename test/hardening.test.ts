@@ -24,7 +24,7 @@ t.test('templates: default shape only; at most MAX_TEMPLATES_PER_IMAGE kept per 
   t.match(shapeBlocker({ cpus: 2, memoryMB: 2048 }, defaults), /non-default shape/);
 
   const m = (key: string, o: Partial<TemplateMeta>): TemplateMeta => ({ format: 1, key, createdAt: '2026-01-01T00:00:00Z', imageId: 'img', digest: 'd',
-    cpus: 1, memoryMB: 2048, accel: 'tcg', network: 'none', caps: [], snapshotBytes: 1, buildS: 1, qemuVersion: 'q', ...o });
+    cpus: 1, memoryMB: 2048, accel: 'tcg', network: 'none', caps: [], snapshotBytes: 1, ram: { bytes: 1, sha256: 's' }, buildS: 1, qemuVersion: 'q', ...o });
   const fresh = m('fresh', { createdAt: '2026-01-05T00:00:00Z' });
   const others = [
     m('stale', { createdAt: '2026-01-01T00:00:00Z' }),                                  // same image and shape: an older build
