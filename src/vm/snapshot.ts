@@ -11,8 +11,9 @@
  *
  * The key is a sha256 over everything that must match between the saving and the restoring QEMU: image digest and
  * file identities, QEMU binary identity and version, the full argument list with per-VM paths masked (machine,
- * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template; the Torque
- * engine asks for templates of each image's default shape only, and at most MAX_TEMPLATES_PER_IMAGE are kept. */
+ * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template; the job
+ * engine asks for one for the image's default shape at once and for another shape on its second job (buildNow),
+ * and at most MAX_TEMPLATES_PER_IMAGE are kept. */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -39,8 +40,12 @@ export const TEMPLATE_FORMAT = 2;
 const IGNORE_SHARED = { capabilities: [{ capability: 'x-ignore-shared', state: true }] };
 /** What a guest must offer for its template to be saved at all. */
 export const REQUIRED_CAPS = ['setup', 'lock', 'reseed'] as const;
-/** Templates kept per image id (default shape × network none/user); older ones are pruned after each build. */
-export const MAX_TEMPLATES_PER_IMAGE = 2;
+/** Templates kept per image id (the shapes jobs hold × network none/user); older ones are pruned after each build.
+ * A clone shares its template's RAM, so a template costs the node its touched pages once, not once per VM. */
+export const MAX_TEMPLATES_PER_IMAGE = 4;
+/** A shape other than the image's default gets a template once a second job of it cold booted within this window:
+ * one odd job does not make the node build (and keep) a template. */
+export const SHAPE_REPEAT_MS = 86_400_000;
 /** First back-off after a transient build failure; doubles per consecutive failure up to a day. */
 export const BUILD_BACKOFF_MS = 600_000;
 
@@ -80,11 +85,12 @@ export interface TemplateMeta {
 
 export type TemplateLookup = { status: 'ready'; dir: string; meta: TemplateMeta } | { status: 'refused'; reason: string; retryAt?: string } | { status: 'missing' };
 
-/** Why a job of this shape gets no template (undefined = it may): templates are built for the image's default shape
- * only, so that per-job cpus/memory choices cannot make the node build (and keep) unbounded templates. Pure. */
-export function shapeBlocker(job: { cpus: number; memoryMB: number }, defaults: { cpus: number; memoryMB: number }): string | undefined {
-  if (job.cpus === defaults.cpus && job.memoryMB === defaults.memoryMB) return undefined;
-  return `no snapshot template for a non-default shape (${job.cpus} cpu, ${job.memoryMB} MB; templates are built for ${defaults.cpus} cpu, ${defaults.memoryMB} MB)`;
+/** Whether a job that cold booted for want of a template should have one built now: the image's default shape at
+ * once, another shape when its previous cold boot (`lastSeenMs`) was within SHAPE_REPEAT_MS — so that per-job
+ * cpus/memory choices cannot make the node build a template per job. Pure. */
+export function buildNow(job: { cpus: number; memoryMB: number }, defaults: { cpus: number; memoryMB: number }, lastSeenMs: number | undefined, now: number): boolean {
+  if (job.cpus === defaults.cpus && job.memoryMB === defaults.memoryMB) return true;
+  return lastSeenMs !== undefined && now - lastSeenMs >= 0 && now - lastSeenMs < SHAPE_REPEAT_MS;
 }
 
 /** How long to wait before building again after `failures` consecutive transient failures. Pure. */
@@ -491,6 +497,7 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     await writeFileAtomic(join(bdir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n', 0o600);
     await rename(bdir, templateDir(b.dir, key));
     await rm(join(b.dir, `${key}.failed.json`), { force: true });
+    await rm(join(b.dir, `${key}.seen`), { force: true });
     await pruneStale(b.dir, meta);
     log(`snapshot template ${key} saved: ${(bytes / 1e6).toFixed(1)} MB in ${meta.buildS.toFixed(1)} s`);
     return { status: 'built', key, seconds: meta.buildS, bytes };
@@ -535,6 +542,12 @@ async function pruneStale(dir: string, fresh: TemplateMeta): Promise<void> {
     if (m && m.key === n && typeof m.imageId === 'string' && typeof m.createdAt === 'string') metas.push(m);
   }
   for (const k of templatesToPrune(metas, fresh)) await removeTemplate(dir, k);
+  // shapes asked for once and not again within the window (buildNow) are forgotten
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{32}\.seen$/.test(n)) continue;
+    const st = await stat(join(dir, n)).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs >= SHAPE_REPEAT_MS) await rm(join(dir, n), { force: true });
+  }
 }
 
 /** Remove a template: its RAM holder first (clones running from it keep their mapping of the sealed copy). */
