@@ -4,6 +4,7 @@ import t from 'tap';
 import { chown, cp, mkdir, open, readFile, readdir, readlink, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
@@ -347,4 +348,43 @@ t.test('template memory: clones share one sealed copy of the template\'s RAM; no
   }
   t.ok(gone, 'a removed template takes its holder with it');
   t.same(await listRecords(stateDir), []);
+});
+
+t.test('a port forward (a lease\'s ssh): the clone listens on it, the template never did; one template with plain user networking', async (t) => {
+  const image = testVmImage(await buildTestImage({ kernel: 'mini' }));
+  // the port is taken while the template is built: a template that tried to listen on it would fail to start
+  const busy = createServer(() => {});
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  const port = (busy.address() as AddressInfo).port;
+  const lease = (id: string) => spec(id, { image, network: { mode: 'user', forwards: [{ hostAddr: '127.0.0.1', hostPort: port, guestPort: 7777 }] } });
+  let b;
+  try {
+    b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: lease('tpl-fwd'), accel: 'tcg' });
+  } finally {
+    await new Promise((r) => busy.close(r));
+  }
+  t.ok(b.status === 'built' || b.status === 'exists', JSON.stringify(b));
+  const plain = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl-user', { image, network: { mode: 'user' } }), accel: 'tcg' });
+  t.same([plain.status, plain.key], ['exists', b.key], 'a plain user-network job has the same template');
+
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  let s = await driver.prepare(lease('fwd'));
+  try {
+    s = await driver.start(s);
+    s = await driver.waitReady(s, 120_000);
+    t.equal(s.extra?.boot, 'restore', `restored (${s.extra?.coldReason ?? ''})`);
+    t.equal(await driver.exec(s, { argv: ['/bin/sh', '-c', '(busybox nc -l -p 7777 -e /bin/echo hello-from-the-clone </dev/null >/dev/null 2>&1 &) ; sleep 0.5'],
+      cwd: '/', env: {}, user: NOBODY, stdout: collect(), stderr: collect() }), 0);
+    const got = await new Promise<string>((resolve, reject) => {
+      const c = connect(port, '127.0.0.1');
+      let text = '';
+      c.on('data', (d) => { text += d.toString(); });
+      c.on('end', () => resolve(text));
+      c.on('error', reject);
+      c.setTimeout(20_000, () => { c.destroy(); reject(new Error('no answer through the forward')); });
+    });
+    t.equal(got, 'hello-from-the-clone\n', 'the host port reaches the clone\'s guest port');
+  } finally {
+    await driver.destroy(s);
+  }
 });

@@ -102,7 +102,6 @@ export function restoreBlocker(spec: VmSpec): string | undefined {
   if (spec.image.files.disk) return 'images with a root disk are not snapshotted (the disk overlay would be shared)';
   if (spec.network.mode === 'bridge') return 'bridged networking is not snapshotted';
   if (spec.network.job) return 'job networks are not snapshotted (the template has no tap of the job)';
-  if ((spec.network as { forwards?: unknown[] }).forwards?.length) return 'user-mode port forwards are not snapshotted';
   return undefined;
 }
 
@@ -115,14 +114,17 @@ function runPaths(runDir: string) {
   };
 }
 
-/** The QEMU plan of a template and of each of its clones: identical but for the paths. Pure. */
+/** The QEMU plan of a template and of each of its clones: identical but for the paths, and a clone's port
+ * forwards (a lease's ssh): netdev backends are not migrated, so a clone listens where its template never did. The
+ * key and the template have none: a lease and a plain user-network job share a template. Pure. */
 export function snapshotPlan(o: { spec: VmSpec; accel: 'kvm' | 'tcg'; khz: number | undefined; runDir: string; initrd: string;
   ninep: string; incoming?: string; ram: { path: string; share: boolean } }): QemuPlan {
   const s = o.spec;
   return {
     machine: 'microvm', accel: o.accel, cpus: s.cpus, memoryMB: s.memoryMB, ...(s.image.acpi === false ? { acpi: false } : {}),
     kernel: s.image.files.kernel, initrd: o.initrd,
-    cmdline: kernelCmdline(o.accel, o.khz, [s.image.cmdline, 'init_on_free=1'].filter(Boolean).join(' ')), ...runPaths(o.runDir), network: { mode: s.network.mode, ...(s.network.mac ? { mac: s.network.mac } : {}) },
+    cmdline: kernelCmdline(o.accel, o.khz, [s.image.cmdline, 'init_on_free=1'].filter(Boolean).join(' ')), ...runPaths(o.runDir), network: { mode: s.network.mode, ...(s.network.mac ? { mac: s.network.mac } : {}),
+      ...(o.incoming && s.network.forwards?.length ? { forwards: s.network.forwards } : {}) },
     ninep: o.ninep, ...(o.incoming ? { incoming: o.incoming } : {}), templateRam: o.ram,
   };
 }
