@@ -5,7 +5,7 @@
 //   restore  the job in partition `wnod` with a ticket, its VM restored from the warm snapshot template
 //   cold     the same with vm.snapshots off (a cold boot of the minimal kernel)
 // each one job at a time (--n rounds) and 4 at once (--rounds4 rounds), medians. Prints one JSON object.
-//   bash scripts/bench.sh slurm [--n 5] [--rounds4 3] [--accel tcg|auto|kvm] [--port 17850] [--cluster wnodbench] [--user wnodbench]
+//   bash scripts/bench.sh slurm [--n 5] [--rounds4 3] [--accel tcg|auto|kvm] [--port 17850] [--cluster wnodbench] [--user wnodbench] [--keep]
 // Targets (issue 11): restore ≤ bare + 1.0 s per job under TCG; 4 restores at once ≤ 1.5 × one restore.
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -29,6 +29,7 @@ import { readRecords } from '../src/accounting/store.js';
 const { values } = parseArgs({ options: {
   n: { type: 'string', default: '5' }, rounds4: { type: 'string', default: '3' }, accel: { type: 'string', default: 'tcg' },
   port: { type: 'string', default: '17850' }, cluster: { type: 'string', default: 'wnodbench' }, user: { type: 'string', default: 'wnodbench' },
+  keep: { type: 'boolean', default: false },
 } });
 const N = Number(values.n);
 const R4 = Number(values.rounds4);
@@ -174,5 +175,6 @@ try {
   }) + '\n');
 } finally {
   await ss.stop();
-  await rm(dir, { recursive: true, force: true });
+  if (values.keep) process.stderr.write(`slurm bench: kept ${dir} (the root log: ${cfg.logFile})\n`);
+  else await rm(dir, { recursive: true, force: true });
 }

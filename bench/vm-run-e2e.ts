@@ -1,13 +1,15 @@
 // `wnod vm run --test-image -- true` end to end (a fresh `node` process each time, as a user types it), printing JSON.
 //   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/vm-run-e2e.ts [--rounds 5] [--cache-dir DIR]
 // Variants, interleaved round by round (the order rotates each round):
-//   warm   the package versions from the resolution record (src/guest/aptRecord.ts): no apt at all
-//   cold   the record removed first: apt-cache resolves every version, as every run did before the record
+//   warm   as typed: the VM restored from the warm template of the image and shape (the default of `vm run`)
+//   cold   `--cold`: the VM cold boots (Debian's cloud kernel under TCG), as every run did before
 //   node   `wnod vm --help`: the CLI's start-up alone (the floor of any wnod command)
-// The test image must be built (the first run builds it; a warm-up run before the rounds is not counted). Root only.
+// A warm-up run before the rounds (not counted) builds the test image if need be and then the template. The
+// template lives in a state dir of the bench's own. Root only.
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +25,9 @@ if (!Number.isSafeInteger(ROUNDS) || ROUNDS < 1) {
 }
 const cacheDir = values['cache-dir']!;
 const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
-const vmRun = ['vm', 'run', '--test-image', '--cache-dir', cacheDir, '--', 'true'];
+const stateDir = await mkdtemp(join(tmpdir(), 'wnod-bench-vmrun-'));
+const vmRun = ['vm', 'run', '--test-image', '--cache-dir', cacheDir, '--state-dir', stateDir, '--', 'true'];
+const vmRunCold = ['vm', 'run', '--test-image', '--cache-dir', cacheDir, '--state-dir', stateDir, '--cold', '--', 'true'];
 
 async function timed(args: string[]): Promise<number> {
   const t0 = performance.now();
@@ -36,19 +40,20 @@ async function timed(args: string[]): Promise<number> {
 type Variant = 'warm' | 'cold' | 'node';
 const variants: Record<Variant, () => Promise<number>> = {
   warm: () => timed(vmRun),
-  cold: async () => { await rm(join(cacheDir, 'resolved.json'), { force: true }); return timed(vmRun); },
+  cold: () => timed(vmRunCold),
   node: () => timed(['vm', '--help']),
 };
 const names = Object.keys(variants) as Variant[];
 const samples: Record<Variant, number[]> = { warm: [], cold: [], node: [] };
 const load: number[] = [loadavg()[0]!];
 
-await timed(vmRun); // builds the image and writes the record if need be
+await timed(vmRun); // builds the image if need be, then the template
 for (let r = 0; r < ROUNDS; r++) {
   const order = names.map((_, k) => names[(k + r) % names.length]!);
   for (const v of order) samples[v].push(await variants[v]());
   load.push(loadavg()[0]!);
 }
+await rm(stateDir, { recursive: true, force: true });
 const med = Object.fromEntries(names.map((v) => [v, Math.round(median(samples[v]))])) as Record<Variant, number>;
 const TARGET_MS = 2000;
 process.stdout.write(JSON.stringify({

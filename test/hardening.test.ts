@@ -5,7 +5,7 @@ import t from 'tap';
 import { chmod, chown, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { backoffMs, bootVerdict, buildTemplate, lookupTemplate, shapeBlocker, templatesToPrune, BUILD_BACKOFF_MS, type TemplateMeta } from '../src/vm/snapshot.js';
+import { backoffMs, bootVerdict, buildNow, buildTemplate, lookupTemplate, templatesToPrune, BUILD_BACKOFF_MS, SHAPE_REPEAT_MS, type TemplateMeta } from '../src/vm/snapshot.js';
 import { pinnedCli, wnodCli } from '../src/job/vmEngine.js';
 import { assertTrustedPath, trustProblem } from '../src/util/trustedPath.js';
 import { buildMiniKernel } from '../src/kernel/miniKernel.js';
@@ -17,14 +17,17 @@ import { reachable } from './kit/reachable.js';
 
 const NOBODY = 65534;
 
-t.test('templates: default shape only; at most MAX_TEMPLATES_PER_IMAGE kept per image', async (t) => {
+t.test('templates: the default shape at once, another on its second job; at most MAX_TEMPLATES_PER_IMAGE kept per image', async (t) => {
   const defaults = { cpus: 1, memoryMB: 2048 };
-  t.equal(shapeBlocker({ cpus: 1, memoryMB: 2048 }, defaults), undefined, 'the default shape may have a template');
-  t.match(shapeBlocker({ cpus: 1, memoryMB: 2049 }, defaults), /non-default shape \(1 cpu, 2049 MB; templates are built for 1 cpu, 2048 MB\)/, '1 MB more is another shape');
-  t.match(shapeBlocker({ cpus: 2, memoryMB: 2048 }, defaults), /non-default shape/);
+  const now = 10 * SHAPE_REPEAT_MS;
+  t.equal(buildNow({ cpus: 1, memoryMB: 2048 }, defaults, undefined, now), true, 'the default shape: at once');
+  t.equal(buildNow({ cpus: 1, memoryMB: 2049 }, defaults, undefined, now), false, '1 MB more is another shape: not on its first job');
+  t.equal(buildNow({ cpus: 2, memoryMB: 2048 }, defaults, now - 1000, now), true, 'on its second within the window');
+  t.equal(buildNow({ cpus: 2, memoryMB: 2048 }, defaults, now - SHAPE_REPEAT_MS, now), false, 'not when the first was a window ago');
+  t.equal(buildNow({ cpus: 2, memoryMB: 2048 }, defaults, now + 1000, now), false, 'nor on a marker from the future');
 
   const m = (key: string, o: Partial<TemplateMeta>): TemplateMeta => ({ format: 1, key, createdAt: '2026-01-01T00:00:00Z', imageId: 'img', digest: 'd',
-    cpus: 1, memoryMB: 2048, accel: 'tcg', network: 'none', caps: [], snapshotBytes: 1, buildS: 1, qemuVersion: 'q', ...o });
+    cpus: 1, memoryMB: 2048, accel: 'tcg', network: 'none', caps: [], snapshotBytes: 1, ram: { bytes: 1, sha256: 's' }, buildS: 1, qemuVersion: 'q', ...o });
   const fresh = m('fresh', { createdAt: '2026-01-05T00:00:00Z' });
   const others = [
     m('stale', { createdAt: '2026-01-01T00:00:00Z' }),                                  // same image and shape: an older build
@@ -33,7 +36,8 @@ t.test('templates: default shape only; at most MAX_TEMPLATES_PER_IMAGE kept per 
     m('old-513', { memoryMB: 513, createdAt: '2026-01-03T00:00:00Z' }),
     m('other-image', { imageId: 'img2', memoryMB: 999 }),
   ];
-  t.same(templatesToPrune(others, fresh).sort(), ['old-512', 'old-513', 'stale'], 'the fresh one and the newest other of the image stay');
+  t.same(templatesToPrune(others, fresh).sort(), ['stale'], 'an older build of the same shape goes; up to MAX_TEMPLATES_PER_IMAGE stay');
+  t.same(templatesToPrune(others, fresh, 2).sort(), ['old-512', 'old-513', 'stale'], 'the fresh one and the newest other of the image stay');
   t.same(templatesToPrune(others, fresh, 3).sort(), ['old-512', 'stale']);
   t.same(templatesToPrune([], fresh), []);
 });

@@ -235,6 +235,14 @@ t.test('CLI: vm run --test-image, vms, kill-all; and a bounded accel probe whose
   t.equal(r.exitCode, 5, r.stderr);
   t.equal(r.stdout.trim(), 'hello');
   t.match(r.stderr, /oops/);
+  // the first run of an image and shape builds its template after the command; the next one restores from it
+  t.match(r.stderr, /snapshot template [0-9a-f]{32} saved/, 'the first run built a template');
+  const again = await wnod(['vm', 'run', '--test-image', '--state-dir', sd, '--snapshot', '--', '/bin/sh', '-c', 'echo again'], { timeoutMs: 300_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  t.same([again.exitCode, again.stdout], [0, 'again'], again.stderr);
+  t.match(again.stderr, /restored from a snapshot/, 'the second run is restored');
+  const cold = await wnod(['vm', 'run', '--test-image', '--state-dir', sd, '--cold', '--', 'true'], { timeoutMs: 300_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  t.same([cold.exitCode, cold.stderr], [0, ''], '--cold boots, builds nothing, says nothing');
+  t.equal((await wnod(['vm', 'run', '--test-image', '--snapshot', '--cold', '--', 'true'])).exitCode, 2, '--snapshot and --cold exclude each other');
   const bad = await wnod(['vm', 'run', '--test-image', '--cpus', '99', '--', 'true']);
   t.equal(bad.exitCode, 2);
   t.match(bad.stderr, /--cpus 99 is outside 1\.\.16/);

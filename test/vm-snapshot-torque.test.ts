@@ -61,3 +61,38 @@ t.test('first job cold boots and asks for a template; the next runs on a restore
   t.same(await readdir(join(s.site.stateDir, 'vms')).catch(() => []), [], 'the epilogue removed the VM');
   t.same(await readdir(join(s.site.stateDir, 'run')).catch(() => []), [], 'and its runtime dir');
 });
+
+t.test('another shape than the default: the first job cold boots and is only remembered; the second asks for a template; the third is restored', async (t) => {
+  const tdir = join(s.site.stateDir, 'templates');
+  const shaped = (id: string) => ({ ...job(id, 'echo shaped\n'), script: `#!/bin/bash\n#PBS -q wnod\n# wnod-ticket: ${s.ticket({ memoryMB: 320 })}\necho shaped\n` });
+  const keys = async () => (await readdir(tdir)).filter((n) => /^[0-9a-f]{32}$/.test(n)).sort();
+  const before = await keys();
+  const r1 = await s.mom.runJob(shaped('910.wn1'));
+  t.equal(r1.exitStatus, 0, r1.stderr);
+  t.match(await bootOf('910.wn1'), { mode: 'cold', coldReason: /no snapshot template yet/ });
+  const seen = (await readdir(tdir)).filter((n) => n.endsWith('.seen'));
+  t.equal(seen.length, 1, 'the shape is remembered');
+  t.same((await readdir(tdir)).filter((n) => n.endsWith('.request.json')), [], 'no build was asked for one job of that shape');
+  await new Promise((r) => setTimeout(r, 3000));
+  t.same(await keys(), before, 'and none was built');
+
+  const r2 = await s.mom.runJob(shaped('911.wn1'));
+  t.equal(r2.exitStatus, 0, r2.stderr);
+  t.match(await bootOf('911.wn1'), { mode: 'cold' });
+  let fresh: string | undefined;
+  for (let i = 0; i < 600 && !fresh; i++) {
+    fresh = (await keys()).find((k) => !before.includes(k));
+    if (fresh && (await lookupTemplate(tdir, fresh)).status !== 'ready') fresh = undefined;
+    if (!fresh) await new Promise((r) => setTimeout(r, 200));
+  }
+  t.ok(fresh, `the second job of the shape had a template built (log: ${await readFile(join(tdir, 'build.log'), 'utf8').catch(() => '')})`);
+  const m = fresh ? await lookupTemplate(tdir, fresh) : undefined;
+  t.match(m, { status: 'ready', meta: { memoryMB: 320 } }, 'for that shape');
+  t.same((await readdir(tdir)).filter((n) => n.endsWith('.seen')), [], 'the marker went with the build');
+  t.same(await keys(), [...before, fresh].sort(), 'the default shape\'s template is kept beside it');
+
+  const r3 = await s.mom.runJob(shaped('912.wn1'));
+  t.equal(r3.exitStatus, 0, r3.stderr);
+  t.match(r3.stdout, /shaped/);
+  t.match(await bootOf('912.wn1'), { mode: 'restore' }, 'the third job of the shape is restored');
+});

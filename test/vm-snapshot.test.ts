@@ -1,9 +1,10 @@
 // Warm snapshots with real QEMU (TCG): a template per image and shape, clones restored from it that get their own
 // entropy, clock and user, the fallbacks to a cold boot (stale, corrupted, refused), and the agent's one-way LOCK.
 import t from 'tap';
-import { chown, cp, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { chown, cp, mkdir, open, readFile, readdir, readlink, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
@@ -13,6 +14,7 @@ import { agentCaps, agentExec, agentSetup, lockAgent, EXIT_LOCKED } from '../src
 import { cpioArchive } from '../src/vm/cpio.js';
 import { listRecords } from '../src/vm/state.js';
 import { QmpClient } from '../src/vm/qmp.js';
+import { ramDigest } from '../src/vm/templateRam.js';
 import { isAlive } from '../src/vm/proc.js';
 import { killStragglers } from '../src/job/vmEngine.js';
 import type { VmImage, VmSpec, VmState } from '../src/vm/driver.js';
@@ -276,4 +278,113 @@ t.test('a restored clone\'s QEMU runs as the job user: guest root cannot make ro
     await driver.destroy(state);
   }
   t.same(await listRecords(stateDir), []);
+});
+
+t.test('template memory: clones share one sealed copy of the template\'s RAM; none can write it, none holds the saved file', async (t) => {
+  const image = testVmImage(await buildTestImage({ kernel: 'mini' }));
+  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl-mini', { image }), accel: 'tcg' });
+  t.ok(b.status === 'built' || b.status === 'exists', JSON.stringify(b));
+  const found = await lookupTemplate(tpl, b.key);
+  if (found.status !== 'ready') return t.fail(`template ${found.status}`);
+  const saved = await stat(join(found.dir, 'ram'));
+  t.equal(saved.mode & 0o777, 0o600, 'the saved RAM is root-only');
+  t.equal(found.meta.snapshotBytes < 4 * 1024 * 1024, true, `the migration stream holds device state only (${found.meta.snapshotBytes} bytes)`);
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  const memfd = new RegExp(`^/memfd:wnod-tmpl-${b.key} \\(deleted\\)$`);
+  /** The clone's fds: the one on the sealed copy, and whether any is the saved file. */
+  const fdsOf = async (pid: number) => {
+    let sealed: string | undefined;
+    let onSaved = false;
+    for (const fd of await readdir(`/proc/${pid}/fd`)) {
+      const p = `/proc/${pid}/fd/${fd}`;
+      if (memfd.test(await readlink(p).catch(() => ''))) sealed = p;
+      const st = await stat(p).catch(() => undefined);
+      if (st && st.dev === saved.dev && st.ino === saved.ino) onSaved = true;
+    }
+    return { sealed, onSaved };
+  };
+  const clones: VmState[] = [];
+  try {
+    for (const id of ['share1', 'share2']) {
+      let s = await driver.prepare(spec(id, { image }));
+      clones.push(s);
+      s = await driver.start(s);
+      s = await driver.waitReady(s, 120_000);
+      clones[clones.length - 1] = s;
+      t.equal(s.extra?.boot, 'restore', `${id} restored (${s.extra?.coldReason ?? ''})`);
+    }
+    const [c1, c2] = clones as [VmState, VmState];
+    const f1 = await fdsOf(c1.pids.qemu!.pid);
+    const f2 = await fdsOf(c2.pids.qemu!.pid);
+    t.notOk(f1.onSaved || f2.onSaved, 'no clone holds an fd on the saved RAM file');
+    t.ok(f1.sealed && f2.sealed, 'each clone maps the sealed copy');
+    t.equal((await stat(f1.sealed!)).ino, (await stat(f2.sealed!)).ino, 'both map the same copy');
+    t.match(await readFile(`/proc/${c1.pids.qemu!.pid}/maps`, 'utf8'), new RegExp(`rw-p 00000000 \\S+ \\d+ +/memfd:wnod-tmpl-${b.key}`), 'mapped private, copy-on-write');
+    // the clone's own fd is read-write (QEMU 7.2 opens it so): the seals must refuse writes through it, even root's
+    const fh = await open(f1.sealed!, 'r+');
+    try {
+      await t.rejects(fh.write(Buffer.from('poison'), 0, 6, 0), { code: 'EPERM' }, 'a write to the template memory is refused');
+      await t.rejects(fh.truncate(0), { code: 'EPERM' }, 'so is a truncate');
+    } finally {
+      await fh.close();
+    }
+    // a clone writing its whole RAM changes its own pages only
+    const out = collect();
+    t.equal(await driver.exec(c1, { argv: ['/bin/sh', '-c', 'head -c 64000000 /dev/zero | tr "\\0" x > /dev/shm/fill 2>/dev/null || head -c 64000000 /dev/zero | tr "\\0" x > /tmp/fill; echo done'],
+      cwd: '/', env: {}, user: { name: 'root', uid: 0, gid: 0 }, stdout: out, stderr: collect() }), 0);
+    t.equal(out.text(), 'done\n');
+    t.equal(await ramDigest(f2.sealed!), found.meta.ram.sha256, 'the template memory is what was saved, after a clone wrote 64 MB of its RAM');
+  } finally {
+    for (const s of clones) await driver.destroy(s);
+  }
+  // the holder goes with its template
+  const holder = JSON.parse(await readFile(join(found.dir, 'holder.json'), 'utf8')) as { pid: number; startTime: string };
+  t.ok(await isAlive(holder), 'a holder keeps the copy between clones');
+  await rm(join(tpl, b.key), { recursive: true, force: true });
+  let gone = false;
+  for (let i = 0; i < 150 && !gone; i++) {
+    gone = !(await isAlive(holder));
+    if (!gone) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.ok(gone, 'a removed template takes its holder with it');
+  t.same(await listRecords(stateDir), []);
+});
+
+t.test('a port forward (a lease\'s ssh): the clone listens on it, the template never did; one template with plain user networking', async (t) => {
+  const image = testVmImage(await buildTestImage({ kernel: 'mini' }));
+  // the port is taken while the template is built: a template that tried to listen on it would fail to start
+  const busy = createServer(() => {});
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  const port = (busy.address() as AddressInfo).port;
+  const lease = (id: string) => spec(id, { image, network: { mode: 'user', forwards: [{ hostAddr: '127.0.0.1', hostPort: port, guestPort: 7777 }] } });
+  let b;
+  try {
+    b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: lease('tpl-fwd'), accel: 'tcg' });
+  } finally {
+    await new Promise((r) => busy.close(r));
+  }
+  t.ok(b.status === 'built' || b.status === 'exists', JSON.stringify(b));
+  const plain = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl-user', { image, network: { mode: 'user' } }), accel: 'tcg' });
+  t.same([plain.status, plain.key], ['exists', b.key], 'a plain user-network job has the same template');
+
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  let s = await driver.prepare(lease('fwd'));
+  try {
+    s = await driver.start(s);
+    s = await driver.waitReady(s, 120_000);
+    t.equal(s.extra?.boot, 'restore', `restored (${s.extra?.coldReason ?? ''})`);
+    t.equal(await driver.exec(s, { argv: ['/bin/sh', '-c', '(busybox nc -l -p 7777 -e /bin/echo hello-from-the-clone </dev/null >/dev/null 2>&1 &) ; sleep 0.5'],
+      cwd: '/', env: {}, user: NOBODY, stdout: collect(), stderr: collect() }), 0);
+    const got = await new Promise<string>((resolve, reject) => {
+      const c = connect(port, '127.0.0.1');
+      let text = '';
+      c.on('data', (d) => { text += d.toString(); });
+      c.on('end', () => resolve(text));
+      c.on('error', reject);
+      c.setTimeout(20_000, () => { c.destroy(); reject(new Error('no answer through the forward')); });
+    });
+    t.equal(got, 'hello-from-the-clone\n', 'the host port reaches the clone\'s guest port');
+  } finally {
+    await driver.destroy(s);
+  }
 });

@@ -18,14 +18,15 @@ const DEFAULT_STATE_DIR = '/var/lib/wnod';
 
 const HELP = `usage:
   wnod vm run --config FILE --image ID [--cpus N] [--memory MB] [--workdir DIR] [--network none|user] -- CMD [ARGS…]
-  wnod vm run --test-image [--kernel debian|mini] [--disk] [--cpus N] [--memory MB] [--workdir DIR] [--state-dir DIR] [--snapshot] [-- CMD [ARGS…]]
+  wnod vm run --test-image [--kernel debian|mini] [--disk] [--cpus N] [--memory MB] [--workdir DIR] [--state-dir DIR] [--cold] [-- CMD [ARGS…]]
   wnod vm build-test-image [--kernel debian|mini] [--cache-dir DIR]
 
 vm run starts a fresh VM, runs CMD inside (as the calling user's uid/gid), prints its stdout and stderr, exits
 with its exit code and destroys the VM. --test-image uses the builder's image (built on first use) and no site
 config: "does virtualisation work on this host". --kernel mini boots wnod's minimal kernel (wnod kernel build)
-instead of Debian's cloud kernel. --snapshot restores the VM from a warm snapshot template (built after the
-first run of an image and shape). Exit 125 when the VM itself failed.`;
+instead of Debian's cloud kernel. The VM is restored from a warm snapshot template of its image and shape when
+there is one (one is built after the first run); --cold always boots it (--snapshot: say which it was). Exit 125
+when the VM itself failed.`;
 
 /** --kernel of the test image: debian (default) or mini. */
 function kernelOpt(v: string | undefined): TestKernel {
@@ -49,11 +50,13 @@ async function runCmd(argv: string[]): Promise<number> {
       config: { type: 'string' }, image: { type: 'string' }, 'test-image': { type: 'boolean' }, disk: { type: 'boolean' },
       cpus: { type: 'string' }, memory: { type: 'string' }, workdir: { type: 'string' }, network: { type: 'string' },
       'state-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, 'ready-timeout': { type: 'string' },
-      snapshot: { type: 'boolean' },
+      snapshot: { type: 'boolean' }, cold: { type: 'boolean' },
       kernel: { type: 'string' },
     },
   }, HELP);
   const testImage = values['test-image'] === true;
+  if (values.snapshot && values.cold) throw new UsageError('--snapshot and --cold exclude each other');
+  const warm = values.cold !== true;
   if (testImage === (values.config !== undefined)) throw new UsageError('give either --config FILE --image ID, or --test-image');
   if (!testImage && !values.image) throw new UsageError('--image ID is required with --config');
   const kernel = kernelOpt(values.kernel);
@@ -105,8 +108,8 @@ async function runCmd(argv: string[]): Promise<number> {
   const stateDir = values['state-dir'] ?? config?.vm.stateDir ?? DEFAULT_STATE_DIR;
   let missingTemplate: VmSpec | undefined;
   const driver: VmDriver = newVmDriver({ driver: config?.vm.driver ?? 'qemu', stateDir, accel: config?.vm.accel ?? 'auto' }, {
-    // --snapshot: restore from a template; a missing one is built after this run (the next run restores)
-    ...(values.snapshot ? { snapshots: { dir: join(stateDir, 'templates'), onMissing: (s: VmSpec) => { missingTemplate = s; } } } : {}) });
+    // restore from a template; a missing one is built after this run (the next run restores)
+    ...(warm ? { snapshots: { dir: join(stateDir, 'templates'), onMissing: (s: VmSpec) => { missingTemplate = s; } } } : {}) });
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.on('SIGTERM', onSig);

@@ -35,7 +35,7 @@ import { runningWorkdir, shareableWorkdir } from './workdir.js';
 import { NODE_FAULT_EXIT, Refusal, TransientFault, userLine } from './outcome.js';
 import { guestCwd, guestJobArgv, guestJobEnv, guestNoteFilter, GUEST_PATH } from './guestJob.js';
 import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
-import { restoreBlocker, shapeBlocker } from '../vm/snapshot.js';
+import { buildNow } from '../vm/snapshot.js';
 import { assertTrustedPath } from '../util/trustedPath.js';
 
 /** A driver that can hand its VM's agent sockets to the job user (both drivers do; not part of VmDriver). */
@@ -83,7 +83,6 @@ class JobVm implements JobVmEngine {
     let slot: Lock | undefined;
     let port: Awaited<ReturnType<typeof leaseForward>> | undefined;
     let driver: HandingDriver | undefined;
-    let noTemplate: string | undefined;
     try {
       // a lease pilot: user-mode network (restrict=on) whatever vm.network says, ssh forwarded from a free port
       if (job.lease) {
@@ -104,10 +103,7 @@ class JobVm implements JobVmEngine {
           ...(job.cluster ? { job: job.cluster.nic } : {}), // a multi-node job's private network (its tap is made)
         },
       };
-      // templates for the image's default shape only: a job's own cpus/memory must not make the node build more
-      noTemplate = cfg.vm.snapshots && !restoreBlocker(spec)
-        ? shapeBlocker(job, { cpus: job.image.cpus.default, memoryMB: job.image.memoryMB.default }) : undefined;
-      driver = driverFor(cfg, { snapshots: !noTemplate });
+      driver = driverFor(cfg, { cpus: job.image.cpus.default, memoryMB: job.image.memoryMB.default });
       state = await driver.prepare(spec);
       slot = await takeBootSlot(cfg.vm.stateDir, cfg.vm.maxBooting, deadline);
       await driver.start(state);
@@ -127,8 +123,7 @@ class JobVm implements JobVmEngine {
       await cache.release(cached.digest, vmId).catch(() => {});
       throw classify(err, job.image.id);
     }
-    const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) }
-      : noTemplate ? { mode: 'cold', coldReason: noTemplate } : undefined;
+    const boot = state.extra?.boot ? { mode: state.extra.boot, ...(state.extra.coldReason ? { coldReason: state.extra.coldReason } : {}) } : undefined;
     return { vmId, bootS: (performance.now() - t0) / 1000, cache: cached.fetchedBytes > 0 ? 'miss' : 'hit', ...(boot ? { boot } : {}), ...(state.accel ? { accel: state.accel } : {}) };
   }
 
@@ -293,10 +288,12 @@ async function missingPeers(stateDir: string, id: string, peers: string[], user:
 
 const remaining = (deadline: number): number => Math.max(1, deadline - Date.now());
 
-function driverFor(cfg: SiteConfig, o: { snapshots: boolean }): HandingDriver {
+/** The job's VM driver; with snapshots, a missing template of the image's `defaults` shape (or of a shape asked
+ * for again: buildNow) is requested. */
+function driverFor(cfg: SiteConfig, defaults: { cpus: number; memoryMB: number }): HandingDriver {
   const { stateDir, maxBooting } = cfg.vm;
-  return newVmDriver(cfg.vm, cfg.vm.snapshots && o.snapshots ? {
-    snapshots: { dir: join(stateDir, 'templates'), onMissing: (spec: VmSpec, key: string) => { void requestTemplate(stateDir, maxBooting, spec, key); } },
+  return newVmDriver(cfg.vm, cfg.vm.snapshots ? {
+    snapshots: { dir: join(stateDir, 'templates'), onMissing: (spec: VmSpec, key: string) => { void requestTemplate(stateDir, maxBooting, spec, key, defaults); } },
   } : {});
 }
 
@@ -322,10 +319,17 @@ export async function wnodCli(modulePath = fileURLToPath(import.meta.url)): Prom
 
 /** A job cold booted for want of a template: build it in a detached `wnod snapshot build` (single-flight, in a
  * boot slot), never in the job's own path. Best effort: a failure only means the next job cold boots too. */
-async function requestTemplate(stateDir: string, maxBooting: number, spec: VmSpec, key: string): Promise<void> {
+async function requestTemplate(stateDir: string, maxBooting: number, spec: VmSpec, key: string, defaults: { cpus: number; memoryMB: number }): Promise<void> {
   const dir = join(stateDir, 'templates');
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // another shape than the default: remember this cold boot, build on the next one
+    const seen = join(dir, `${key}.seen`);
+    const lastSeen = await stat(seen).then((s) => s.mtimeMs, () => undefined);
+    if (!buildNow(spec, defaults, lastSeen, Date.now())) {
+      await writeFileAtomic(seen, '', 0o600);
+      return;
+    }
     const req = join(dir, `${key}.request.json`);
     // a burst of cold jobs of one shape asks once (the builder deletes the request when done)
     const asked = await stat(req).then((s) => Date.now() - s.mtimeMs < 600_000, () => false);

@@ -28,6 +28,9 @@ export interface QemuPlan {
   ninep?: string;
   /** warm snapshots: restore from this migration URI (`fd:N`, an inherited fd) instead of booting */
   incoming?: string;
+  /** warm snapshots: guest RAM is this file, mapped shared by the template (its RAM lands in the file, not in the
+   * migration stream: the x-ignore-shared capability, set over QMP on both sides) and private copy-on-write by each clone (idle clones share its pages) */
+  templateRam?: { path: string; share: boolean };
   console: string;    // serial console log file
   /** keep the serial console in a QEMU ring buffer of this many bytes instead of the file (restored clones: the
    * guest may already be the job's, whose output must not fill the node's disk) */
@@ -108,8 +111,14 @@ export function qemuArgs(p: QemuPlan): string[] {
   a.push('-smp', String(p.cpus));
   // virtiofs needs guest RAM shareable with virtiofsd: a memfd backend bound to one NUMA node
   if (p.ninep !== undefined && !p.sockets.virtiofs) {
-    // snapshots: private anonymous RAM; a restore reading untouched shared memfd pages would allocate every one
-    a.push('-m', `${p.memoryMB}M`);
+    if (p.templateRam) {
+      const { path, share } = p.templateRam;
+      a.push('-m', `${p.memoryMB}M`, '-object', `memory-backend-file,id=mem0,size=${p.memoryMB}M,mem-path=${q(path)},share=${share ? 'on' : 'off'}`,
+        '-numa', 'node,memdev=mem0');
+    } else {
+      // snapshots: private anonymous RAM; a restore reading untouched shared memfd pages would allocate every one
+      a.push('-m', `${p.memoryMB}M`);
+    }
   } else {
     a.push('-m', `${p.memoryMB}M`, '-object', `memory-backend-memfd,id=mem0,size=${p.memoryMB}M,share=on`, '-numa', 'node,memdev=mem0');
   }

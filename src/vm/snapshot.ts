@@ -11,14 +11,15 @@
  *
  * The key is a sha256 over everything that must match between the saving and the restoring QEMU: image digest and
  * file identities, QEMU binary identity and version, the full argument list with per-VM paths masked (machine,
- * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template; the Torque
- * engine asks for templates of each image's default shape only, and at most MAX_TEMPLATES_PER_IMAGE are kept. */
+ * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template; the job
+ * engine asks for one for the image's default shape at once and for another shape on its second job (buildNow),
+ * and at most MAX_TEMPLATES_PER_IMAGE are kept. */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { createWriteStream } from 'node:fs';
-import { appendFile, copyFile, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { run } from '../util/run.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -30,14 +31,21 @@ import { cpioArchive } from './cpio.js';
 import { renderContext, type GuestContext } from './context.js';
 import { agentCaps, agentSetup, ping } from './agent.js';
 import { QmpClient } from './qmp.js';
+import { ramDigest, sealedRam, stopHolder } from './templateRam.js';
 import { isAlive, procRef, terminate, type ProcRef } from './proc.js';
 
 /** Bump when the template layout or the guest contract it relies on changes: part of the key. */
-export const TEMPLATE_FORMAT = 1;
+export const TEMPLATE_FORMAT = 2;
+/** The template's guest RAM is its own file (TemplateRam): the migration stream carries device state only. */
+const IGNORE_SHARED = { capabilities: [{ capability: 'x-ignore-shared', state: true }] };
 /** What a guest must offer for its template to be saved at all. */
 export const REQUIRED_CAPS = ['setup', 'lock', 'reseed'] as const;
-/** Templates kept per image id (default shape × network none/user); older ones are pruned after each build. */
-export const MAX_TEMPLATES_PER_IMAGE = 2;
+/** Templates kept per image id (the shapes jobs hold × network none/user); older ones are pruned after each build.
+ * A clone shares its template's RAM, so a template costs the node its touched pages once, not once per VM. */
+export const MAX_TEMPLATES_PER_IMAGE = 4;
+/** A shape other than the image's default gets a template once a second job of it cold booted within this window:
+ * one odd job does not make the node build (and keep) a template. */
+export const SHAPE_REPEAT_MS = 86_400_000;
 /** First back-off after a transient build failure; doubles per consecutive failure up to a day. */
 export const BUILD_BACKOFF_MS = 600_000;
 
@@ -69,17 +77,20 @@ export interface TemplateMeta {
   network: string;
   caps: string[];
   snapshotBytes: number;
+  /** the guest RAM file (`ram`): its size and sha256, checked on every copy a clone maps (templateRam.ts) */
+  ram: { bytes: number; sha256: string };
   buildS: number;
   qemuVersion: string;
 }
 
 export type TemplateLookup = { status: 'ready'; dir: string; meta: TemplateMeta } | { status: 'refused'; reason: string; retryAt?: string } | { status: 'missing' };
 
-/** Why a job of this shape gets no template (undefined = it may): templates are built for the image's default shape
- * only, so that per-job cpus/memory choices cannot make the node build (and keep) unbounded templates. Pure. */
-export function shapeBlocker(job: { cpus: number; memoryMB: number }, defaults: { cpus: number; memoryMB: number }): string | undefined {
-  if (job.cpus === defaults.cpus && job.memoryMB === defaults.memoryMB) return undefined;
-  return `no snapshot template for a non-default shape (${job.cpus} cpu, ${job.memoryMB} MB; templates are built for ${defaults.cpus} cpu, ${defaults.memoryMB} MB)`;
+/** Whether a job that cold booted for want of a template should have one built now: the image's default shape at
+ * once, another shape when its previous cold boot (`lastSeenMs`) was within SHAPE_REPEAT_MS — so that per-job
+ * cpus/memory choices cannot make the node build a template per job. Pure. */
+export function buildNow(job: { cpus: number; memoryMB: number }, defaults: { cpus: number; memoryMB: number }, lastSeenMs: number | undefined, now: number): boolean {
+  if (job.cpus === defaults.cpus && job.memoryMB === defaults.memoryMB) return true;
+  return lastSeenMs !== undefined && now - lastSeenMs >= 0 && now - lastSeenMs < SHAPE_REPEAT_MS;
 }
 
 /** How long to wait before building again after `failures` consecutive transient failures. Pure. */
@@ -91,7 +102,6 @@ export function restoreBlocker(spec: VmSpec): string | undefined {
   if (spec.image.files.disk) return 'images with a root disk are not snapshotted (the disk overlay would be shared)';
   if (spec.network.mode === 'bridge') return 'bridged networking is not snapshotted';
   if (spec.network.job) return 'job networks are not snapshotted (the template has no tap of the job)';
-  if ((spec.network as { forwards?: unknown[] }).forwards?.length) return 'user-mode port forwards are not snapshotted';
   return undefined;
 }
 
@@ -104,21 +114,24 @@ function runPaths(runDir: string) {
   };
 }
 
-/** The QEMU plan of a template and of each of its clones: identical but for the paths. Pure. */
+/** The QEMU plan of a template and of each of its clones: identical but for the paths, and a clone's port
+ * forwards (a lease's ssh): netdev backends are not migrated, so a clone listens where its template never did. The
+ * key and the template have none: a lease and a plain user-network job share a template. Pure. */
 export function snapshotPlan(o: { spec: VmSpec; accel: 'kvm' | 'tcg'; khz: number | undefined; runDir: string; initrd: string;
-  ninep: string; incoming?: string }): QemuPlan {
+  ninep: string; incoming?: string; ram: { path: string; share: boolean } }): QemuPlan {
   const s = o.spec;
   return {
     machine: 'microvm', accel: o.accel, cpus: s.cpus, memoryMB: s.memoryMB, ...(s.image.acpi === false ? { acpi: false } : {}),
     kernel: s.image.files.kernel, initrd: o.initrd,
-    cmdline: kernelCmdline(o.accel, o.khz, [s.image.cmdline, 'init_on_free=1'].filter(Boolean).join(' ')), ...runPaths(o.runDir), network: { mode: s.network.mode, ...(s.network.mac ? { mac: s.network.mac } : {}) },
-    ninep: o.ninep, ...(o.incoming ? { incoming: o.incoming } : {}),
+    cmdline: kernelCmdline(o.accel, o.khz, [s.image.cmdline, 'init_on_free=1'].filter(Boolean).join(' ')), ...runPaths(o.runDir), network: { mode: s.network.mode, ...(s.network.mac ? { mac: s.network.mac } : {}),
+      ...(o.incoming && s.network.forwards?.length ? { forwards: s.network.forwards } : {}) },
+    ninep: o.ninep, ...(o.incoming ? { incoming: o.incoming } : {}), templateRam: o.ram,
   };
 }
 
 /** The argument list with every per-VM path replaced by a placeholder: what the key covers. Pure. */
 export function maskedArgs(spec: VmSpec, accel: 'kvm' | 'tcg', khz: number | undefined): string[] {
-  return qemuArgs(snapshotPlan({ spec, accel, khz, runDir: '/RUN', initrd: '/TEMPLATE/initrd.img', ninep: '/WORKDIR' }));
+  return qemuArgs(snapshotPlan({ spec, accel, khz, runDir: '/RUN', initrd: '/TEMPLATE/initrd.img', ninep: '/WORKDIR', ram: { path: '/TEMPLATE/ram', share: true } }));
 }
 
 export interface KeyInput {
@@ -282,7 +295,10 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
       ninep = join(r.runDir, 'empty9p'); // the device must exist as in the template; an empty root-only dir
       await mkdir(ninep, { mode: 0o700 });
     }
-    const plan = snapshotPlan({ spec: s, accel: r.accel, khz: r.khz, runDir: r.runDir, initrd: join(r.template.dir, 'initrd.img'), ninep, incoming: 'fd:3' });
+    const ram = await sealedRam(r.template.dir, r.template.meta.key, r.template.meta.ram, Math.max(1000, deadline - Date.now()))
+      .catch((e: Error) => { throw new RestoreError(e.message); });
+    const plan = snapshotPlan({ spec: s, accel: r.accel, khz: r.khz, runDir: r.runDir, initrd: join(r.template.dir, 'initrd.img'), ninep, incoming: 'defer',
+      ram: { path: ram, share: false } });
     // the clone drops to the job user after opening everything (not part of the key: the template stays root)
     plan.runAs = runAsFor(s.user);
     // chardev backends are not migrated: the clone's console is a bounded ring from the start (the job runs next)
@@ -290,6 +306,16 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     const fds = [snap.fd, ...(pinned ? [pinned.fh.fd] : [])];
     const ref = await startQemu(r.qemu, qemuArgs(plan), fds, plan.pidfile, Math.max(1000, deadline - Date.now()));
     await r.onPid(ref);
+    // the template's RAM is not in the stream: both sides must agree on x-ignore-shared before it is read
+    const qmp = await QmpClient.connect(plan.sockets.qmp, Math.max(100, deadline - Date.now()));
+    try {
+      await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
+      await qmp.execute('migrate-incoming', { uri: 'fd:3' });
+    } catch (err) {
+      throw new RestoreError(`the clone did not take the snapshot stream: ${(err as Error).message}`);
+    } finally {
+      qmp.close();
+    }
     if (pinned && !(await holdsDir(ref.pid, pinned.dev, pinned.ino, 4))) throw new RestoreError('QEMU does not hold the pinned working directory');
     const ctx: Omit<GuestContext, 'clock' | 'seed'> = {
       hostname: s.hostname, user: s.user, workdir: s.workdir?.hostPath,
@@ -423,7 +449,7 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     const initrd = join(bdir, 'initrd.img');
     if (b.spec.image.files.initrd) await copyFile(b.spec.image.files.initrd, initrd);
     await appendFile(initrd, templateCpio());
-    const plan = snapshotPlan({ spec: b.spec, accel: b.accel, khz, runDir: bdir, initrd, ninep: join(bdir, 'empty9p') });
+    const plan = snapshotPlan({ spec: b.spec, accel: b.accel, khz, runDir: bdir, initrd, ninep: join(bdir, 'empty9p'), ram: { path: join(bdir, 'ram'), share: true } });
     releaseSlot = await b.takeSlot?.();
     log(`building snapshot template ${key} (${b.spec.image.id}, ${b.spec.cpus} cpu, ${b.spec.memoryMB} MB)`);
     ref = await startQemu(b.qemu, qemuArgs(plan), [], plan.pidfile, 30_000);
@@ -443,6 +469,7 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     const rx = receiveStream(sock, snapFile);
     const qmp = await QmpClient.connect(plan.sockets.qmp, 5000);
     try {
+      await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
       await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3, 'downtime-limit': 1000 });
       await qmp.execute('migrate', { uri: `unix:${sock}` });
       const until = Date.now() + 120_000;
@@ -460,14 +487,19 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     rx.server.close();
     await terminate(ref, 0);
     for (const f of ['agent', 'empty9p', 'm.sock', 'qmp.sock', 'qemu.pid', 'console.log']) await rm(join(bdir, f), { recursive: true, force: true });
+    const ramFile = join(bdir, 'ram');
+    await chmod(ramFile, 0o600);
+    const ram = { bytes: (await stat(ramFile)).size, sha256: await ramDigest(ramFile) };
+    if (ram.bytes !== b.spec.memoryMB * 1024 * 1024) throw new RestoreError(`the template's RAM file holds ${ram.bytes} bytes, not ${b.spec.memoryMB} MB`);
     const meta: TemplateMeta = {
       format: TEMPLATE_FORMAT, key, createdAt: new Date().toISOString(), imageId: b.spec.image.id, digest: b.spec.image.digest,
-      cpus: b.spec.cpus, memoryMB: b.spec.memoryMB, accel: b.accel, network: b.spec.network.mode, caps, snapshotBytes: bytes,
+      cpus: b.spec.cpus, memoryMB: b.spec.memoryMB, accel: b.accel, network: b.spec.network.mode, caps, snapshotBytes: bytes, ram,
       buildS: (performance.now() - t0) / 1000, qemuVersion: (await qemuIdentity(b.dir, b.qemu)).version,
     };
     await writeFileAtomic(join(bdir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n', 0o600);
     await rename(bdir, templateDir(b.dir, key));
     await rm(join(b.dir, `${key}.failed.json`), { force: true });
+    await rm(join(b.dir, `${key}.seen`), { force: true });
     await pruneStale(b.dir, meta);
     log(`snapshot template ${key} saved: ${(bytes / 1e6).toFixed(1)} MB in ${meta.buildS.toFixed(1)} s`);
     return { status: 'built', key, seconds: meta.buildS, bytes };
@@ -511,5 +543,18 @@ async function pruneStale(dir: string, fresh: TemplateMeta): Promise<void> {
     const m = await readFile(join(dir, n, 'meta.json'), 'utf8').then((t) => JSON.parse(t) as TemplateMeta, () => undefined);
     if (m && m.key === n && typeof m.imageId === 'string' && typeof m.createdAt === 'string') metas.push(m);
   }
-  for (const k of templatesToPrune(metas, fresh)) await rm(templateDir(dir, k), { recursive: true, force: true });
+  for (const k of templatesToPrune(metas, fresh)) await removeTemplate(dir, k);
+  // shapes asked for once and not again within the window (buildNow) are forgotten
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{32}\.seen$/.test(n)) continue;
+    const st = await stat(join(dir, n)).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs >= SHAPE_REPEAT_MS) await rm(join(dir, n), { force: true });
+  }
+}
+
+/** Remove a template: its RAM holder first (clones running from it keep their mapping of the sealed copy). */
+export async function removeTemplate(dir: string, key: string): Promise<void> {
+  const tdir = templateDir(dir, key);
+  await stopHolder(tdir, key);
+  await rm(tdir, { recursive: true, force: true });
 }

@@ -123,8 +123,8 @@ export interface LeaseSite extends BaseLeaseSite {
 }
 
 /** The tests' lease site: the ssh test image, a fresh temp dir, the repo reached through a path the lease user can
- * traverse. Lease VMs boot wnod's minimal kernel unless `kernel: 'debian'` (no warm snapshots: port forwards). */
-export async function makeLeaseSite(opts: { kernel?: 'debian' | 'mini'; userName?: string; killDelayMs?: number; rules?: (group: string) => Record<string, unknown>[]; vomsdir?: string; certdir?: string } = {}): Promise<LeaseSite> {
+ * traverse. Lease VMs boot wnod's minimal kernel unless `kernel: 'debian'`. */
+export async function makeLeaseSite(opts: { kernel?: 'debian' | 'mini'; userName?: string; killDelayMs?: number; rules?: (group: string) => Record<string, unknown>[]; vomsdir?: string; certdir?: string; vm?: Record<string, unknown> } = {}): Promise<LeaseSite> {
   await ensureBuilt();
   const repo = reachable(join(import.meta.dirname, '..', '..'));
   const img = await buildSshTestImage({ kernel: opts.kernel ?? 'mini' });
