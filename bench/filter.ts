@@ -71,11 +71,13 @@ function instructions(args: string[]): number | undefined {
   const m = /Collected : (\d+)/.exec(r.stderr ?? '');
   return m ? Number(m[1]) : undefined;
 }
-const insBare = instructions(['-e', '0']);
-const insFilter = insBare === undefined ? undefined : instructions(filterArgs);
-const insNoCache = insBare === undefined ? undefined : instructions(noCacheArgs);
-
-const insSnapshot = insBare === undefined ? undefined : instructions(arms.snapshot_filter!);
+const ins: Record<string, number> = {};
+for (const [name, args] of Object.entries(arms)) {
+  const n = instructions(args);
+  if (n === undefined) break; // no valgrind
+  ins[name] = n;
+}
+const insRatios = Object.fromEntries(Object.keys(ins).filter((k) => k !== 'bare').map((k) => [k, +(ins[k]! / ins.bare!).toFixed(3)]));
 
 const bare = median(wall.bare!);
 const filter = median(wall.filter!);
@@ -85,9 +87,8 @@ console.log(JSON.stringify({
   bench: 'filter', runs: RUNS, node: process.version, load: loadavg()[0],
   median_ms: { bare_node: +bare.toFixed(1), ...Object.fromEntries(Object.keys(arms).filter((k) => k !== 'bare').map((k) => [k, +median(wall[k]!).toFixed(1)])) },
   ratio: +(filter / bare).toFixed(3), ratio_no_code_cache: +(noCache / bare).toFixed(3), ratios, target_ratio: 1.2, met: filter / bare <= 1.2,
-  instructions_snapshot_filter: insSnapshot ?? null,
-  instructions: insBare && insFilter && insNoCache ? { bare_node: insBare, filter: insFilter, no_code_cache: insNoCache,
-    ratio: +(insFilter / insBare).toFixed(3), ratio_no_code_cache: +(insNoCache / insBare).toFixed(3) } : null,
+  instructions: ins.bare ? { bare_node: ins.bare, ...Object.fromEntries(Object.entries(ins).filter(([k]) => k !== 'bare')),
+    ratio: insRatios.filter, ratio_no_code_cache: insRatios.no_code_cache, ratios: insRatios } : null,
 }));
 
 /** Start-up snapshots of this Node (`node --build-snapshot`): one empty, and one holding the filter's command line
