@@ -4,7 +4,8 @@
 // (`sync; echo 3 > /proc/sys/vm/drop_caches`, root only — the output says whether it worked):
 //   cp        cp SRC DST                     (the baseline named by the target: >= 0.9x its throughput)
 //   cp_sync   cp SRC DST && sync DST         (cp made as durable as the cache makes its files)
-//   fetch     fetchArtifact: kernel copy, sha256 of the copy as it grows, fsync, atomic rename (src/images/fetch.ts)
+//   fetch     fetchArtifact: kernel copy, sha256 of the copy as it grows, write-back started every 32 MiB, fsync,
+//             atomic rename (src/images/fetch.ts)
 //   acquire   ImageCache.acquire on an empty cache: fetch + lock + metadata (the path a prologue takes)
 // Plus, once: sha256 of the same bytes from memory (the floor no verified copy can beat on this CPU).
 import { parseArgs } from 'node:util';

@@ -120,6 +120,26 @@ t.test('a digest mismatch raises a specific error and leaves nothing behind', as
   t.same(await a.empty(), [], 'neither a temp file nor a final file');
 });
 
+t.test('a local source longer than a write-back step: copied whole when its digest matches, rejected leaving nothing when a byte past the step is corrupt', async (t) => {
+  // 40 MiB: the copy starts a background write-back (every 32 MiB) before the digest is known
+  const big = randomBytes(40 << 20);
+  const bigSha = sha(big);
+  const bigSrc = join(dir, 'big.img');
+  await writeFile(bigSrc, big);
+  const good = await area('big');
+  const r = await fetchArtifact(bigSrc, bigSha, good.dest, { tmpDir: good.tmpDir });
+  t.equal(r.size, big.length);
+  t.ok((await readFile(good.dest)).equals(big), 'the cached bytes are the source');
+  t.same(await readdir(good.tmpDir), [], 'no temp file left');
+
+  big[(36 << 20) + 7]! ^= 0x01; // a corruption the write-back has already passed over when the copy ends
+  await writeFile(bigSrc, big);
+  const bad = await area('big-corrupt');
+  const err = await fetchArtifact(bigSrc, bigSha, bad.dest, { tmpDir: bad.tmpDir }).catch((e) => e);
+  t.equal(err.code, 'digest-mismatch');
+  t.same(await bad.empty(), [], 'neither a temp file nor a final file');
+});
+
 t.test('an expected size that differs is refused', async (t) => {
   const a = await area('size');
   const err = await fetchArtifact(srcFile, payloadSha, a.dest, { tmpDir: a.tmpDir, size: 5 }).catch((e) => e);

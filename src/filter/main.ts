@@ -1,37 +1,5 @@
 #!/usr/bin/env node
-// Entry point called by the installed submit-attributes shim: `filter.cjs --config FILE [--log FILE] [--] <BLAH temp
-// script>`. stdout goes verbatim into the batch script, stderr is discarded by BLAH and the exit code ignored, so the
-// log goes to the file named by --log (if writable) and the output is always directives. Every path comes from the
-// command line the install baked into the shim: nothing is read from the environment (the job can set variables in
-// the shell that runs the shim).
-import { appendFile } from 'node:fs/promises';
-import { runFilter } from './filter.js';
-import { DEFAULT_CONFIG_PATH } from '../config/load.js';
-import { denyDirectives } from './directives.js';
+// Entry point of the submit filter's bundle (dist/hot/filter-main.cjs, which dist/hot/filter.cjs runs): cli.ts.
+import { main } from './cli.js';
 
-async function main(argv: string[]): Promise<void> {
-  let config = DEFAULT_CONFIG_PATH;
-  let script: string | undefined;
-  let logFile: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--config' && i + 1 < argv.length) config = argv[++i]!;
-    else if (argv[i] === '--log' && i + 1 < argv.length) logFile = argv[++i]!;
-    else if (argv[i] === '--' && i + 1 < argv.length) script = argv[++i];
-    else script = argv[i];
-  }
-  if (!script) {
-    process.stdout.write(denyDirectives('the wnod submit filter was called without the BLAH script'));
-    return;
-  }
-  const r = await runFilter(script, config);
-  process.stdout.write(r.output);
-  if (logFile && r.log.length > 0) {
-    const stamp = new Date().toISOString();
-    await appendFile(logFile, r.log.map((l) => `${stamp} filter[${process.pid}] ${l}\n`).join(''), { mode: 0o600 }).catch(() => {});
-  }
-  process.stderr.write(r.log.map((l) => `wnod-filter: ${l}\n`).join(''));
-}
-
-main(process.argv.slice(2)).catch(() => {
-  process.stdout.write(denyDirectives('the wnod submit filter failed unexpectedly'));
-});
+void main(process.argv.slice(2));

@@ -131,7 +131,10 @@ export interface FetchResult {
 class ReadSideError extends Error {}
 
 const CHUNK = 4 << 20;  // 4 MiB reads: few syscalls, and the kernel reads ahead in big steps
-const FLUSH_EVERY = 64 << 20;  // start write-back early so the final fsync has little left to do
+// Early write-back steps (WriteBack): an HTTP download waits on the network anyway; a local copy runs at disk
+// speed, where a shorter step keeps the disk busy from the start (bench/cache-copy.ts: 32 MiB).
+const HTTP_WRITE_BACK_STEP = 64 << 20;
+const LOCAL_WRITE_BACK_STEP = 32 << 20;
 const MAX_REDIRECTS = 5;
 
 /** Stream `source` into `dest` (atomic), verifying `sha256` on the way. See the module comment. */
@@ -167,7 +170,7 @@ async function fetchOnce(source: string, sha256: string, dest: string, opts: Fet
     let hash = createHash('sha256');
     if (opts.signal?.aborted) throw new FetchAbortedError(source, 0);
     if (parsed.kind === 'file') {
-      written = await copyLocal(parsed.path, tmp, hash, opts.onProgress, opts.signal);
+      written = await copyLocal(parsed.path, tmp, out, hash, opts.onProgress, opts.signal);
     } else {
       from = resumable ? await hashPrefix(out, hash) : 0;
       const sink = new Sink(out, hash, opts.onProgress, from);
@@ -230,18 +233,16 @@ class Sink {
   bytes: number;
   /** the server sent the whole body instead of the range asked for: the part was emptied */
   restarted = false;
-  private sinceFlush = 0;
-  private flushBusy = false;
-  private flushError: Error | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly writeBack: WriteBack;
   constructor(private readonly fh: FileHandle, public hash: Hash, private readonly onProgress?: (p: FetchProgress) => void, readonly from = 0) {
     this.bytes = from;
+    this.writeBack = new WriteBack(fh, HTTP_WRITE_BACK_STEP);
   }
   total: number | undefined;
 
   /** Drop what the file holds and start over (O_APPEND: writes follow the new end). */
   async restart(): Promise<void> {
-    await this.flushing;
+    await this.writeBack.idle();
     await this.fh.truncate(0);
     this.hash = createHash('sha256');
     this.bytes = 0;
@@ -260,17 +261,7 @@ class Sink {
       throw err;
     }
     this.bytes += len;
-    this.sinceFlush += len;
-    // Start write-back early with a background fdatasync, never waiting for it here: the copy keeps going while
-    // the disk writes, and the final fsync has little left. At most one is in flight (measured: waiting for the
-    // previous one before starting the next, or none at all, were both slower).
-    if (this.sinceFlush >= FLUSH_EVERY && !this.flushBusy) {
-      this.sinceFlush = 0;
-      this.flushBusy = true;
-      // a write-back error is reported once per open file: keep it, or a later fsync could pass over it
-      this.flushing = this.fh.datasync().catch((err) => { this.flushError ??= err; }).finally(() => { this.flushBusy = false; });
-    }
-    if (this.flushError) throw this.flushError;
+    this.writeBack.wrote(len);
     this.onProgress?.({ bytes: this.bytes, total: this.total });
   }
 
@@ -286,8 +277,41 @@ class Sink {
   }
 
   async finish(): Promise<void> {
+    await this.writeBack.settle();
+  }
+}
+
+/** Early write-back of a file being written: a background fdatasync every `step` bytes, never waited for by the
+ * writer, so the copy goes on while the disk writes and the final fsync has little left. At most one is in flight
+ * (measured: waiting for the previous one before starting the next, or none at all, were both slower). */
+class WriteBack {
+  private since = 0;
+  private busy = false;
+  private error: Error | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  constructor(private readonly fh: FileHandle, private readonly step: number) {}
+
+  /** `n` more bytes were written; throws a write-back error seen so far. */
+  wrote(n: number): void {
+    this.since += n;
+    if (this.since >= this.step && !this.busy) {
+      this.since = 0;
+      this.busy = true;
+      // a write-back error is reported once per open file: keep it, or a later fsync could pass over it
+      this.flushing = this.fh.datasync().catch((err) => { this.error ??= err; }).finally(() => { this.busy = false; });
+    }
+    if (this.error) throw this.error;
+  }
+
+  /** Wait for the write-back in flight, whatever its outcome (before truncating or closing the file). */
+  idle(): Promise<void> {
+    return this.flushing;
+  }
+
+  /** Wait for the write-back in flight; throws the first write-back error. */
+  async settle(): Promise<void> {
     await this.flushing;
-    if (this.flushError) throw this.flushError;
+    if (this.error) throw this.error;
   }
 }
 
@@ -302,9 +326,10 @@ function skip(bufs: Buffer[], n: number): Buffer[] {
 }
 
 /** A local source: the kernel copies it (copy_file_range, as cp does: no bytes through this process) while this
- * thread hashes the *copy* as it grows, from the page cache. The digest is thus over the bytes the cache keeps,
- * whatever the source does meanwhile, and hash and copy overlap (bench/cache-copy.ts). Returns the bytes copied. */
-async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p: FetchProgress) => void, signal?: AbortSignal): Promise<number> {
+ * thread hashes the *copy* as it grows, from the page cache, and the disk writes back what was hashed (`out`, the
+ * temp file's writable handle). The digest is thus over the bytes the cache keeps, whatever the source does
+ * meanwhile, and copy, hash and write-back overlap (bench/cache-copy.ts). Returns the bytes copied. */
+async function copyLocal(path: string, tmp: string, out: FileHandle, hash: Hash, onProgress?: (p: FetchProgress) => void, signal?: AbortSignal): Promise<number> {
   let src: FileHandle;
   try {
     src = await open(path, 'r');
@@ -322,6 +347,7 @@ async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p:
     // the fd, not the path again: the file checked above is the one copied
     const copying = kernelCopy(`/proc/self/fd/${src.fd}`, tmp).then(() => { done = true; }, (err) => { failed = err; done = true; });
     const buf = Buffer.allocUnsafe(CHUNK);
+    const writeBack = new WriteBack(out, LOCAL_WRITE_BACK_STEP);
     let pos = 0;
     try {
       for (;;) {
@@ -332,6 +358,7 @@ async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p:
         if (bytesRead > 0) {
           hash.update(buf.subarray(0, bytesRead));
           pos += bytesRead;
+          writeBack.wrote(bytesRead);
           onProgress?.({ bytes: pos, total: st.size });
         } else if (wasDone) {
           break; // the copy had ended before this read found nothing more
@@ -342,8 +369,10 @@ async function copyLocal(path: string, tmp: string, hash: Hash, onProgress?: (p:
       }
     } finally {
       await copying; // never leave the copy running under a file about to be removed
+      await writeBack.idle(); // nor a write-back under a handle about to be closed
     }
     if (failed) throw failed;
+    await writeBack.settle();
     if (pos !== st.size) throw new ReadSideError(`${path} changed size while being read (${st.size} → ${pos} bytes)`);
     return pos;
   } finally {
