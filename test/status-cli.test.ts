@@ -13,6 +13,7 @@ import { ensureTestUser } from './kit/pbsmom.js';
 import { acquireLock } from '../src/util/lock.js';
 import { procRef } from '../src/vm/proc.js';
 import { reachable } from './kit/reachable.js';
+import { TEMPLATE_FORMAT } from '../src/vm/snapshot.js';
 
 const root = t.testdir({});
 const PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -118,8 +119,8 @@ t.test('a stale snapshot template: WARNING template-stale, exit 1; a fresh one i
   const put = async (key: string, imageId: string, digest: string) => {
     await mkdir(join(templates, key), { recursive: true, mode: 0o700 });
     await writeFile(join(templates, key, 'meta.json'), JSON.stringify({
-      format: 1, key, createdAt: '2026-12-01T00:00:00.000Z', imageId, digest, cpus: 1, memoryMB: 512, accel: 'tcg', network: 'none',
-      caps: ['setup', 'lock', 'reseed'], snapshotBytes: 123456, buildS: 3, qemuVersion: 'QEMU emulator version 7.2.0',
+      format: TEMPLATE_FORMAT, key, createdAt: '2026-12-01T00:00:00.000Z', imageId, digest, cpus: 1, memoryMB: 512, accel: 'tcg', network: 'none',
+      caps: ['setup', 'lock', 'reseed'], snapshotBytes: 123456, ram: { bytes: 512 * 1024 * 1024, sha256: 'c'.repeat(64) }, buildS: 3, qemuVersion: 'QEMU emulator version 7.2.0',
     }));
   };
   // vm_k's template was built from an older image (another digest); vm_j's from the current one
