@@ -19,28 +19,31 @@ const nodes = ['10.231.1.1', '10.231.1.2', '10.231.1.3'];
 
 t.test('the plan: VNI and subnet from the job number, MAC/address/name per VM, peers, MTU', async (t) => {
   const p = planJobNet(site, { jobId: '1234.server', nodes, self: 1, owner });
-  // 256 /24 subnets in the /16 and 1000 VNIs: slot = 1234 mod 256 = 210
-  t.equal(p.vni, 5210);
+  // 256 /24 subnets in the /16 and 1000 VNIs: subnet slot = 1234 mod 256 = 210, VNI = 5000 + 1234 mod 1000
+  t.equal(p.vni, 5234);
   t.equal(p.subnet, '10.240.210.0/24');
   t.equal(p.mtu, 1450, 'VXLAN over IPv4 costs 50 bytes');
   t.same(p.members.map((m) => [m.index, m.underlay, m.mac, m.ip, m.hostname]), [
-    [0, '10.231.1.1', '02:00:14:5a:00:00', '10.240.210.1', 'vm0'],
-    [1, '10.231.1.2', '02:00:14:5a:00:01', '10.240.210.2', 'vm1'],
-    [2, '10.231.1.3', '02:00:14:5a:00:02', '10.240.210.3', 'vm2'],
+    [0, '10.231.1.1', '02:00:14:72:00:00', '10.240.210.1', 'vm0'],
+    [1, '10.231.1.2', '02:00:14:72:00:01', '10.240.210.2', 'vm1'],
+    [2, '10.231.1.3', '02:00:14:72:00:02', '10.240.210.3', 'vm2'],
   ]);
   t.equal(p.self.index, 1);
   t.same(p.peers, ['10.231.1.1', '10.231.1.3'], 'every node but this one');
-  t.same(p.ifaces, { bridge: 'wnb00145a', vxlan: 'wnx00145a', tap: 'wnt00145a' });
+  t.same(p.ifaces, { bridge: 'wnb001472', vxlan: 'wnx001472', tap: 'wnt001472' });
   for (const n of Object.values(p.ifaces)) t.ok(n.length <= 15, `${n} fits IFNAMSIZ`);
   t.same(planJobNet(site, { jobId: '1234', nodes, self: 1, owner }).members, p.members, 'the server suffix does not matter');
   // every node computes the same members; only self and peers differ
   const p0 = planJobNet(site, { jobId: '1234.server', nodes, self: 0, owner });
   t.same(p0.members, p.members);
   t.same(p0.peers, ['10.231.1.2', '10.231.1.3']);
-  t.same(guestJobNet(p), { ip: '10.240.210.2/24', mac: '02:00:14:5a:00:01', mtu: 1450,
+  t.same(guestJobNet(p), { ip: '10.240.210.2/24', mac: '02:00:14:72:00:01', mtu: 1450,
     hosts: [{ name: 'vm0', ip: '10.240.210.1' }, { name: 'vm1', ip: '10.240.210.2' }, { name: 'vm2', ip: '10.240.210.3' }] });
   t.not(planJobNet(site, { jobId: '1235', nodes, self: 0, owner }).vni, p.vni, 'the next job has another segment');
-  t.equal(jobSlot(site, '1234').vni, jobSlot(site, String(1234 + 256)).vni, 'numbers 256 apart share a slot: applyJobNet must refuse the second (tested below)');
+  t.equal(jobSlot(site, '1234').vni, jobSlot(site, String(1234 + 1000)).vni, 'numbers 1000 apart share a VNI: applyJobNet must refuse the second (tested below)');
+  const oneSubnet = { ...site, privateRange: '10.240.7.0/24' };
+  t.same([jobSlot(oneSubnet, '1234'), jobSlot(oneSubnet, '1235')], [{ slot: 0, vni: jobSlot(site, '1234').vni }, { slot: 0, vni: jobSlot(site, '1235').vni }],
+    'a range of one subnet: every job gets that subnet, each on its own VNI (separate segments, overlapping addresses)');
   t.equal(checkSite(DEFAULT_SITE), 2 ** 15, 'the default range holds 32768 job subnets');
 });
 
@@ -63,18 +66,18 @@ t.test('bad input is refused with the reason', async (t) => {
 t.test('the rules: anti-spoofing at the tap, peers only on the VNI, nothing to the host', async (t) => {
   const p = planJobNet(site, { jobId: '1234', nodes, self: 1, owner });
   const r = jobNetRules(p);
-  t.match(r, /iifname "wnt00145a" jump from_vm/);
-  t.match(r, /ether saddr != 02:00:14:5a:00:01 drop/);
+  t.match(r, /iifname "wnt001472" jump from_vm/);
+  t.match(r, /ether saddr != 02:00:14:72:00:01 drop/);
   t.match(r, /ether type ip ip saddr != 10\.240\.210\.2 drop/);
   t.notMatch(r, /0\.0\.0\.0/, 'no DHCP on a job network');
-  t.match(r, /ether saddr != \{ 02:00:14:5a:00:00, 02:00:14:5a:00:02 \} drop/, 'from the tunnel only the other VMs\' MACs');
-  t.match(r, /iifname \{ "wnt00145a", "wnx00145a" \} drop/, 'nothing from the segment to the host');
-  t.match(r, /udp dport 4789 @th,96,24 0x145a ip saddr != \{ 10\.231\.1\.1, 10\.231\.1\.3 \} drop/);
+  t.match(r, /ether saddr != \{ 02:00:14:72:00:00, 02:00:14:72:00:02 \} drop/, 'from the tunnel only the other VMs\' MACs');
+  t.match(r, /iifname \{ "wnt001472", "wnx001472" \} drop/, 'nothing from the segment to the host');
+  t.match(r, /udp dport 4789 @th,96,24 0x1472 ip saddr != \{ 10\.231\.1\.1, 10\.231\.1\.3 \} drop/);
   const single = jobNetRules(planJobNet(site, { jobId: '7', nodes: ['10.231.1.1'], self: 0, owner }));
   t.match(single, /udp dport 4789 @th,96,24 0x[0-9a-f]+ drop/, 'one node: no peer may send into the VNI');
   t.match(single, /chain from_peers \{\n\s+drop/);
   const ctx = renderContext({ hostname: 'vm1', user: { name: 'u', uid: 1, gid: 1 }, clock: 1, seed: new Uint8Array(1), jobNet: guestJobNet(p) });
-  t.match(ctx, /WNOD_JOB_MAC='02:00:14:5a:00:01'\nWNOD_JOB_IP='10\.240\.210\.2\/24'\nWNOD_JOB_MTU='1450'\nWNOD_JOB_HOSTS='10\.240\.210\.1 vm0\n10\.240\.210\.2 vm1\n10\.240\.210\.3 vm2'/);
+  t.match(ctx, /WNOD_JOB_MAC='02:00:14:72:00:01'\nWNOD_JOB_IP='10\.240\.210\.2\/24'\nWNOD_JOB_MTU='1450'\nWNOD_JOB_HOSTS='10\.240\.210\.1 vm0\n10\.240\.210\.2 vm1\n10\.240\.210\.3 vm2'/);
   t.throws(() => renderContext({ hostname: 'vm1', user: { name: 'u', uid: 1, gid: 1 }, clock: 1, seed: new Uint8Array(1),
     jobNet: { ...guestJobNet(p), hosts: [{ name: "x'; reboot", ip: '10.0.0.1' }] } }), /invalid job network host/);
 });
@@ -130,8 +133,8 @@ t.test('apply and remove on two nodes: interfaces, fdb, rules, ownership; idempo
   t.same(await inventory(a), before.a, 're-applying changes no interface');
   t.equal((await execa('/usr/sbin/ip', ['netns', 'exec', a, '/usr/sbin/nft', 'list', 'ruleset'])).stdout, before.rules, 're-applying leaves the same rules');
 
-  // job 77 + 256 computes the same VNI: refused on a node where 77 holds it, and 77's network is untouched
-  const clash = planJobNet(site, { jobId: String(77 + 256), nodes: [ua, ub], self: 0, owner: { uid: 5000, gid: 5000 } });
+  // job 77 + 1000 computes the same VNI: refused on a node where 77 holds it, and 77's network is untouched
+  const clash = planJobNet(site, { jobId: String(77 + 1000), nodes: [ua, ub], self: 0, owner: { uid: 5000, gid: 5000 } });
   t.equal(clash.vni, pa.vni);
   await t.rejects(applyJobNet(clash, { netns: a, claimDir: ca }), JobNetCollisionError);
   await removeJobNet(clash, { netns: a, claimDir: ca });

@@ -108,12 +108,14 @@ export function checkSite(site: JobNetSite): number {
 const hex6 = (n: number) => n.toString(16).padStart(6, '0');
 const hexByte = (n: number) => n.toString(16).padStart(2, '0');
 
-/** The job's VNI and subnet slot: its number modulo the smaller of the two ranges. Two concurrent jobs whose numbers
- * differ by a multiple of that size would get the same slot: the host step refuses the second (JobNetCollisionError). */
+/** The job's VNI and subnet slot, each its number modulo its own range. Two concurrent jobs with the same VNI (numbers
+ * a multiple of vni.count apart) would share a segment: the host step refuses the second (JobNetCollisionError).
+ * Two jobs with the same subnet and different VNIs are separate segments whose addresses happen to overlap: a site
+ * with fewer subnets than VNIs reuses addresses, never segments. */
 export function jobSlot(site: JobNetSite, jobId: string): { slot: number; vni: number } {
   const subnets = checkSite(site);
-  const slot = jobNumber(jobId) % Math.min(site.vni.count, subnets);
-  return { slot, vni: site.vni.first + slot };
+  const n = jobNumber(jobId);
+  return { slot: n % subnets, vni: site.vni.first + (n % site.vni.count) };
 }
 
 /** The plan of one job on one node. Pure. */
