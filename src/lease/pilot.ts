@@ -49,6 +49,8 @@ groupNodes() {
   if [ -n "$jh" ] && [ "$jh" != "$d" ]; then cat "$d/.ssh/authorized_keys" >>"$jh/.ssh/authorized_keys" || fail "cannot add your keys in vm0"; fi
   cat >"$k/peer.sh" <<'PEER' || fail "no temporary file in the VM"
 p=$1
+# an ssh session's PATH has no sbin (where dropbear is)
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 a=$(cat /etc/wnod/job/lease-address 2>/dev/null) || { echo "its node gave it no lease address"; exit 1; }
 k=$(mktemp -d) || { echo "no temporary directory"; exit 1; }
 dropbearkey -t ed25519 -f "$k/hk" >/dev/null 2>&1 || { echo "could not make an ssh host key"; exit 1; }
