@@ -80,6 +80,11 @@ t.test('the rules: anti-spoofing at the tap, peers only on the VNI, nothing to t
   t.match(ctx, /WNOD_JOB_MAC='02:00:14:72:00:01'\nWNOD_JOB_IP='10\.240\.210\.2\/24'\nWNOD_JOB_MTU='1450'\nWNOD_JOB_HOSTS='10\.240\.210\.1 vm0\n10\.240\.210\.2 vm1\n10\.240\.210\.3 vm2'/);
   t.throws(() => renderContext({ hostname: 'vm1', user: { name: 'u', uid: 1, gid: 1 }, clock: 1, seed: new Uint8Array(1),
     jobNet: { ...guestJobNet(p), hosts: [{ name: "x'; reboot", ip: '10.0.0.1' }] } }), /invalid job network host/);
+  // a lease group's VM learns where the CE reaches its ssh; nothing else passes as an address
+  t.notMatch(ctx, /WNOD_JOB_LEASE_ADDRESS/, 'a job that is no lease: no lease address');
+  const leased = (leaseAddress: string) => renderContext({ hostname: 'vm1', user: { name: 'u', uid: 1, gid: 1 }, clock: 1, seed: new Uint8Array(1), jobNet: { ...guestJobNet(p), leaseAddress } });
+  t.match(leased('10.231.1.2:812'), /\nWNOD_JOB_LEASE_ADDRESS='10\.231\.1\.2:812'\n/);
+  t.throws(() => leased("10.231.1.2:812'; reboot"), /invalid lease address/);
 });
 
 const canRun = async () => process.getuid?.() === 0 && (await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode === 0;

@@ -8,6 +8,7 @@ import { parseEvent, replay, type LeaseEvent } from '../src/lease/events.js';
 import { createLeaseDir, listLeases, readLease, recordEvent, newLeaseId, type LeaseRequest } from '../src/lease/registry.js';
 import { reconcile, deleteLease, parsePublicKeys, authorise, LeaseDenied, createLease } from '../src/lease/service.js';
 import { pilotScript } from '../src/lease/pilot.js';
+import { leaseJson } from '../src/cli/lease.js';
 import { findLeaseMarker, findTicketLine } from '../src/header/scriptHeader.js';
 import { parseQsubOutput, parseQstatFull, isUnknownJob, qsubArgs, walltime, LrmError } from '../src/lrm/torque/adapter.js';
 import { parseFakeQsubArgs } from './kit/fakeLrm.js';
@@ -43,6 +44,27 @@ t.test('parseEvent is strict', async (t) => {
   t.throws(() => parseEvent('{"event":"ready","t":1,"by":"root"}', 'f'), /by must be/);
   t.throws(() => parseEvent('{"event":"ready","t":1,"by":"pilot","address":"$(reboot)"}', 'f'), /address is malformed/);
   t.throws(() => parseEvent('{"event":"ready","t":1,"by":"pilot","hostKey":"ssh-ed25519 AA\\nxx"}', 'f'), /hostKey is malformed/);
+});
+
+t.test('a lease group\'s ready event lists every VM: parsed strictly, shown while ready, gone once terminal', async (t) => {
+  const vm = (i: number) => ({ name: `vm${i}`, address: `10.247.61.${i + 1}:80${i}`, hostKey: `ssh-ed25519 AAAA${i}`, privateAddress: `10.243.0.${i + 2}` });
+  const text = (nodes: unknown) => JSON.stringify({ event: 'ready', t: 1, by: 'pilot', address: '10.247.61.1:800', hostKey: 'ssh-ed25519 AAAA0', nodes });
+  t.same(parseEvent(text([vm(0), vm(1)]), 'f').nodes, [vm(0), vm(1)]);
+  t.throws(() => parseEvent(text([]), 'f'), /nodes must be a list of 1\.\.64 VMs/);
+  t.throws(() => parseEvent(text([{ ...vm(1), address: '$(reboot):1' }]), 'f'), /nodes\[0\]\.address is malformed/);
+  t.throws(() => parseEvent(text([{ ...vm(1), privateAddress: 'vm1' }]), 'f'), /nodes\[0\]\.privateAddress is malformed/);
+  t.throws(() => parseEvent(text([{ ...vm(1), hostKey: 'ssh-ed25519 AA"x' }]), 'f'), /nodes\[0\]\.hostKey is malformed/);
+  t.throws(() => parseEvent(text([{ ...vm(1), name: 'vm1;x' }]), 'f'), /nodes\[0\]\.name is malformed/);
+  t.throws(() => parseEvent(text('vm0'), 'f'), /nodes must be/);
+  const ready = [ev('queued', 1, { jobId: '7' }), ev('ready', 2, { by: 'pilot', address: vm(0).address, hostKey: vm(0).hostKey, nodes: [vm(0), vm(1), vm(2)] })];
+  t.same(replay(ready).nodes, [vm(0), vm(1), vm(2)]);
+  t.notOk(replay([...ready, ev('released', 3, { by: 'pilot' })]).nodes, 'no VM listed once released');
+  // the CLI's JSON: every VM with its ssh line, the lease's own fields describe vm0; a single lease has no "nodes"
+  const base = { id: 'l0123456789', dir: '/d', problems: [], history: [], request: { ...request('l0123456789'), nodes: 3 } };
+  const j = leaseJson({ ...base, ...replay(ready) });
+  t.same(j.nodes, [0, 1, 2].map((i) => ({ ...vm(i), ssh: `ssh -p 80${i} u@10.247.61.${i + 1}` })));
+  t.match(j, { address: vm(0).address, ssh: 'ssh -p 800 u@10.247.61.1', hostKey: vm(0).hostKey });
+  t.notOk('nodes' in leaseJson({ ...base, request: request('l0123456789'), ...replay([ev('ready', 2, { address: '127.0.0.1:800', hostKey: 'ssh-ed25519 AAAA' })]) }), 'a single lease\'s JSON is as before');
 });
 
 /** A batch system that answers what the test says. */
@@ -181,6 +203,23 @@ t.test('authorisation: the grid policy with local groups; bounds; nothing submit
   const signed = await createLease(cfg, lrm, root, who(['physics']), { image: 'vm_sl6', cpus: 2, authorizedKeys: 'ssh-ed25519 AAAA\n' });
   t.match(signed.request, { ticket: true, cpus: 2 });
   t.ok(findTicketLine(lrm.submitted[1]!.script).ticket, 'ticket line in the pilot');
+  // a lease group: a multi-node pilot, only on Slurm, only with a job network; refused before anything is recorded
+  const before = lrm.submitted.length;
+  const leases = (await readdir(root)).length;
+  await t.rejects(createLease(cfg, lrm, root, who(['physics']), { image: 'vm_sl6', nodes: 3, authorizedKeys: 'ssh-ed25519 AAAA\n' }),
+    /lease groups \(--nodes 3\) need a Slurm site; this site's batch system is stub/);
+  const slurm = Object.assign(new StubLrm(), { name: 'slurm' });
+  await t.rejects(createLease(cfg, slurm, root, who(['physics']), { image: 'vm_sl6', nodes: 3, authorizedKeys: 'ssh-ed25519 AAAA\n' }), /need the site's job network/);
+  t.equal(lrm.submitted.length + slurm.submitted.length, before, 'refused groups submit nothing');
+  t.equal((await readdir(root)).length, leases, 'and record nothing');
+  const net = { ...cfg, jobNetwork: {} as NonNullable<typeof cfg.jobNetwork> };
+  const group = await createLease(net, slurm, root, who(['physics']), { image: 'vm_sl6', nodes: 3, authorizedKeys: 'ssh-ed25519 AAAA\n' });
+  t.match(group.request, { nodes: 3 });
+  t.match(slurm.submitted[0], { nodes: 3, cpus: 1 });
+  t.equal((await readLease(root, group.id)).request.nodes, 3, 'the registry keeps the group size');
+  const single = await createLease(net, slurm, root, who(['physics']), { image: 'vm_sl6', nodes: 1, authorizedKeys: 'ssh-ed25519 AAAA\n' });
+  t.notOk('nodes' in single.request, 'a lease of one is the plain lease');
+  t.notOk('nodes' in slurm.submitted[1]!);
 });
 
 t.test('QEMU: a lease forward on user-mode networking keeps restrict=on', async (t) => {

@@ -18,7 +18,7 @@ import { buildSshTestImage } from './kit/sshImage.js';
 import { hypervisorsOf } from './kit/hypervisors.js';
 import { slurmMissing } from './kit/slurm.js';
 import { makeSlurmSite, type SlurmSite } from './kit/slurmSite.js';
-import { netnsNodes, type NetnsNodes } from './kit/slurmNetnsNodes.js';
+import { netnsNodes, nothingLeftOnNodes, type NetnsNodes } from './kit/slurmNetnsNodes.js';
 import { inNode } from './kit/siteNodes.js';
 import { jobSlot } from '../src/cluster/jobNetPlan.js';
 import { NODE_FAULT_EXIT } from '../src/job/outcome.js';
@@ -73,23 +73,7 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
   const perNode = ['-p', 'wnod', '--ntasks-per-node', '1', '--cpus-per-task', '1', '--mem', '256M'];
   const twoNodes = [...perNode, '-N', '2', '-w', 'n[1-2]'];
 
-  /** Nothing of the job on node i: no job interface, no rule, no claim, no VM record, no QEMU. */
-  const nothingLeft = async (t: Test, what: string) => {
-    for (const [i, ns] of nodes!.namespaces.entries()) {
-      const until = Date.now() + 60_000;
-      let links: string[] = [];
-      for (;;) {
-        links = (JSON.parse((await inNode(ns, '/usr/sbin/ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
-        if (links.length === 2 || Date.now() > until) break;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      t.same(links, ['lo', 'site0'], `${what}: n${i + 1} has no job interface left`);
-      t.equal((await inNode(ns, '/usr/sbin/nft', ['list', 'ruleset'])).stdout.trim(), '', `${what}: n${i + 1} has no rule left`);
-      t.same(await readdir(join(nodes!.nodeDir(i), 'claims')).then((f) => f.filter((x) => x.endsWith('.json')), () => []), [], `${what}: n${i + 1} holds no VNI claim`);
-      t.same(await readdir(join(nodes!.nodeDir(i), 'state', 'vms')).catch(() => []), [], `${what}: n${i + 1} has no VM record`);
-    }
-    t.same(await hypervisorsOf(nodes!.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
-  };
+  const nothingLeft = (t: Test, what: string) => nothingLeftOnNodes(t, nodes!, what);
 
   await t.test('a 3-node job: its script in vm0 runs a command on every VM by ssh and sends data to vm1 over the private network', async (t) => {
     const s = await script('cluster.sh', [

@@ -94,6 +94,8 @@ t.test('sbatch arguments and output', async (t) => {
   const j = { script: '', workdir: '/home/u/.wnod/leases/l1', name: 'wnod-l0123456789', walltimeS: 3600 * 8 + 5, cpus: 2, memoryMB: 512, stdoutPath: '/o', stderrPath: '/e' };
   t.same(sbatchArgs(j, 'wnod', '/tmp/p.sh'), ['--parsable', '--job-name', 'wnod-l0123456789', '--partition', 'wnod', '--time', '8:00:05',
     '--nodes', '1', '--ntasks', '1', '--cpus-per-task', '2', '--mem', '512M', '--chdir', '/home/u/.wnod/leases/l1', '--output', '/o', '--error', '/e', '/tmp/p.sh']);
+  // a lease group: one task per node on N nodes, the cpus and memory on each
+  t.same(sbatchArgs({ ...j, nodes: 3 }, 'wnod', '/tmp/p.sh').slice(7, 17), ['--nodes', '3', '--ntasks-per-node', '1', '--cpus-per-task', '2', '--mem', '512M', '--chdir', '/home/u/.wnod/leases/l1']);
   t.throws(() => sbatchArgs(j, 'a,b', '/p'), SlurmLrmError);
   t.equal(slurmTime(65), '0:01:05');
   t.throws(() => slurmTime(0), SlurmLrmError);

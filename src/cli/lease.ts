@@ -9,20 +9,22 @@ import type { SiteConfig } from '../config/types.js';
 import type { Identity } from '../policy/decide.js';
 import { lrmAdapterFor } from '../lrm/adapters.js';
 import type { LrmAdapter } from '../lrm/adapter.js';
-import { listLeases, readLease, registryDir, type Lease } from '../lease/registry.js';
+import { MAX_GROUP, listLeases, readLease, registryDir, type Lease } from '../lease/registry.js';
 import { LeaseDenied, createLease, deleteLease, parsePublicKeys, reconcile, waitFor, type Requester } from '../lease/service.js';
 
 export const summary = 'lease a VM you log into with ssh, run as a pilot job of the batch system (lease create|list|show|delete)';
 
 const USAGE = `usage:
-  wnod lease create --image ID [--cpus N] [--memory MB] [--hours H] --ssh-key FILE [--proxy FILE] [--wait S] [--json] [--config FILE]
+  wnod lease create --image ID [--cpus N] [--memory MB] [--hours H] [--nodes N] --ssh-key FILE [--proxy FILE] [--wait S] [--json] [--config FILE]
   wnod lease list [--json] [--config FILE]
   wnod lease show ID [--json] [--config FILE]
   wnod lease delete ID [--wait S] [--json] [--config FILE]
 
 create authorises the request with the site's policy (the VOMS proxy given with --proxy, else your unix groups),
 submits a pilot job and waits up to --wait seconds (default 300; 0 = do not wait) for its VM to serve ssh; the
-lease then reports its address (ssh -p PORT USER@HOST). A lease ends at --hours (the pilot's walltime) or with
+lease then reports its address (ssh -p PORT USER@HOST). --nodes N (Slurm sites with a job network) asks for a lease
+group: N VMs of the image, one per node, on a private network of their own, held by one pilot; create returns when
+all serve ssh, and reports each (--json: "nodes"). A lease ends at --hours (the pilot's walltime) or with
 delete. Exit 0 = done (a lease still queued when the wait ends is not an error), 1 = refused or failed, 2 = usage.`;
 
 const MAX_WAIT_S = 86_400;
@@ -35,16 +37,21 @@ function num(v: string | undefined, name: string, min: number, max: number, deci
   return n;
 }
 
+/** `ssh -p PORT USER@HOST` for a `host:port` address. */
+function sshLine(address: string, user: string): string {
+  return `ssh -p ${/:(\d+)$/.exec(address)?.[1]} ${user}@${address.replace(/:\d+$/, '')}`;
+}
+
 /** The JSON shape of one lease (documented in docs/leases.md). */
 export function leaseJson(l: Lease, withHistory = false): Record<string, unknown> {
-  const port = l.address ? /:(\d+)$/.exec(l.address)?.[1] : undefined;
-  const host = l.address ? l.address.replace(/:\d+$/, '') : undefined;
   return {
     id: l.id, state: l.state, ...(l.jobId ? { jobId: l.jobId } : {}), image: l.request.image, cpus: l.request.cpus, memoryMB: l.request.memoryMB,
     hours: l.request.hours, user: l.request.user, created: l.request.created,
-    ...(l.address ? { address: l.address, ssh: `ssh -p ${port} ${l.request.user}@${host}` } : {}),
+    ...(l.address ? { address: l.address, ssh: sshLine(l.address, l.request.user) } : {}),
     ...(l.hostKey ? { hostKey: l.hostKey } : {}), ...(l.reason ? { reason: l.reason } : {}),
     dir: l.dir, rule: l.request.rule, authorisedBy: l.request.authorisedBy, ticket: l.request.ticket,
+    // a lease group: every VM, vm0 (the one the fields above describe) first
+    ...(l.nodes ? { nodes: l.nodes.map((n) => ({ name: n.name, address: n.address, ssh: sshLine(n.address, l.request.user), hostKey: n.hostKey, privateAddress: n.privateAddress })) } : {}),
     ...(withHistory ? { history: l.history.map((e) => ({ ...e, at: new Date(e.t).toISOString() })) } : {}),
     ...(l.problems.length ? { problems: l.problems } : {}),
   };
@@ -52,8 +59,12 @@ export function leaseJson(l: Lease, withHistory = false): Record<string, unknown
 
 function text(l: Lease): string {
   const j = leaseJson(l);
-  return [`${l.id}  ${l.state}  image ${l.request.image}  ${l.request.cpus} cpu  ${l.request.memoryMB} MB  ${l.request.hours} h${l.jobId ? `  job ${l.jobId}` : ''}`,
-    ...(j.ssh ? [`  ${String(j.ssh)}`] : []), ...(l.hostKey ? [`  host key ${l.hostKey}`] : []), ...(l.reason ? [`  ${l.reason}`] : [])].join('\n');
+  const group = l.request.nodes ? `  ${l.request.nodes} VMs` : '';
+  const vms = l.nodes
+    ? l.nodes.flatMap((n) => [`  ${n.name}  ${sshLine(n.address, l.request.user)}  (private ${n.privateAddress})`, `    host key ${n.hostKey}`])
+    : [...(j.ssh ? [`  ${String(j.ssh)}`] : []), ...(l.hostKey ? [`  host key ${l.hostKey}`] : [])];
+  return [`${l.id}  ${l.state}  image ${l.request.image}  ${l.request.cpus} cpu  ${l.request.memoryMB} MB  ${l.request.hours} h${group}${l.jobId ? `  job ${l.jobId}` : ''}`,
+    ...vms, ...(l.reason ? [`  ${l.reason}`] : [])].join('\n');
 }
 
 async function requester(cfg: SiteConfig, proxy: string | undefined): Promise<Requester> {
@@ -91,11 +102,11 @@ export async function run(argv: string[]): Promise<number> {
 async function leaseCmd(sub: typeof subcommands[number], rest: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine({ args: rest, strict: true, allowPositionals: true, options: {
     image: { type: 'string' }, cpus: { type: 'string' }, memory: { type: 'string' }, hours: { type: 'string' }, 'ssh-key': { type: 'string' },
-    proxy: { type: 'string' }, wait: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
+    proxy: { type: 'string' }, wait: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' }, nodes: { type: 'string' },
   } }, USAGE);
   const json = values.json === true;
   const allowed: Record<string, string[]> = {
-    create: ['image', 'cpus', 'memory', 'hours', 'ssh-key', 'proxy', 'wait', 'json', 'config'],
+    create: ['image', 'cpus', 'memory', 'hours', 'nodes', 'ssh-key', 'proxy', 'wait', 'json', 'config'],
     list: ['json', 'config'], show: ['json', 'config'], delete: ['wait', 'json', 'config'],
   };
   for (const k of Object.keys(values)) if (!allowed[sub]!.includes(k)) throw new UsageError(`lease ${sub} takes no --${k}\n${USAGE}`);
@@ -109,6 +120,7 @@ async function leaseCmd(sub: typeof subcommands[number], rest: string[]): Promis
   const cpus = num(values.cpus, 'cpus', 1, 1024);
   const memoryMB = num(values.memory, 'memory', 64, 4 << 20);
   const hours = num(values.hours, 'hours', 0.0001, 8760, true);
+  const nodes = num(values.nodes, 'nodes', 1, MAX_GROUP);
 
   const cfg = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH);
   const lrm: LrmAdapter = lrmAdapterFor(cfg);
@@ -121,7 +133,7 @@ async function leaseCmd(sub: typeof subcommands[number], rest: string[]): Promis
         });
         if (keyText.length > 64 * 1024) throw new LeaseDenied(`${values['ssh-key']} is larger than 64 KiB: not a public key file`);
         const who = await requester(cfg, values.proxy);
-        let l = await createLease(cfg, lrm, root, who, { image: values.image!, cpus, memoryMB, hours, authorizedKeys: parsePublicKeys(keyText, values['ssh-key']!) });
+        let l = await createLease(cfg, lrm, root, who, { image: values.image!, cpus, memoryMB, hours, nodes, authorizedKeys: parsePublicKeys(keyText, values['ssh-key']!) });
         if (l.state === 'queued' && (waitS ?? 300) > 0) l = await waitFor(lrm, root, l.id, new Set(['ready']), (waitS ?? 300) * 1000);
         out(json, leaseJson(l), text(l));
         return l.state === 'failed' ? 1 : 0;

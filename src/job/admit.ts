@@ -96,7 +96,7 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
   if (job.cluster) {
     const nodes = await job.cluster();
     const c = await setUpJobNetwork(cfg, job, nodes);
-    cluster = { hostname: c.plan.self.hostname, nic: c.nic };
+    cluster = { hostname: c.plan.self.hostname, nic: c.nic, underlay: c.plan.self.underlay };
     await log.detail('job-network', { vni: c.plan.vni, subnet: c.plan.subnet, self: c.plan.self.hostname, nodes: nodes.nodes });
   }
   // the VM engine boots the job's VM (vmEngine.ts, wired by the adapter's entry); without one the decision is recorded only

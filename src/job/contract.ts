@@ -94,6 +94,8 @@ export interface LeaseBoot {
 export interface ClusterBoot {
   hostname: string;
   nic: JobNic;
+  /** this node's underlay address (job_network.nodes): where a lease group's ssh forward listens */
+  underlay: string;
 }
 
 /** How the job is run in its VM: its batch script (read lazily, as the job user), or a task's argv (refused). */

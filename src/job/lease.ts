@@ -13,10 +13,11 @@ import { LEASE_ID } from '../header/scriptHeader.js';
 
 const INFO = 'lease.json';
 
-/** Choose the host port of a lease VM's ssh forward; release the lock once QEMU listens on it. */
-export async function leaseForward(cfg: SiteConfig): Promise<{ forward: PortForward; lock: Lock }> {
-  const { port, lock } = await allocatePort(cfg.vm.stateDir, cfg.lease.hostAddress, cfg.lease.portMin, cfg.lease.portMax);
-  return { forward: { hostAddr: cfg.lease.hostAddress, hostPort: port, guestPort: cfg.lease.guestPort }, lock };
+/** Choose the host port of a lease VM's ssh forward (on `lease.host_address`, or a lease group member's node underlay
+ * address); release the lock once QEMU listens on it. */
+export async function leaseForward(cfg: SiteConfig, hostAddress = cfg.lease.hostAddress): Promise<{ forward: PortForward; lock: Lock }> {
+  const { port, lock } = await allocatePort(cfg.vm.stateDir, hostAddress, cfg.lease.portMin, cfg.lease.portMax);
+  return { forward: { hostAddr: hostAddress, hostPort: port, guestPort: cfg.lease.guestPort }, lock };
 }
 
 /** Record (root, in the VM's runtime dir) where the lease's ssh answers: 0640 root:<job gid>, so that the job's

@@ -87,7 +87,8 @@ class JobVm implements JobVmEngine {
       // a lease pilot: user-mode network (restrict=on) whatever vm.network says, ssh forwarded from a free port
       if (job.lease) {
         if (cfg.vm.driver !== 'qemu') throw new Refusal('lease-driver', 'this worker node cannot forward a lease\'s ssh port (it runs VMs through libvirt); the lease was not started');
-        port = await leaseForward(cfg);
+        // a lease group's member: on this node's underlay address, the one the CE reaches it by (loopback is the node's own)
+        port = await leaseForward(cfg, job.cluster?.underlay);
       }
       const spec: VmSpec = {
         id: vmId, jobId: job.jobId, cpus: job.cpus, memoryMB: job.memoryMB, hostname: job.cluster?.hostname ?? vmHostname(vmId),
@@ -100,7 +101,8 @@ class JobVm implements JobVmEngine {
         env: { PATH: GUEST_PATH, HOME: workdir ?? '/tmp' },
         network: {
           ...(port ? { mode: 'user', forwards: [port.forward] } : { mode: cfg.vm.network, ...(cfg.vm.bridge ? { bridge: cfg.vm.bridge } : {}) }),
-          ...(job.cluster ? { job: job.cluster.nic } : {}), // a multi-node job's private network (its tap is made)
+          // a multi-node job's private network (its tap is made); a lease group's VM also learns its forwarded address
+          ...(job.cluster ? { job: { ...job.cluster.nic, ...(port ? { leaseAddress: `${port.forward.hostAddr}:${port.forward.hostPort}` } : {}) } } : {}),
         },
       };
       driver = driverFor(cfg, { cpus: job.image.cpus.default, memoryMB: job.image.memoryMB.default });

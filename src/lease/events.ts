@@ -25,6 +25,15 @@ export interface LeaseEvent {
   hostKey?: string;   // ready: the VM's ssh host public key (`ssh-ed25519 AAAA… comment`)
   node?: string;      // running: the VM's host name
   reason?: string;    // failed, terminating, released
+  nodes?: LeaseNode[]; // ready, a lease group's: every VM, vm0 first
+}
+
+/** One VM of a lease group, as the pilot reported it ready. */
+export interface LeaseNode {
+  name: string;            // its host name on the group's private network (vm0, vm1, …)
+  address: string;         // host:port at which the CE reaches its ssh (its node's underlay address)
+  hostKey: string;         // its ssh host key, made in that VM
+  privateAddress: string;  // its address on the group's private network
 }
 
 export interface LeaseView {
@@ -33,6 +42,8 @@ export interface LeaseView {
   address?: string;
   hostKey?: string;
   reason?: string;
+  /** a lease group's VMs (while ready) */
+  nodes?: LeaseNode[];
   /** the events in replay order */
   history: LeaseEvent[];
 }
@@ -74,7 +85,23 @@ export function parseEvent(text: string, file: string): LeaseEvent {
   str('hostKey', HOST_KEY);
   str('node', /^[A-Za-z0-9.-]{1,253}$/);
   str('reason', TEXT);
+  if (o.nodes !== undefined) ev.nodes = parseNodes(o.nodes, bad);
   return ev;
+}
+
+const MAX_NODES = 64;
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+function parseNodes(v: unknown, bad: (k: string, why: string) => LeaseEventError): LeaseNode[] {
+  if (!Array.isArray(v) || v.length < 1 || v.length > MAX_NODES) throw bad('nodes', `must be a list of 1..${MAX_NODES} VMs`);
+  return v.map((n: unknown, i) => {
+    const o = (typeof n === 'object' && n !== null && !Array.isArray(n) ? n : {}) as Record<string, unknown>;
+    const field = (k: keyof LeaseNode, re: RegExp): string => {
+      if (typeof o[k] !== 'string' || !re.test(o[k] as string)) throw bad(`nodes[${i}].${k}`, 'is malformed');
+      return o[k] as string;
+    };
+    return { name: field('name', /^[A-Za-z0-9-]{1,63}$/), address: field('address', ADDRESS), hostKey: field('hostKey', HOST_KEY), privateAddress: field('privateAddress', IPV4) };
+  });
 }
 
 /** Replay events into the lease's state (pure). No events = requested (the CLI writes that first anyway). */
@@ -89,6 +116,7 @@ export function replay(events: readonly LeaseEvent[]): LeaseView {
     if (e.event === 'ready') {
       if (e.address) view.address = e.address;
       if (e.hostKey) view.hostKey = e.hostKey;
+      if (e.nodes) view.nodes = e.nodes;
     }
     if (!terminal && RANK.get(e.event)! > RANK.get(view.state)!) {
       view.state = e.event;
@@ -99,7 +127,7 @@ export function replay(events: readonly LeaseEvent[]): LeaseView {
     view.state = terminal.event;
     if (terminal.reason) view.reason = terminal.reason;
   }
-  if (TERMINAL.has(view.state)) delete view.address; // nothing answers there any more
+  if (TERMINAL.has(view.state)) { delete view.address; delete view.nodes; } // nothing answers there any more
   return view;
 }
 

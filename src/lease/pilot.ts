@@ -40,6 +40,50 @@ ended() {
   exit 0
 }
 trap ended TERM INT HUP
+# In a VM of a multi-node job the user's passwd home is the job's own (/run/wnod-job/home, holding the job's ssh
+# key): the user's lease keys go there too, here and in every other VM (through the job's ssh, over the private
+# network), where a server like ours starts with a host key made in that VM. Each VM's forwarded address comes from
+# its node (/etc/wnod/job/lease-address); the ready event lists every VM (name, address, host key, private address).
+groupNodes() {
+  jh=$(grep "^$(id -un):" /etc/passwd | cut -d: -f6)
+  if [ -n "$jh" ] && [ "$jh" != "$d" ]; then cat "$d/.ssh/authorized_keys" >>"$jh/.ssh/authorized_keys" || fail "cannot add your keys in vm0"; fi
+  cat >"$k/peer.sh" <<'PEER' || fail "no temporary file in the VM"
+p=$1
+# an ssh session's PATH has no sbin (where dropbear is)
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+a=$(cat /etc/wnod/job/lease-address 2>/dev/null) || { echo "its node gave it no lease address"; exit 1; }
+k=$(mktemp -d) || { echo "no temporary directory"; exit 1; }
+dropbearkey -t ed25519 -f "$k/hk" >/dev/null 2>&1 || { echo "could not make an ssh host key"; exit 1; }
+hk=$(dropbearkey -y -f "$k/hk" 2>/dev/null | grep '^ssh-ed25519 ' | cut -d' ' -f1,2)
+# no -F: the server detaches, so this session can end
+dropbear -E -s -w -k -p "$p" -r "$k/hk" -P "$k/pid" </dev/null >/dev/null 2>"$k/log" || { echo "the ssh server did not start"; exit 1; }
+hex=$(printf '%04X' "$p"); i=0
+until grep -q ":$hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null; do
+  i=$((i + 1)); [ "$i" -lt 300 ] || { echo "the ssh server did not listen within 30 s"; exit 1; }
+  sleep 0.1
+done
+echo "ok $a $hk"
+PEER
+  me=$(hostname)
+  sep=
+  for h in $(cut -d: -f1 /etc/wnod/job/hostfile.mpich); do
+    case "$h" in *[!A-Za-z0-9-]*|'') fail "a malformed host name in the job's host list" ;; esac
+    ip=$(grep " $h\$" /etc/hosts | head -n 1 | cut -d' ' -f1)
+    if [ "$h" = "$me" ]; then
+      a=$WNOD_LEASE_ADDRESS; key=$hk
+    else
+      ssh "$h" 'cat >>"$HOME/.ssh/authorized_keys"' <"$d/.ssh/authorized_keys" || fail "cannot add your keys in $h"
+      r=$(ssh "$h" sh -s "$WNOD_LEASE_GUEST_PORT" <"$k/peer.sh" 2>&1 | tail -n 1)
+      set -- $r
+      [ "$1" = ok ] && [ "$#" -eq 4 ] || fail "the ssh server of $h did not start: $(printf '%s' "$r" | tr -cd 'A-Za-z0-9 .,:/()-' | cut -c1-200)"
+      a=$2; key="$3 $4"
+    fi
+    case "$a" in *[!0-9.:]*|'') fail "$h has no valid lease address" ;; esac
+    nodes="$nodes$sep{\"name\":\"$h\",\"address\":\"$a\",\"hostKey\":\"$key\",\"privateAddress\":\"$ip\"}"
+    sep=,
+  done
+  nodes=",\"nodes\":[$nodes]"
+}
 ev running ",\"node\":\"$(hostname)\""
 [ -n "${'$'}{WNOD_LEASE_ADDRESS:-}" ] && [ -n "${'$'}{WNOD_LEASE_GUEST_PORT:-}" ] || fail "this node gave the VM no forwarded ssh address (not a wnod lease node?)"
 command -v dropbear >/dev/null 2>&1 || fail "the image has no ssh server (dropbear)"
@@ -57,7 +101,10 @@ until grep -q ":$hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null; do
   i=$((i + 1)); [ "$i" -lt 300 ] || fail "the ssh server did not listen within 30 s"
   sleep 0.1
 done
-ev ready ",\"address\":\"$WNOD_LEASE_ADDRESS\",\"hostKey\":\"$hk\""
+nodes=
+# a lease group (a pilot on several nodes, vm0 here): every VM serves the user's ssh (groupNodes above)
+[ -f /etc/wnod/job/hostfile.mpich ] && groupNodes
+ev ready ",\"address\":\"$WNOD_LEASE_ADDRESS\",\"hostKey\":\"$hk\"$nodes"
 wait "$srv"
 srv=
 fail "the ssh server stopped"

@@ -23,6 +23,7 @@ export interface LeaseRequest {
   rule: string;           // the policy rule that authorised it
   authorisedBy: 'proxy' | 'local';
   ticket: boolean;        // the pilot carries a signed ticket (else policy.no_ticket decides on the node)
+  nodes?: number;         // a lease group: this many VMs, one per node (absent: one)
 }
 
 export interface Lease extends LeaseView {
@@ -38,6 +39,9 @@ export class LeaseNotFound extends WnodError {
     super('no-such-lease', `no lease ${id} in your lease registry`);
   }
 }
+
+/** The most VMs one lease group may hold (one per node). */
+export const MAX_GROUP = 64;
 
 export const newLeaseId = (): string => `l${randomBytes(5).toString('hex')}`;
 
@@ -72,6 +76,7 @@ function parseRequest(text: string, file: string): LeaseRequest {
   if (r?.v !== 1 || !LEASE_ID.test(r.id) || typeof r.image !== 'string' || !Number.isInteger(r.cpus) || !Number.isInteger(r.memoryMB)) {
     throw new WnodError('bad-lease', `${file}: not a lease request`);
   }
+  if (r.nodes !== undefined && !(Number.isInteger(r.nodes) && r.nodes >= 2 && r.nodes <= MAX_GROUP)) throw new WnodError('bad-lease', `${file}: nodes must be 2..${MAX_GROUP}`);
   return r;
 }
 
@@ -89,7 +94,7 @@ export async function readLease(root: string, id: string): Promise<Lease> {
     const path = join(dir, 'events', name);
     try {
       const fst = await lstat(path);
-      if (!fst.isFile() || fst.size > 8192) throw new Error('not a small regular file');
+      if (!fst.isFile() || fst.size > 65_536) throw new Error('not a small regular file');
       events.push({ ...parseEvent(await readFile(path, 'utf8'), name), seen: Math.round(fst.mtimeMs) });
     } catch (err) {
       problems.push(`${name}: ${(err as Error).message}`);

@@ -11,7 +11,7 @@ import { issueTicket, loadTicketKey } from '../ticket/index.js';
 import { WnodError, describe } from '../util/errors.js';
 import type { LrmAdapter, PilotStatus } from '../lrm/adapter.js';
 import { TERMINAL } from './events.js';
-import { createLeaseDir, newLeaseId, readLease, recordEvent, type Lease, type LeaseRequest } from './registry.js';
+import { MAX_GROUP, createLeaseDir, newLeaseId, readLease, recordEvent, type Lease, type LeaseRequest } from './registry.js';
 import { pilotScript } from './pilot.js';
 
 /** The request was refused before anything reached the batch system; `reason` is for the user. */
@@ -33,6 +33,8 @@ export interface LeaseAsk {
   cpus?: number | undefined;
   memoryMB?: number | undefined;
   hours?: number | undefined;
+  /** a lease group: this many VMs of the image, one per node, held by one pilot (default 1) */
+  nodes?: number | undefined;
   authorizedKeys: string;
 }
 
@@ -91,14 +93,26 @@ export async function carrier(cfg: SiteConfig, who: Requester, d: Extract<Decisi
   return undefined;
 }
 
+/** A lease group (nodes > 1) is a multi-node pilot: only Slurm runs those here (Torque's nodes=N is not wired), and
+ * only a site with a job network gives its VMs one (docs/virtual-clusters.md). Refused before anything is recorded. */
+export function groupAllowed(cfg: SiteConfig, lrm: Pick<LrmAdapter, 'name'>, nodes: number): void {
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_GROUP) throw new LeaseDenied(`a lease holds 1 to ${MAX_GROUP} VMs; asked for ${nodes}`);
+  if (nodes === 1) return;
+  if (lrm.name !== 'slurm') throw new LeaseDenied(`lease groups (--nodes ${nodes}) need a Slurm site; this site's batch system is ${lrm.name}, which wnod runs one VM per lease on`);
+  if (!cfg.jobNetwork) throw new LeaseDenied(`lease groups (--nodes ${nodes}) need the site's job network (job_network in the wnod config), which this site has not configured`);
+}
+
 /** Create a lease: authorise, write the registry entry, submit the pilot. Nothing reaches the LRM unless allowed. */
 export async function createLease(cfg: SiteConfig, lrm: LrmAdapter, root: string, who: Requester, ask: LeaseAsk): Promise<Lease> {
   const d = authorise(cfg, who, ask);
+  const nodes = ask.nodes ?? 1;
+  groupAllowed(cfg, lrm, nodes);
   const ticket = await carrier(cfg, who, d, d.hours);
   const id = newLeaseId();
   const request: LeaseRequest = {
     v: 1, id, user: who.user, image: d.image.id, cpus: d.cpus, memoryMB: d.memoryMB, hours: d.hours, created: new Date().toISOString(),
     rule: d.rule, authorisedBy: who.identity.source === 'proxy' ? 'proxy' : 'local', ticket: ticket !== undefined,
+    ...(nodes > 1 ? { nodes } : {}),
   };
   const dir = await createLeaseDir(root, request, ask.authorizedKeys);
   await recordEvent(dir, { event: 'requested', by: 'cli' });
@@ -106,7 +120,7 @@ export async function createLease(cfg: SiteConfig, lrm: LrmAdapter, root: string
   try {
     jobId = await lrm.submit({
       script: pilotScript({ leaseId: id, ticket }), workdir: dir, name: `wnod-${id}`, walltimeS: Math.round(d.hours * 3600),
-      cpus: d.cpus, memoryMB: d.memoryMB, queue: cfg.lease.queue ?? d.queue, jobClass: cfg.lrm.jobClass,
+      cpus: d.cpus, memoryMB: d.memoryMB, ...(nodes > 1 ? { nodes } : {}), queue: cfg.lease.queue ?? d.queue, jobClass: cfg.lrm.jobClass,
       stdoutPath: join(dir, 'pilot.out'), stderrPath: join(dir, 'pilot.err'),
     });
   } catch (err) {

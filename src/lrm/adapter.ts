@@ -13,6 +13,8 @@ export interface PilotSubmission {
   walltimeS: number;
   cpus: number;
   memoryMB: number;
+  /** a lease group: this many nodes, one task with `cpus` and `memoryMB` on each (default 1) */
+  nodes?: number | undefined;
   queue?: string | undefined;
   /** Torque job class (`qsub -T`): pbs_mom runs prologue.<class> */
   jobClass?: string | undefined;

@@ -12,7 +12,7 @@ export interface GuestContext {
   workdir?: string;          // mounted from the virtiofs tag "wnodwork" at this path
   network?: { ip: string; gateway: string; dns?: string };  // static address, CIDR form ("10.0.2.15/24")
   /** the NIC on the job's private network, found in the guest by its MAC; hosts go to /etc/hosts */
-  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }>; files?: JobHostFiles | undefined; ssh?: JobSshContext | undefined };
+  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }>; files?: JobHostFiles | undefined; ssh?: JobSshContext | undefined; leaseAddress?: string | undefined };
   clock: number;             // seconds since the epoch: TCG guests have no RTC on microvm
   seed: Uint8Array;          // entropy the guest mixes into /dev/urandom (clones must not share RNG state)
   /** guest features whose kernel modules the init loads: mmio|pci, base, blk, fs, net, rng (all when absent) */
@@ -52,6 +52,7 @@ export function checkContext(ctx: GuestContext): void {
     for (const h of j.hosts) {
       if (!HOSTNAME.test(h.name) || !IPV4.test(h.ip)) throw new VmSpecError(`invalid job network host ${JSON.stringify(h)}`);
     }
+    if (j.leaseAddress !== undefined && !/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(j.leaseAddress)) throw new VmSpecError(`invalid lease address '${j.leaseAddress}'`);
     // text the init writes to files: printable lines only, bounded (a job of 65536 VMs fits)
     const texts = { ...(j.files ?? {}), ...(j.ssh ?? {}) } as Record<string, string>;
     for (const [k, v] of Object.entries(texts)) {
@@ -89,6 +90,7 @@ export function renderContext(ctx: GuestContext): string {
       v.push(['WNOD_JOB_NODELIST', j.files.nodelist], ['WNOD_JOB_HOSTFILE_MPICH', j.files.mpich],
         ['WNOD_JOB_HOSTFILE_OPENMPI', j.files.openmpi], ['WNOD_JOB_NODEFILE', j.files.nodefile]);
     }
+    if (j.leaseAddress) v.push(['WNOD_JOB_LEASE_ADDRESS', j.leaseAddress]);
     // private keys: the context is root-only in the guest (/wnod 0700) and on the host (the VM's runtime files)
     if (j.ssh) {
       v.push(['WNOD_JOB_SSH_KEY', j.ssh.userKey], ['WNOD_JOB_SSH_PUB', j.ssh.userPub],

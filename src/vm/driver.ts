@@ -29,6 +29,8 @@ export interface JobNic {
   files?: JobHostFiles;
   /** the job's ssh keys (src/cluster/jobSsh.ts): the VMs of the job accept each other, and only them */
   ssh?: JobSshContext;
+  /** a lease group's member: `host:port` where the CE reaches this VM's lease ssh (the pilot in vm0 collects it) */
+  leaseAddress?: string;
 }
 
 /** The job's host lists as MPI and batch tools read them. */

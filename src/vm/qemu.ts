@@ -149,7 +149,7 @@ export class QemuDriver implements VmDriver {
     const ctx: GuestContext = {
       hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
       network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
-      jobNet: spec.network.job ? { ip: spec.network.job.ip, mac: spec.network.job.mac, mtu: spec.network.job.mtu, hosts: spec.network.job.hosts, files: spec.network.job.files, ssh: spec.network.job.ssh } : undefined,
+      jobNet: spec.network.job ? { ip: spec.network.job.ip, mac: spec.network.job.mac, mtu: spec.network.job.mtu, hosts: spec.network.job.hosts, files: spec.network.job.files, ssh: spec.network.job.ssh, leaseAddress: spec.network.job.leaseAddress } : undefined,
       clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
       features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
         ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' || spec.network.job ? ['net'] : []),

@@ -6,11 +6,13 @@
  * Each slurmd also gets a mount namespace where `<dir>/node` is its own `<dir>/nodes/n<i>`: every node has its own
  * state dir and claim dir at the same configured path (as separate machines do), while the config, the image
  * cache and the logs are shared; so is /run/virtiofsd (its pid files are named after the VM's socket path). For slurm-local.sh's SLURM_LOCAL_NODE_WRAPPER (test/kit/slurm.ts `net`). */
+import type { Test } from 'tap';
 import { execa } from 'execa';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SlurmNodeNet } from './slurm.js';
-import { siteNodes } from './siteNodes.js';
+import { inNode, siteNodes } from './siteNodes.js';
+import { hypervisorsOf } from './hypervisors.js';
 
 const IP = '/usr/sbin/ip';
 
@@ -67,4 +69,23 @@ export async function netnsNodes(dir: string, tag: string, net: number, count: n
     nodeDir: (i) => join(dir, 'nodes', `n${i + 1}`),
     teardown,
   };
+}
+
+/** Nothing of a job on any node: no job interface, no rule, no VNI claim, no VM record, no QEMU or virtiofsd (the
+ * Epilogs may still be running: interfaces are awaited up to a minute). */
+export async function nothingLeftOnNodes(t: Test, nodes: NetnsNodes, what: string): Promise<void> {
+  for (const [i, ns] of nodes.namespaces.entries()) {
+    const until = Date.now() + 60_000;
+    let links: string[] = [];
+    for (;;) {
+      links = (JSON.parse((await inNode(ns, '/usr/sbin/ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
+      if (links.length === 2 || Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    t.same(links, ['lo', 'site0'], `${what}: n${i + 1} has no job interface left`);
+    t.equal((await inNode(ns, '/usr/sbin/nft', ['list', 'ruleset'])).stdout.trim(), '', `${what}: n${i + 1} has no rule left`);
+    t.same(await readdir(join(nodes.nodeDir(i), 'claims')).then((f) => f.filter((x) => x.endsWith('.json')), () => []), [], `${what}: n${i + 1} holds no VNI claim`);
+    t.same(await readdir(join(nodes.nodeDir(i), 'state', 'vms')).catch(() => []), [], `${what}: n${i + 1} has no VM record`);
+  }
+  t.same(await hypervisorsOf(nodes.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
 }

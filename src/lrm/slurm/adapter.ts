@@ -34,7 +34,8 @@ export function sbatchArgs(j: PilotSubmission, partition: string, scriptPath: st
   const name = j.name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || 'wnod-lease';
   return [
     '--parsable', '--job-name', name, '--partition', p, '--time', slurmTime(j.walltimeS),
-    '--nodes', '1', '--ntasks', '1', '--cpus-per-task', String(j.cpus), '--mem', `${j.memoryMB}M`,
+    // a lease group: one task per node (each node's Prolog boots that node's VM with what the job holds there)
+    ...(j.nodes && j.nodes > 1 ? ['--nodes', String(j.nodes), '--ntasks-per-node', '1'] : ['--nodes', '1', '--ntasks', '1']), '--cpus-per-task', String(j.cpus), '--mem', `${j.memoryMB}M`,
     '--chdir', j.workdir, '--output', j.stdoutPath, '--error', j.stderrPath, scriptPath,
   ];
 }
