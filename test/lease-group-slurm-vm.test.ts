@@ -6,19 +6,12 @@
 // from vm0 to the others over the private network, delete (scancel) → nothing left on any node; an admin's scancel of
 // a group ends every VM too. VMs booted: 6 (TCG, the minimal kernel, 1 cpu and 256 MB each).
 import t, { type Test } from 'tap';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import {   rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { ensureTestUser } from './kit/pbsmom.js';
-import { ensureBuilt } from './kit/cli.js';
-import { reachableRepo } from './kit/reachable.js';
-import { buildSshTestImage } from './kit/sshImage.js';
 import { leaseUser } from './kit/leaseSite.js';
 import { slurmMissing } from './kit/slurm.js';
-import { makeSlurmSite, type SlurmSite } from './kit/slurmSite.js';
-import { netnsNodes, nothingLeftOnNodes, type NetnsNodes } from './kit/slurmNetnsNodes.js';
+import { makeNetnsSlurmSite, nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
 
 type LeaseNode = { name: string; address: string; ssh: string; hostKey: string; privateAddress: string };
 type LeaseJson = { id: string; state: string; jobId?: string; address?: string; ssh?: string; hostKey?: string; reason?: string; nodes?: LeaseNode[]; history?: Array<{ event: string; by: string }> };
@@ -26,37 +19,12 @@ type LeaseJson = { id: string; state: string; jobId?: string; address?: string; 
 const skip = (await slurmMissing()) ?? ((await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode !== 0 ? 'needs nft' : undefined);
 
 t.test('lease groups on a real Slurm with nodes in their own network namespaces', { skip: skip ?? false }, async (t) => {
-  await ensureBuilt();
-  const repo = reachableRepo();
-  const img = await buildSshTestImage({ kernel: 'mini' });
-  const user = await ensureTestUser('wlglease');
-  const dir = await mkdtemp(join(tmpdir(), 'wlg-'));
-  await chmod(dir, 0o755);
-  let nodes: NetnsNodes | undefined;
-  let ss: SlurmSite | undefined;
+  const ns = await makeNetnsSlurmSite({ prefix: 'wlg', tag: 'lg1', net: 61, basePort: 17600, cluster: 'wlg', userName: 'wlglease',
+    vni: { first: 11000, count: 1000 }, privateRange: '10.243.0.0/16' });
+  const { user, nodes, ss, repo, dir } = ns;
   t.teardown(async () => {
-    await ss?.stop();
-    for (const i of [0, 1, 2]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
-    await nodes?.teardown();
-    await rm(dir, { recursive: true, force: true });
+    await ns.close();
     await rm(join(user.home, '.wnod'), { recursive: true, force: true });
-  });
-  nodes = await netnsNodes(dir, 'lg1', 61, 3);
-  const secret = join(dir, 'jobnet.secret');
-  await writeFile(secret, randomBytes(32), { mode: 0o600 });
-  ss = await makeSlurmSite({
-    dir: join(dir, 'site'), repo, img, basePort: 17600, cluster: 'wlg', nodes: 3, cpus: 2, net: nodes.net,
-    site: {
-      // no ticket key for users: the node's group-default decides (1 cpu, 256 MB: the image's defaults)
-      rules: [{ name: 'leasers', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
-      vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
-      sections: {
-        job_network: {
-          nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: { first: 11000, count: 1000 }, private_range: '10.243.0.0/16',
-          secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
-        },
-      },
-    },
   });
   const { fx, site } = ss;
   const u = await leaseUser({ dir, user, cli: join(repo, 'dist', 'cli', 'main.js'), configPath: site.configPath, env: fx.env });

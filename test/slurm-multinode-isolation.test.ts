@@ -7,17 +7,10 @@
 // the probe does detect a shared segment. VMs booted: 5 (TCG, the minimal kernel, 256 MB, 1 cpu).
 import t from 'tap';
 import { chown, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { ensureTestUser } from './kit/pbsmom.js';
-import { ensureBuilt } from './kit/cli.js';
-import { reachableRepo } from './kit/reachable.js';
-import { buildSshTestImage } from './kit/sshImage.js';
 import { slurmMissing } from './kit/slurm.js';
-import { makeSlurmSite, type SlurmSite } from './kit/slurmSite.js';
-import { netnsNodes, type NetnsNodes } from './kit/slurmNetnsNodes.js';
+import { makeNetnsSlurmSite, nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
 import { inNode } from './kit/siteNodes.js';
 import { jobSlot } from '../src/cluster/jobNetPlan.js';
 
@@ -25,36 +18,10 @@ const skip = (await slurmMissing()) ?? ((await execa('/usr/sbin/nft', ['--versio
 const JOBNET = { vni: { first: 12000, count: 1000 }, port: 4789, underlayMtu: 1500, privateRange: '10.244.0.0/24', subnetPrefix: 24 };
 
 t.test('two concurrent multi-node jobs on the same subnet cannot reach each other', { skip: skip ?? false }, async (t) => {
-  await ensureBuilt();
-  const repo = reachableRepo();
-  const img = await buildSshTestImage({ kernel: 'mini' });
-  const user = await ensureTestUser('wcbjob');
-  const dir = await mkdtemp(join(tmpdir(), 'wcb-'));
-  await chmod(dir, 0o755);
-  let nodes: NetnsNodes | undefined;
-  let ss: SlurmSite | undefined;
-  t.teardown(async () => {
-    await ss?.stop();
-    for (const i of [0, 1, 2]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
-    await nodes?.teardown();
-    await rm(dir, { recursive: true, force: true });
-  });
-  nodes = await netnsNodes(dir, 'cb1', 65, 3);
-  const secret = join(dir, 'jobnet.secret');
-  await writeFile(secret, randomBytes(32), { mode: 0o600 });
-  ss = await makeSlurmSite({
-    dir: join(dir, 'site'), repo, img, basePort: 17650, cluster: 'wcb', nodes: 3, cpus: 2, net: nodes.net,
-    site: {
-      rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
-      vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
-      sections: {
-        job_network: {
-          nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: JOBNET.vni, private_range: JOBNET.privateRange,
-          secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
-        },
-      },
-    },
-  });
+  const site = await makeNetnsSlurmSite({ prefix: 'wcb', tag: 'cb1', net: 65, basePort: 17650, cluster: 'wcb', userName: 'wcbjob',
+    vni: JOBNET.vni, privateRange: JOBNET.privateRange });
+  t.teardown(site.close);
+  const { user, nodes, ss } = site;
   const { fx } = ss;
   const work = await mkdtemp('/tmp/wcb-w-');
   await chown(work, user.uid, user.gid);
@@ -100,14 +67,5 @@ t.test('two concurrent multi-node jobs on the same subnet cannot reach each othe
   t.match(await out('b.out'), /^control=SSH-2\.0-dropbea/m, 'with the bridges joined the same probe reaches A\'s vm2: the probe detects a shared segment');
   await fx.asUser(user.name, 'scancel', [a]);
   t.equal((await fx.waitDone(a)).state, 'CANCELLED');
-  for (const [i, ns] of nodes.namespaces.entries()) {
-    const until = Date.now() + 60_000;
-    let links: string[] = [];
-    for (;;) {
-      links = (JSON.parse((await inNode(ns, '/usr/sbin/ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
-      if (links.length === 2 || Date.now() > until) break;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    t.same(links, ['lo', 'site0'], `n${i + 1} has no job interface left`);
-  }
+  await nothingLeftOnNodes(t, nodes, 'after both jobs');
 });

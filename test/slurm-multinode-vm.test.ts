@@ -6,19 +6,11 @@
 // both ends); the Epilog leaves nothing on any node. A node that cannot make its part fails the job with the reason;
 // scancel of a multi-node job leaves nothing either. VMs booted: 6 (TCG, the minimal kernel, 256 MB, 1 cpu).
 import t, { type Test } from 'tap';
-import { chown, chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { chown, chmod, mkdtemp, readFile,  rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { ensureTestUser } from './kit/pbsmom.js';
-import { ensureBuilt } from './kit/cli.js';
-import { reachableRepo } from './kit/reachable.js';
-import { buildSshTestImage } from './kit/sshImage.js';
-import { hypervisorsOf } from './kit/hypervisors.js';
 import { slurmMissing } from './kit/slurm.js';
-import { makeSlurmSite, type SlurmSite } from './kit/slurmSite.js';
-import { netnsNodes, nothingLeftOnNodes, type NetnsNodes } from './kit/slurmNetnsNodes.js';
+import { makeNetnsSlurmSite, nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
 import { inNode } from './kit/siteNodes.js';
 import { jobSlot } from '../src/cluster/jobNetPlan.js';
 import { NODE_FAULT_EXIT } from '../src/job/outcome.js';
@@ -26,39 +18,10 @@ import { NODE_FAULT_EXIT } from '../src/job/outcome.js';
 const skip = (await slurmMissing()) ?? ((await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode !== 0 ? 'needs nft' : undefined);
 
 t.test('multi-node wnod jobs on a real Slurm with nodes in their own network namespaces', { skip: skip ?? false }, async (t) => {
-  await ensureBuilt();
-  const repo = reachableRepo();
-  const img = await buildSshTestImage({ kernel: 'mini' });
-  const user = await ensureTestUser('wmnjob');
-  const dir = await mkdtemp(join(tmpdir(), 'wmn-'));
-  await chmod(dir, 0o755);
-  const tag = String(process.pid % 100000);
-  let nodes: NetnsNodes | undefined;
-  let ss: SlurmSite | undefined;
-  t.teardown(async () => {
-    await ss?.stop();
-    // each node's own state dir, as the host sees it
-    for (const i of [0, 1, 2]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
-    await nodes?.teardown();
-    await rm(dir, { recursive: true, force: true });
-  });
-  nodes = await netnsNodes(dir, tag, 77, 3);
-  const secret = join(dir, 'jobnet.secret');
-  await writeFile(secret, randomBytes(32), { mode: 0o600 });
-  ss = await makeSlurmSite({
-    dir: join(dir, 'site'), repo, img, basePort: 17700, cluster: 'wmn', nodes: 3, cpus: 2, net: nodes.net,
-    site: {
-      rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
-      // every node's own state under the same path (its mount namespace), 1 cpu and 256 MB per VM (the job's)
-      vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
-      sections: {
-        job_network: {
-          nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: { first: 9000, count: 1000 }, private_range: '10.242.0.0/16',
-          secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
-        },
-      },
-    },
-  });
+  const site = await makeNetnsSlurmSite({ prefix: 'wmn', tag: String(process.pid % 100000), net: 77, basePort: 17700, cluster: 'wmn', userName: 'wmnjob',
+    vni: { first: 9000, count: 1000 }, privateRange: '10.242.0.0/16' });
+  t.teardown(site.close);
+  const { user, nodes, ss } = site;
   const { fx } = ss;
   const work = await mkdtemp('/tmp/wmn-w-');
   await chown(work, user.uid, user.gid);

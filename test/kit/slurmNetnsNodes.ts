@@ -8,7 +8,14 @@
  * cache and the logs are shared; so is /run/virtiofsd (its pid files are named after the VM's socket path). For slurm-local.sh's SLURM_LOCAL_NODE_WRAPPER (test/kit/slurm.ts `net`). */
 import type { Test } from 'tap';
 import { execa } from 'execa';
-import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { ensureTestUser, type TestUser } from './pbsmom.js';
+import { ensureBuilt } from './cli.js';
+import { reachableRepo } from './reachable.js';
+import { buildSshTestImage } from './sshImage.js';
+import { makeSlurmSite, type SlurmSite } from './slurmSite.js';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SlurmNodeNet } from './slurm.js';
 import { inNode, siteNodes } from './siteNodes.js';
@@ -88,4 +95,59 @@ export async function nothingLeftOnNodes(t: Test, nodes: NetnsNodes, what: strin
     t.same(await readdir(join(nodes.nodeDir(i), 'state', 'vms')).catch(() => []), [], `${what}: n${i + 1} has no VM record`);
   }
   t.same(await hypervisorsOf(nodes.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
+}
+
+export interface NetnsSlurmSite {
+  dir: string;
+  repo: string;
+  user: TestUser;
+  nodes: NetnsNodes;
+  ss: SlurmSite;
+  /** stop Slurm, kill every node's VMs, remove the namespaces and the dir */
+  close(): Promise<void>;
+}
+
+/** A real Slurm of three such nodes with wnod installed and a job network over them (the ssh test image, the
+ * minimal kernel, 1 cpu and 256 MB per VM; the user's group may run vm_test, decided without a ticket). The site of
+ * the multi-node tests: each gives its own tag, net, ports, cluster, user, VNI range and private range. */
+export async function makeNetnsSlurmSite(o: { prefix: string; tag: string; net: number; basePort: number; cluster: string; userName: string;
+  vni: { first: number; count: number }; privateRange: string }): Promise<NetnsSlurmSite> {
+  await ensureBuilt();
+  const repo = reachableRepo();
+  const img = await buildSshTestImage({ kernel: 'mini' });
+  const user = await ensureTestUser(o.userName);
+  const dir = await mkdtemp(join(tmpdir(), `${o.prefix}-`));
+  await chmod(dir, 0o755);
+  let nodes: NetnsNodes | undefined;
+  let ss: SlurmSite | undefined;
+  const close = async () => {
+    await ss?.stop();
+    // each node's own state dir, as the host sees it
+    for (const i of [0, 1, 2]) await execa(process.execPath, [join(repo, 'dist', 'cli', 'main.js'), 'kill-all', '--state-dir', join(dir, 'nodes', `n${i + 1}`, 'state')], { reject: false });
+    await nodes?.teardown();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    nodes = await netnsNodes(dir, o.tag, o.net, 3);
+    const secret = join(dir, 'jobnet.secret');
+    await writeFile(secret, randomBytes(32), { mode: 0o600 });
+    ss = await makeSlurmSite({
+      dir: join(dir, 'site'), repo, img, basePort: o.basePort, cluster: o.cluster, nodes: 3, cpus: 2, net: nodes.net,
+      site: {
+        rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
+        // every node's own state under the same path (its mount namespace)
+        vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
+        sections: {
+          job_network: {
+            nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: o.vni, private_range: o.privateRange,
+            secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
+          },
+        },
+      },
+    });
+    return { dir, repo, user, nodes, ss, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
