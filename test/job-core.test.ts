@@ -64,3 +64,26 @@ t.test('mkdirMode: the VM run dirs keep their mode under the job umask (077)', a
   t.equal((await stat(join(base, 'run'))).mode & 0o777, 0o711);
   t.equal((await stat(join(base, 'run', 'vm-1'))).mode & 0o777, 0o711, 'the job user can reach its agent sockets');
 });
+
+t.test('removing a record also removes what a writer killed mid-write left (the epilogue SIGKILLs a boot still running)', async (t) => {
+  const { readdir, writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { spawnSync } = await import('node:child_process');
+  const { removeRecord } = await import('../src/vm/state.js');
+  const { updateJobRecord, newJobRecord, jobStateDir } = await import('../src/job/jobstate.js');
+  const stateDir = t.testdir({ vms: { '7.node.json': '{}', 'other.json': '{}' } });
+  const dead = spawnSync('/bin/true').pid!; // exited and reaped: no process has this pid now (bar reuse)
+  const vms = join(stateDir, 'vms');
+  await writeFile(join(vms, `.7.node.json.${dead}.0badc0de.tmp`), '{"half');
+  await writeFile(join(vms, `.7.node.json.${process.pid}.12345678.tmp`), '{"under way'); // a live writer's
+  await writeFile(join(vms, `.other.json.${dead}.0badc0de.tmp`), '{"half'); // another VM's: not this removal's
+  await removeRecord(stateDir, '7.node');
+  t.same((await readdir(vms)).sort(), [`.7.node.json.${process.pid}.12345678.tmp`, `.other.json.${dead}.0badc0de.tmp`, 'other.json'],
+    'the record and its dead writer\'s temp file are gone; a live write and other records stay');
+
+  await updateJobRecord(stateDir, '7.node', () => newJobRecord('7.node', 'alice'));
+  const jobs = jobStateDir(stateDir);
+  await writeFile(join(jobs, `.7.node.json.${dead}.0badc0de.tmp`), '{"half');
+  await updateJobRecord(stateDir, '7.node', () => undefined);
+  t.same((await readdir(jobs)).filter((f) => f.includes('7.node')), [], 'a deleted job record leaves no temp file');
+});

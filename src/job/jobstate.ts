@@ -2,9 +2,9 @@
  * keeps its first LRM's name so that upgraded nodes find their records): admission's decision, the ticket nonce it
  * consumed and the attempt counter that damps the LRM's retry loop.
  * Every read-modify-write holds one lock (`<dir>/.lock`) and every write is atomic. */
-import { readFile, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mkdirMode, writeFileAtomic } from '../util/atomic.js';
+import { mkdirMode, removeFileAtomic, writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, withLock, type Lock } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import { checkJobId } from './jobId.js';
@@ -121,18 +121,14 @@ export async function updateJobRecord(
     const current = await readJobRecord(stateDir, jobId);
     const next = fn(current);
     if (next === undefined) {
-      await unlink(path).catch(ignoreMissing);
-      await unlink(modeMarkerPath(stateDir, jobId)).catch(ignoreMissing);
+      await removeFileAtomic(path);
+      await removeFileAtomic(modeMarkerPath(stateDir, jobId));
       return undefined;
     }
     await writeFileAtomic(path, JSON.stringify(next) + '\n', 0o600);
     if (next.mode !== undefined && next.mode !== current?.mode) await writeFileAtomic(modeMarkerPath(stateDir, jobId), `${next.mode}\n`, 0o644);
     return next;
   }, { timeoutMs: LOCK_TIMEOUT_MS });
-}
-
-function ignoreMissing(err: NodeJS.ErrnoException): void {
-  if (err.code !== 'ENOENT') throw err;
 }
 
 /** A fresh record for a job. */

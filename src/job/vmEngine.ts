@@ -18,7 +18,7 @@ import { describe } from '../util/errors.js';
 import { withLock, type Lock } from '../util/lock.js';
 import type { VmDriver, VmSpec, VmState, UnixUser } from '../vm/driver.js';
 import { AgentError, VmNotReadyError, VmSpecError, VmStartError } from '../vm/errors.js';
-import { AGENT_NOTES, readAgentNotes, readRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
+import { AGENT_NOTES, readAgentNotes, readRecord, removeRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
 import { vmHostname } from '../vm/qemu.js';
 import { newVmDriver, recordDriver } from '../vm/drivers.js';
 import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
@@ -266,6 +266,8 @@ export async function destroyVmProcesses(stateDir: string, vmId: string, accel?:
   // does not name: find it by its runtime dir
   await killStragglers(runDirOf(stateDir, vmId), state?.spec.user.uid);
   await rm(runDirOf(stateDir, vmId), { recursive: true, force: true });
+  // with or without a record: a boot killed mid-write (the epilogue's stopBoot) leaves only a temp file of it
+  await removeRecord(stateDir, vmId);
   return { ...(state ? { state } : {}), ...(vmCpuS === undefined ? {} : { vmCpuS }) };
 }
 

@@ -1,4 +1,4 @@
-import { open, rename, unlink, mkdir, chmod } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, chmod, readdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
  * — and, with `owner`, never the new content under another owner (chown before the rename). */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, owner?: { uid: number; gid: number }): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(dirname(path), `${tempPrefix(path)}${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
@@ -25,6 +25,33 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await unlink(tmp).catch(() => {});
     throw err;
   }
+}
+
+const tempPrefix = (path: string) => `.${basename(path)}.`;
+const TEMP_TAIL = /^(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/** Remove `path` (if any) and the temp files of writers of it that died mid-write — a SIGKILLed boot leaves one (the
+ * epilogue kills a boot still running). A temp file whose writer is alive stays: that write is still under way. */
+export async function removeFileAtomic(path: string): Promise<void> {
+  await unlink(path).catch(ignoreMissing);
+  const prefix = tempPrefix(path);
+  for (const name of await readdir(dirname(path)).catch(() => [] as string[])) {
+    const pid = name.startsWith(prefix) ? TEMP_TAIL.exec(name.slice(prefix.length))?.[1] : undefined;
+    if (pid !== undefined && !pidAlive(Number(pid))) await unlink(join(dirname(path), name)).catch(ignoreMissing);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
 }
 
 /** mkdir (with its parents) and then chmod to exactly `mode`: the process umask must not narrow it (pbs_mom runs

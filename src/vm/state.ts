@@ -6,10 +6,10 @@
  *                                   handOverAgent; the directory itself stays root's)
  *   <stateDir>/accel.json           the cached KVM/TCG verdict
  */
-import { readFile, readdir, unlink, mkdir, open, lchown, chmod, lstat } from 'node:fs/promises';
+import { readFile, readdir, mkdir, open, lchown, chmod, lstat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../util/atomic.js';
+import { removeFileAtomic, writeFileAtomic } from '../util/atomic.js';
 import { VmSpecError, VmStateError } from './errors.js';
 import type { VmState, VmStep } from './driver.js';
 
@@ -111,9 +111,7 @@ export async function listRecords(stateDir: string, onBad: (path: string, err: u
 
 /** Delete a record (idempotent). */
 export async function removeRecord(stateDir: string, id: string): Promise<void> {
-  await unlink(recordPath(stateDir, id)).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
+  await removeFileAtomic(recordPath(stateDir, id));
 }
 
 /** In the agent directory, the job user's one file for notes to the admin (the job's run writes, the teardown reads). */

@@ -14,7 +14,7 @@ import { lstat, mkdir, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Image, SiteConfig } from '../../config/types.js';
-import { writeFileAtomic } from '../../util/atomic.js';
+import { removeFileAtomic, writeFileAtomic } from '../../util/atomic.js';
 import { describe, WnodError } from '../../util/errors.js';
 import { assertTrustedPath } from '../../util/trustedPath.js';
 import { jobStateDir, ensureJobStateDir, updateJobRecord, newJobRecord } from '../../job/jobstate.js';
@@ -177,5 +177,5 @@ export async function stopBoot(cfg: SiteConfig, jobId: string): Promise<void> {
 
 /** The epilogue (root): remove the job's boot files. */
 export async function clearBoot(cfg: SiteConfig, jobId: string): Promise<void> {
-  for (const ext of ['.boot', '.boot.json', '.boot.pid']) await unlink(path(cfg, jobId, ext)).catch(() => {});
+  for (const ext of ['.boot', '.boot.json', '.boot.pid']) await removeFileAtomic(path(cfg, jobId, ext)).catch(() => {});
 }
