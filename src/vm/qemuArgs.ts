@@ -30,6 +30,8 @@ export interface QemuPlan {
   ninep?: string;
   /** warm snapshots: restore from this migration URI (`fd:N`, an inherited fd) instead of booting */
   incoming?: string;
+  /** warm snapshots: stay paused once the stream is loaded (-S), until the host says `cont` */
+  paused?: boolean;
   /** warm snapshots: guest RAM is this file, mapped shared by the template (its RAM lands in the file, not in the
    * migration stream: the x-ignore-shared capability, set over QMP on both sides) and private copy-on-write by each clone (idle clones share its pages) */
   templateRam?: { path: string; share: boolean };
@@ -170,6 +172,7 @@ export function qemuArgs(p: QemuPlan): string[] {
     a.push('-device', `${dev('virtio-net')},netdev=net1,mac=${mac},id=${JOB_NIC_ID}`);
   }
   a.push('-qmp', `unix:${q(p.sockets.qmp)},server=on,wait=off`);
+  if (p.paused) a.push('-S');
   if (p.incoming) a.push('-incoming', p.incoming);
   if (p.runAs) {
     const { uid, gid } = p.runAs;

@@ -19,8 +19,9 @@
  * (TEMPLATE_JOB_MAC, a QEMU hub port): every job of the image and shape shares it, whatever its network. The clone
  * gets the job's tap as the backend of that device and the job's MAC in its own -device (QEMU's announce after the
  * load uses it); the guest's view of the MAC is migrated state, the template's, and SETUP (the agent's job_net) sets
- * the job's before the link is up. The host then checks QEMU's view (query-rx-filter): a clone whose NIC does not
- * have the job's MAC is never handed over. The job's anti-spoofing rules drop whatever else it sends. */
+ * the job's before the link is up. QEMU holds the NIC's link down from the load (the clone starts paused: -S) until
+ * the host has checked QEMU's view of the MAC (query-rx-filter): a clone whose NIC does not have the job's MAC
+ * never puts a frame on the tap and is never handed over. The job's anti-spoofing rules drop whatever else it sends. */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -338,6 +339,8 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     plan.runAs = runAsFor(s.user);
     // chardev backends are not migrated: the clone's console is a bounded ring from the start (the job runs next)
     plan.consoleRing = CONSOLE_RING_BYTES;
+    // a job NIC's link is the host's to open: the clone stays paused after the load until it is cut (below)
+    if (s.network.job) plan.paused = true;
     const fds = [snap.fd, ...(pinned ? [pinned.fh.fd] : [])];
     const ref = await startQemu(r.qemu, qemuArgs(plan), fds, plan.pidfile, Math.max(1000, deadline - Date.now()), r.netns);
     await r.onPid(ref);
@@ -346,6 +349,7 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     try {
       await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
       await qmp.execute('migrate-incoming', { uri: 'fd:3' });
+      if (s.network.job) await cutJobLink(qmp, deadline);
     } catch (err) {
       throw new RestoreError(`the clone did not take the snapshot stream: ${(err as Error).message}`);
     } finally {
@@ -372,21 +376,37 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     } finally {
       clearInterval(watch);
     }
-    if (s.network.job) await checkJobNicMac(plan.sockets.qmp, s.network.job.mac, Math.max(100, deadline - Date.now()));
+    if (s.network.job) await openJobLink(plan.sockets.qmp, s.network.job.mac, Math.max(100, deadline - Date.now()));
   } finally {
     await snap.close().catch(() => {});
     await pinned?.fh.close().catch(() => {});
   }
 }
 
-/** QEMU's own view of the clone's job NIC (its receive filter's MAC, which the guest set over the control queue)
- * must be the job's: what the agent answered is not taken on trust. */
-async function checkJobNicMac(qmpSock: string, want: string, timeoutMs: number): Promise<void> {
+/** A paused clone whose stream is loaded: its job NIC's link goes down in QEMU (nothing the guest sends reaches the
+ * tap, whatever its init did with the template's NIC; the load itself restored the template's link state), then the
+ * guest runs. */
+async function cutJobLink(qmp: QmpClient, deadline: number): Promise<void> {
+  for (;;) {
+    const st = (await qmp.execute('query-status')) as { status?: string };
+    if (st.status === 'paused') break;
+    if (st.status !== 'inmigrate' && st.status !== 'prelaunch') throw new RestoreError(`the clone is ${st.status ?? 'in an unknown state'} after the load`);
+    if (Date.now() > deadline) throw new RestoreError('the clone did not finish loading its snapshot in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await qmp.execute('set_link', { name: JOB_NIC_ID, up: false });
+  await qmp.execute('cont');
+}
+
+/** After SETUP: QEMU's own view of the clone's job NIC (its receive filter's MAC, which the guest set over the
+ * control queue) must be the job's — what the agent answered is not taken on trust — before its link comes up. */
+async function openJobLink(qmpSock: string, want: string, timeoutMs: number): Promise<void> {
   const qmp = await QmpClient.connect(qmpSock, timeoutMs);
   try {
     const f = (await qmp.execute('query-rx-filter', { name: JOB_NIC_ID })) as Array<{ 'main-mac'?: string }>;
     const mac = f[0]?.['main-mac']?.toLowerCase();
     if (mac !== want) throw new RestoreError(`the clone's job NIC has MAC ${mac ?? 'unknown'}, not the job's ${want}`);
+    await qmp.execute('set_link', { name: JOB_NIC_ID, up: true });
   } finally {
     qmp.close();
   }
