@@ -77,10 +77,11 @@ async function setSnapshots(on: boolean): Promise<void> {
   if (!/^\s+snapshots: (true|false)$/m.test(text)) throw new Error(`no vm.snapshots in ${ss.site.configPath}`);
   await writeFile(ss.site.configPath, text.replace(/^(\s+snapshots:) (true|false)$/m, `$1 ${on}`));
 }
-/** How each VM of these jobs booted (vm-ready in the site log: cold or restore). */
+/** How each VM of these jobs booted (vm-ready in the site log: cold or restore, with a cold boot's reason). */
 async function bootModes(ids: string[]): Promise<string[]> {
   return (await readFile(join(ss.site.dir, 'wnod.log'), 'utf8')).split('\n').filter((l) => l.includes('"vm-ready"'))
-    .map((l) => JSON.parse(l) as { job: string; boot?: { mode?: string } }).filter((o) => ids.includes(o.job)).map((o) => o.boot?.mode ?? 'cold');
+    .map((l) => JSON.parse(l) as { job: string; boot?: { mode?: string; coldReason?: string } }).filter((o) => ids.includes(o.job))
+    .map((o) => (o.boot?.mode === 'restore' ? 'restore' : `cold${o.boot?.coldReason ? `: ${o.boot.coldReason.slice(0, 120)}` : ''}`));
 }
 
 let seq = 0;
@@ -141,7 +142,7 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 const result = Object.fromEntries(Object.entries(series).map(([k, v]) => [k, { rounds: v.s.map(r2), median_s: r2(median(v.s)), pss_mb_per_vm_median: v.pssMB.length ? r2(median(v.pssMB)) : null,
-  boots: Object.fromEntries(['cold', 'restore'].map((m) => [m, v.boots.filter((b) => b === m).length])) }]));
+  boots: v.boots.reduce<Record<string, number>>((n, b) => ({ ...n, [b]: (n[b] ?? 0) + 1 }), {}) }]));
 const ratios = Object.fromEntries(SIZES.map((n) => SNAPSHOTS ? [`restore${n}/cold${n}`, r2(result[`restore${n}`]!.median_s / result[`cold${n}`]!.median_s)]
   : [`cluster${n}/single×${n}`, r2(result[`cluster${n}`]!.median_s / result[`single×${n}`]!.median_s)]));
 process.stdout.write(`${JSON.stringify({

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
-import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker, snapshotPlan, templateLacks, templateNetwork, templateSpec, TEMPLATE_JOB_MAC } from '../src/vm/snapshot.js';
+import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker, restoreTimeoutMs, snapshotPlan, templateLacks, templateNetwork, templateSpec, TEMPLATE_JOB_MAC } from '../src/vm/snapshot.js';
 import { qemuArgs } from '../src/vm/qemuArgs.js';
 import { agentCaps, agentExec, agentSetup, lockAgent, EXIT_LOCKED } from '../src/vm/agent.js';
 import { cpioArchive } from '../src/vm/cpio.js';
@@ -80,6 +80,7 @@ t.test('pure: the key covers shape and image; per-VM paths are masked; what cann
   t.same(req.network.job?.hosts, [], 'nor the job\'s hosts');
   t.equal(templateLacks(j1, ['setup', 'lock', 'reseed']), 'the snapshot template\'s guest agent cannot set up a job network');
   t.equal(templateLacks(j1, ['setup', 'lock', 'reseed', 'jobnet']), undefined);
+  t.ok(restoreTimeoutMs(j1) > restoreTimeoutMs(spec('a')), 'a job NIC\'s SETUP (the job\'s ssh server) gets longer before a cold fallback');
 });
 
 t.test('restored clones: the job runs as its user with its env and exit code; fresh entropy and clock per clone', async (t) => {

@@ -17,7 +17,7 @@ import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, jobNetContext, type GuestContext } from './context.js';
 import { boundedConsoleChange, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { agentExec, lockAgent, requestPoweroff } from './agent.js';
-import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, templateLacks, templateSpec, type SnapshotOptions } from './snapshot.js';
+import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, restoreTimeoutMs, templateLacks, templateSpec, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
 import { checkServedRoot, checkSpecWorkdir, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
@@ -185,7 +185,7 @@ export class QemuDriver implements VmDriver {
     if (t.status !== 'ready') throw new RestoreError(`snapshot template ${key} is gone`);
     await restoreClone({
       qemu: this.opts.qemu ?? QEMU_BINARY, spec: state.spec, accel: state.accel ?? 'tcg', khz: await tscKhz(), runDir: state.runDir,
-      template: t, timeoutMs: snap.restoreTimeoutMs ?? 10_000, ...(this.opts.netns !== undefined ? { netns: this.opts.netns } : {}),
+      template: t, timeoutMs: snap.restoreTimeoutMs ?? restoreTimeoutMs(state.spec), ...(this.opts.netns !== undefined ? { netns: this.opts.netns } : {}),
       onPid: async (ref) => { state.pids.qemu = ref; await writeRecord(this.stateDir, state); },
     });
   }

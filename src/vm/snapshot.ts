@@ -65,7 +65,7 @@ export const BUILD_BACKOFF_MS = 600_000;
 export interface SnapshotOptions {
   /** root-only templates directory, e.g. <vm.stateDir>/templates */
   dir: string;
-  /** bound on restore + SETUP before falling back to a cold boot (default 10 s) */
+  /** bound on restore + SETUP before falling back to a cold boot (default: restoreTimeoutMs(spec)) */
   restoreTimeoutMs?: number;
   /** called (not awaited) when a job cold boots because its template is missing: start a build elsewhere */
   onMissing?: (spec: VmSpec, key: string) => void;
@@ -108,6 +108,11 @@ export function buildNow(job: { cpus: number; memoryMB: number }, defaults: { cp
 
 /** How long to wait before building again after `failures` consecutive transient failures. Pure. */
 export const backoffMs = (failures: number): number => Math.min(BUILD_BACKOFF_MS * 2 ** Math.max(0, failures - 1), 86_400_000);
+
+/** The default bound on restore + SETUP: 10 s, and 30 s for a VM on a job network, whose SETUP also starts the
+ * job's ssh server (a dozen programs, each translated afresh under TCG: nine at once at load 20 took 9–11 s, and a
+ * fallback then costs a whole cold boot on top). Pure. */
+export const restoreTimeoutMs = (spec: VmSpec): number => (spec.network.job ? 30_000 : 10_000);
 
 /** Why this spec cannot be restored from a snapshot at all (undefined = it can). Pure. */
 export function restoreBlocker(spec: VmSpec): string | undefined {
