@@ -140,11 +140,15 @@ export const LIVENESS_POLL_MS = 1000;
 export const HEARTBEAT = { everyMs: 15_000, silenceMs: 300_000 } as const;
 
 /** While a command runs: check the hypervisor and send a heartbeat PING when one is due; `lost` rejects with
- * AgentLostError once the VM is gone or its agent has been silent for too long. */
-function watchVm(ctl: Socket, hb: { everyMs: number; silenceMs: number }, pingNonce: string, lastPong: () => number,
-  vmAlive: (() => Promise<boolean>) | undefined): { lost: Promise<never>; stop: () => void } {
+ * AgentLostError once the VM is gone or its agent has been silent for too long; `pong` records an answer. Silence
+ * counts only across two or more unanswered PINGs: a host process that was itself stopped for a while (its timers
+ * fire before it reads the answers waiting in the socket) does not give up on a guest that answered. */
+function watchVm(ctl: Socket, hb: { everyMs: number; silenceMs: number }, pingNonce: string,
+  vmAlive: (() => Promise<boolean>) | undefined): { lost: Promise<never>; stop: () => void; pong: () => void } {
   let timer: NodeJS.Timeout | undefined;
   let lastPing = performance.now();
+  let silentSince = lastPing; // the EXEC itself is the first request the agent has not answered yet
+  let unanswered = 1;
   const lost = new Promise<never>((_, reject) => {
     let busy = false;
     const tick = async () => {
@@ -155,13 +159,14 @@ function watchVm(ctl: Socket, hb: { everyMs: number; silenceMs: number }, pingNo
           return reject(new AgentLostError('vm-exited', 'exec: the VM\'s hypervisor exited while the command ran; its exit status is unknown'));
         }
         const now = performance.now();
-        if (now - lastPong() > hb.silenceMs) {
+        if (unanswered >= 2 && now - silentSince > hb.silenceMs) {
           return reject(new AgentLostError('unresponsive', `exec: the guest agent answered no heartbeat PING for ${Math.round(hb.silenceMs / 1000)} s ` +
             'while the command ran (a wedged guest or hypervisor); its exit status is unknown'));
         }
         if (now - lastPing >= hb.everyMs && ctl.writable) {
           ctl.write(`PING ${pingNonce}\n`);
           lastPing = now;
+          unanswered++;
         }
       } finally {
         busy = false;
@@ -169,7 +174,7 @@ function watchVm(ctl: Socket, hb: { everyMs: number; silenceMs: number }, pingNo
     };
     timer = setInterval(() => void tick(), Math.min(LIVENESS_POLL_MS, hb.everyMs));
   });
-  return { lost, stop: () => clearInterval(timer) };
+  return { lost, stop: () => clearInterval(timer), pong: () => { silentSince = performance.now(); unanswered = 0; } };
 }
 
 /** A channel that closed while the hypervisor's process is gone, or going (a dying process closes its sockets
@@ -204,15 +209,14 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
     s.once('close', () => (strip.done ? resolve() : reject(closed(port)())));
   });
   const pingNonce = newNonce();
-  let lastPong = performance.now();
+  let watch: ReturnType<typeof watchVm> | undefined;
   const exitOrPong = (l: string): number | undefined => {
-    if (l.trim() === `PONG ${pingNonce}`) lastPong = performance.now();
+    if (l.trim() === `PONG ${pingNonce}`) watch?.pong();
     return parseExitLine(l, nonce);
   };
   const onAbort = () => { ctl.write(`TERM ${nonce}\n`); };
   const onPoweroff = () => { ctl.write('POWEROFF\n'); };
   let timer: NodeJS.Timeout | undefined;
-  let watch: ReturnType<typeof watchVm> | undefined;
   try {
     const done = Promise.all([
       stream(out, req.stdout, 'stdout'),
@@ -228,7 +232,7 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
     const timeout = req.timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
       timer = setTimeout(() => { onAbort(); reject(new AgentError(`command did not finish within ${req.timeoutMs} ms (TERM sent)`)); }, req.timeoutMs);
     });
-    watch = watchVm(ctl, hb, pingNonce, () => lastPong, req.vmAlive);
+    watch = watchVm(ctl, hb, pingNonce, req.vmAlive);
     const [, , code] = await Promise.race([done, watch.lost, ...(timeout ? [timeout] : [])]);
     return code;
   } catch (e) {
