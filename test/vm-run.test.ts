@@ -316,3 +316,18 @@ t.test('CLI: vm run whose QEMU is killed during a long command exits 125 with vm
   t.match(String(r.stderr), /^wnod vm run: vm-gone: exec: the VM's hypervisor exited while the command ran/m);
   t.same(await listRecords(sd), [], 'the VM was destroyed');
 });
+
+t.test('the agent waits for its ports: a guest whose virtio-serial ports show up late still serves its job', async (t) => {
+  // the ports appear, and get their names, asynchronously after virtio_console loads; here they stay hidden for 2 s
+  const late = await variant('lateports', [
+    { path: 'usr', type: 'dir', mode: 0o755 }, { path: 'usr/lib', type: 'dir', mode: 0o755 }, { path: 'usr/lib/wnod', type: 'dir', mode: 0o755 },
+    { path: 'usr/lib/wnod/agent-under-test', type: 'file', mode: 0o755, data: await readFile(join(repoRoot, 'guest/wnod-agent')) },
+    { path: 'usr/lib/wnod/wnod-agent', type: 'file', mode: 0o755,
+      data: '#!/bin/sh\nmount -t tmpfs none /sys/class/virtio-ports\n(sleep 2; umount /sys/class/virtio-ports) &\nexec /usr/lib/wnod/agent-under-test\n' },
+  ]);
+  const driver = new QemuDriver({ stateDir, accel: 'tcg' });
+  const out = collect();
+  const r = await runOnce(driver, spec('lateports', late), { argv: ['/bin/sh', '-c', 'echo up'], stdout: out, stderr: collect(), readyTimeoutMs: READY_MS });
+  t.same([r.exitCode, out.text()], [0, 'up\n'], 'the agent found its ports once they appeared');
+  t.same(await listRecords(stateDir), []);
+});
