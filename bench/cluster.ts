@@ -1,8 +1,8 @@
 // End-to-end virtual cluster (issue 13): wall time from `sbatch -N n` until the job's script in vm0 has run a command
 // through ssh on EVERY VM of its cluster (the runner has already waited for each VM's ssh banner), against the same
 // number of single-VM jobs submitted at once in the same run (until every one's script has started). A REAL Slurm
-// whose slurmd are separate network stacks (test/kit/slurmNetnsNodes.ts, up to 9): one VM per node per job, so the
-// cluster sizes are node counts (16 VMs of one job would need 16 nodes). Interleaved rounds, medians, load average;
+// whose slurmd are separate network stacks (test/kit/slurmNetnsNodes.ts, up to 16): one VM per node per job, so the
+// cluster sizes are node counts (16 VMs of one job take 16 nodes). Interleaved rounds, medians, load average;
 // host memory per VM: PSS of each QEMU (/proc/<pid>/smaps_rollup) while the cluster is up. Prints one JSON object.
 // With --snapshots (issue 14) the same-run baseline is the same n-node job cold booted: vm.snapshots is switched off
 // and on in the site's config before each round, the templates are built first (warm-up until a job of every node
@@ -34,8 +34,8 @@ const SNAPSHOTS = values.snapshots === true;
 const NODES = Number(values.nodes);
 const ROUNDS = Number(values.rounds);
 const SIZES = values.sizes!.split(',').map(Number);
-if (!Number.isInteger(NODES) || NODES < 1 || NODES > 9 || !Number.isInteger(ROUNDS) || ROUNDS < 1 || SIZES.some((s) => !Number.isInteger(s) || s < 1 || s > NODES)) {
-  process.stderr.write('usage: cluster.ts [--sizes 1,3 (each ≤ nodes)] [--nodes 1..9] [--rounds R]\n');
+if (!Number.isInteger(NODES) || NODES < 1 || NODES > 16 || !Number.isInteger(ROUNDS) || ROUNDS < 1 || SIZES.some((s) => !Number.isInteger(s) || s < 1 || s > NODES)) {
+  process.stderr.write('usage: cluster.ts [--sizes 1,3 (each ≤ nodes)] [--nodes 1..16] [--rounds R]\n');
   process.exit(2);
 }
 const r2 = (x: number): number => Number(x.toFixed(2));

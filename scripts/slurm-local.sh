@@ -30,7 +30,7 @@ sinfo_env() { env SLURM_CONF="$conf" "$@"; }
 
 write_conf() {
   local nodes=$1 base=$2 cluster=$3
-  [[ "$nodes" =~ ^[1-9]$ ]] || die "NODES must be 1..9: $nodes"
+  [[ "$nodes" =~ ^([1-9]|1[0-6])$ ]] || die "NODES must be 1..16: $nodes"
   [[ "$base" =~ ^[0-9]+$ ]] && [ "$base" -ge 1024 ] && [ "$base" -le 65000 ] || die "BASEPORT must be 1024..65000: $base"
   [[ "$cluster" =~ ^[a-z][a-z0-9]{0,15}$ ]] || die "CLUSTER must be [a-z][a-z0-9]{0,15}: $cluster"
   local cpus=${SLURM_LOCAL_CPUS:-2} mem=${SLURM_LOCAL_MEM_MB:-4000} killwait=${SLURM_LOCAL_KILLWAIT:-5}
@@ -110,7 +110,7 @@ start_munge() {
   die "munged did not create $s/munge.sock (see $m/munged.log)"
 }
 
-node_names() { sed -n 's/^NodeName=\(n[0-9]\) .*/\1/p' "$conf"; }
+node_names() { sed -n 's/^NodeName=\(n[0-9]\{1,2\}\) .*/\1/p' "$conf"; }
 
 start() {
   local nodes=$1 base=$2 cluster=$3

@@ -1,12 +1,14 @@
 // A hostile guest controls every byte on the agent's control port: the host side must not buffer without bound
 // while it waits for an answer line (LOCK, SETUP, CAPS, EXEC status).
 import t, { type Test } from 'tap';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentCaps, lockAgent, MAX_CONTROL_LINE } from '../src/vm/agent.js';
+import { agentCaps, agentExec, lockAgent, MAX_CONTROL_LINE } from '../src/vm/agent.js';
 import { AgentLineTooLong } from '../src/vm/errors.js';
+import { collect } from './kit/collect.js';
+import { settles } from './kit/settles.js';
 import { boundedConsoleChange, qemuArgs, CONSOLE_RING_BYTES } from '../src/vm/qemuArgs.js';
 
 /** A control port whose "guest" answers every request with `bytes` of 'A' and never a newline, then stays open. */
@@ -46,6 +48,82 @@ t.test('LOCK: a guest that sends megabytes without a newline is cut off at the l
 t.test('CAPS: an over-long line that does end in a newline is refused too', async (t) => {
   const g = await floodingGuest(t, MAX_CONTROL_LINE * 3, MAX_CONTROL_LINE * 2);
   await t.rejects(agentCaps(g.path, 600_000), { code: 'vm-agent-line-too-long' });
+});
+
+/** A fake guest behind the agent's three sockets. On EXEC it calls `onExec` with the control connection and the
+ * nonce; PING is answered with PONG while `answerPings()` says so. */
+async function fakeGuest(t: Test, o: { onExec?: (ctl: Socket, nonce: string, ports: { stdout: Socket; stderr: Socket }) => void;
+  answerPings?: () => boolean; onPing?: (ctl: Socket) => void } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'wnod-fake-'));
+  const conns: Partial<Record<'control' | 'stdout' | 'stderr', Socket>> = {};
+  const servers: Server[] = [];
+  for (const port of ['control', 'stdout', 'stderr'] as const) {
+    const srv = createServer((c) => {
+      c.on('error', () => {});
+      conns[port] = c;
+      if (port !== 'control') return;
+      let buf = '';
+      c.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const [word, nonce] = buf.slice(0, nl).split(' ');
+          buf = buf.slice(nl + 1);
+          if (word === 'EXEC') o.onExec?.(c, nonce!, { stdout: conns.stdout!, stderr: conns.stderr! });
+          if (word === 'PING' && (o.answerPings?.() ?? true)) { c.write(`PONG ${nonce}\n`); o.onPing?.(c); }
+        }
+      });
+    });
+    await new Promise<void>((r) => srv.listen(join(dir, `${port}.sock`), r));
+    servers.push(srv);
+  }
+  t.teardown(async () => { for (const c of Object.values(conns)) c?.destroy(); for (const s of servers) s.close(); await rm(dir, { recursive: true, force: true }); });
+  return { control: join(dir, 'control.sock'), stdout: join(dir, 'stdout.sock'), stderr: join(dir, 'stderr.sock') };
+}
+
+const execReq = (extra: Partial<Parameters<typeof agentExec>[1]> = {}) => ({ argv: ['/bin/true'], cwd: '/', env: {}, uid: 0, gid: 0,
+  stdout: collect(), stderr: collect(), ...extra });
+
+t.test('exec: a control channel that closes while the command runs ends the wait as vm-agent-closed', async (t) => {
+  const g = await fakeGuest(t, { onExec: (ctl) => ctl.destroy() });
+  await t.rejects(settles(agentExec(g, execReq({ vmAlive: async () => true }))), { code: 'vm-agent-closed', reason: 'channel-closed' });
+});
+
+t.test('exec: a closed channel whose hypervisor is gone is reported as the VM\'s exit (vm-gone)', async (t) => {
+  let gone = false;
+  const g = await fakeGuest(t, { onExec: (ctl) => { gone = true; ctl.destroy(); } });
+  await t.rejects(settles(agentExec(g, execReq({ vmAlive: async () => !gone }))), { code: 'vm-gone', reason: 'vm-exited' });
+});
+
+t.test('exec: a hypervisor that is gone while every channel stays open ends the wait (vm-gone)', async (t) => {
+  let gone = false;
+  const g = await fakeGuest(t, { onExec: () => { gone = true; } });
+  const err = await settles(agentExec(g, execReq({ vmAlive: async () => !gone }))).then(() => undefined, (e: Error & { code?: string }) => e);
+  t.equal(err?.code, 'vm-gone', `the wait ended as vm-gone (${err?.message})`);
+  t.match(err?.message, /hypervisor exited while the command ran/);
+});
+
+t.test('exec: an agent that answers no heartbeat ends the wait (vm-agent-unresponsive); one that answers is waited for', async (t) => {
+  const silent = await fakeGuest(t, { answerPings: () => false });
+  await t.rejects(settles(agentExec(silent, execReq({ heartbeat: { everyMs: 20, silenceMs: 200 } }))), { code: 'vm-agent-unresponsive', reason: 'unresponsive' });
+
+  // the command "runs" for 20 heartbeats (several silence bounds) and then exits: the answered PINGs keep it waited for
+  let nonce = '';
+  let pings = 0;
+  let ports: { stdout: Socket; stderr: Socket } | undefined;
+  const alive = await fakeGuest(t, {
+    onExec: (_c, n, p) => { nonce = n; ports = p; },
+    onPing: (ctl) => {
+      if (++pings !== 20) return;
+      ports!.stdout.write(`long-ish${nonce}`);
+      ports!.stderr.write(nonce);
+      ctl.write(`EXIT ${nonce} 3\n`);
+    },
+  });
+  const out = collect();
+  t.equal(await settles(agentExec(alive, execReq({ stdout: out, heartbeat: { everyMs: 20, silenceMs: 200 } }))), 3, 'the exit status came back');
+  t.equal(out.text(), 'long-ish');
+  t.equal(pings, 20, 'after 20 answered heartbeats');
 });
 
 t.test('the serial console: a file while the image boots, a bounded ring once the guest may be the job\'s', async (t) => {

@@ -19,6 +19,7 @@ import type { VmImage, VmSpec } from '../src/vm/driver.js';
 import { wnod, wnodBin, repoRoot, ensureBuilt } from './kit/cli.js';
 import { reachable } from './kit/reachable.js';
 import { collect } from './kit/collect.js';
+import { settles } from './kit/settles.js';
 
 const NOBODY = { name: 'nobody', uid: 65534, gid: 65534 };
 const READY_MS = 180_000; // generous: CI runners are slow and shared; the bound itself is tested below
@@ -271,4 +272,62 @@ t.test('CLI: vm run --test-image, vms, kill-all; and a bounded accel probe whose
     t.equal((await readVerdict(probeDir))?.at, v?.at, 'the second call reused the verdict without probing');
   }
   t.same(await listRecords(probeDir), [], 'the probe VM is gone');
+});
+
+t.test('exec liveness: a long-ish command outlives several heartbeat bounds; a stopped (wedged) QEMU ends the wait', async (t) => {
+  const driver = new QemuDriver({ stateDir, accel: 'tcg' });
+  let state = await driver.prepare(spec('wedge', testVmImage(img)));
+  // short for the test (the default gives up after minutes): the sleep below spans two and a half silence bounds
+  const heartbeat = { everyMs: 1000, silenceMs: 10_000 };
+  try {
+    state = await driver.start(state);
+    state = await driver.waitReady(state, READY_MS);
+    const out = collect();
+    const rc = await settles(driver.exec(state, { argv: ['/bin/sh', '-c', 'sleep 25; echo done'], cwd: '/', env: {}, user: NOBODY, stdout: out, stderr: collect(), heartbeat }), 300_000);
+    t.same([rc, out.text()], [0, 'done\n'], 'the agent answered the heartbeat while the command ran');
+
+    const qemu = state.pids.qemu!;
+    const started = new PassThrough();
+    let seen = '';
+    started.on('data', (d: Buffer) => { seen += d.toString(); if (seen.includes('started')) process.kill(qemu.pid, 'SIGSTOP'); });
+    const err = await settles(driver.exec(state, { argv: ['/bin/sh', '-c', 'echo started; exec sleep 600'], cwd: '/', env: {}, user: NOBODY, stdout: started, stderr: collect(), heartbeat }), 300_000)
+      .then(() => undefined, (e: Error & { code?: string }) => e);
+    t.equal(err?.code, 'vm-agent-unresponsive', `the wait ended: ${err?.message}`);
+    t.ok(await isAlive(qemu), 'QEMU itself is still there, stopped: neither its pid nor its sockets tell');
+  } finally {
+    try { process.kill(state.pids.qemu!.pid, 'SIGCONT'); } catch { /* gone already */ }
+    await driver.destroy(state);
+  }
+});
+
+t.test('CLI: vm run whose QEMU is killed during a long command exits 125 with vm-gone, and leaves nothing', async (t) => {
+  const sd = join(root, 'state-gone');
+  const child = execa(process.execPath, [wnodBin, 'vm', 'run', '--test-image', '--cold', '--state-dir', sd, '--', '/bin/sh', '-c', 'echo started; exec sleep 600'],
+    { reject: false, timeout: 300_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  await new Promise<void>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (d: Buffer) => { text += d.toString(); if (text.includes('started')) resolve(); });
+    child.once('exit', () => reject(new Error('vm run ended before its command started')));
+  });
+  const [rec] = await listRecords(sd);
+  process.kill(rec!.pids.qemu!.pid, 'SIGKILL');
+  const r = await child;
+  t.equal(r.exitCode, 125, 'the VM failed, not the command');
+  t.match(String(r.stderr), /^wnod vm run: vm-gone: exec: the VM's hypervisor exited while the command ran/m);
+  t.same(await listRecords(sd), [], 'the VM was destroyed');
+});
+
+t.test('the agent waits for its ports: a guest whose virtio-serial ports show up late still serves its job', async (t) => {
+  // the ports appear, and get their names, asynchronously after virtio_console loads; here they stay hidden for 2 s
+  const late = await variant('lateports', [
+    { path: 'usr', type: 'dir', mode: 0o755 }, { path: 'usr/lib', type: 'dir', mode: 0o755 }, { path: 'usr/lib/wnod', type: 'dir', mode: 0o755 },
+    { path: 'usr/lib/wnod/agent-under-test', type: 'file', mode: 0o755, data: await readFile(join(repoRoot, 'guest/wnod-agent')) },
+    { path: 'usr/lib/wnod/wnod-agent', type: 'file', mode: 0o755,
+      data: '#!/bin/sh\nmount -t tmpfs none /sys/class/virtio-ports\n(sleep 2; umount /sys/class/virtio-ports) &\nexec /usr/lib/wnod/agent-under-test\n' },
+  ]);
+  const driver = new QemuDriver({ stateDir, accel: 'tcg' });
+  const out = collect();
+  const r = await runOnce(driver, spec('lateports', late), { argv: ['/bin/sh', '-c', 'echo up'], stdout: out, stderr: collect(), readyTimeoutMs: READY_MS });
+  t.same([r.exitCode, out.text()], [0, 'up\n'], 'the agent found its ports once they appeared');
+  t.same(await listRecords(stateDir), []);
 });

@@ -4,7 +4,7 @@ import { realpath } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { UsageError } from '../util/errors.js';
+import { describe, UsageError, WnodError } from '../util/errors.js';
 import { vmHostname } from '../vm/qemu.js';
 import { newVmDriver } from '../vm/drivers.js';
 import { runOnce } from '../vm/session.js';
@@ -128,7 +128,7 @@ async function runCmd(argv: string[]): Promise<number> {
     if (process.env.WNOD_TIMINGS) process.stderr.write(`wnod vm: timings ${JSON.stringify(r.timings)}\n`);
     return r.exitCode;
   } catch (err) {
-    process.stderr.write(`wnod vm run: ${(err as Error).message}\n`);
+    process.stderr.write(`wnod vm run: ${err instanceof WnodError ? `${err.code}: ` : ''}${describe(err)}\n`);
     return 125;
   } finally {
     process.off('SIGTERM', onSig);

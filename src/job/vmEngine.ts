@@ -18,7 +18,7 @@ import { describe } from '../util/errors.js';
 import { withLock, type Lock } from '../util/lock.js';
 import type { VmDriver, VmSpec, VmState, UnixUser } from '../vm/driver.js';
 import { AgentError, VmNotReadyError, VmSpecError, VmStartError } from '../vm/errors.js';
-import { AGENT_NOTES, readAgentNotes, readRecord, removeRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
+import { AGENT_NOTES, hypervisorAlive, readAgentNotes, readRecord, removeRecord, runDirOf, vmIdForJob, vmSockets } from '../vm/state.js';
 import { vmHostname } from '../vm/qemu.js';
 import { newVmDriver, recordDriver } from '../vm/drivers.js';
 import { agentExec, requestPoweroff, type AgentExec } from '../vm/agent.js';
@@ -274,7 +274,8 @@ export async function destroyVmProcesses(stateDir: string, vmId: string, accel?:
 /** One command in VM `id` through its agent, one at a time per VM — the lock and sockets of src/vm/qemu.ts's
  * execInVm (shared by both drivers), with the poweroff signal passed on. */
 async function execInJobVm(stateDir: string, id: string, req: AgentExec): Promise<number> {
-  return withLock(join(runDirOf(stateDir, id), 'agent', 'exec.lock'), 'exclusive', () => agentExec(vmSockets(stateDir, id), req));
+  const vmAlive = await hypervisorAlive(stateDir, id);
+  return withLock(join(runDirOf(stateDir, id), 'agent', 'exec.lock'), 'exclusive', () => agentExec(vmSockets(stateDir, id), { ...req, ...(vmAlive ? { vmAlive } : {}) }));
 }
 
 /** The peers (host names on the job network) whose ssh server does not answer from VM `id`, as the job user:

@@ -4,7 +4,7 @@
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { AgentError, AgentLineTooLong } from './errors.js';
+import { AgentError, AgentLineTooLong, AgentLostError } from './errors.js';
 import { execScript } from './shell.js';
 
 /** Passes bytes through until the marker; holds back a possible marker prefix at the end of each chunk. Pure. */
@@ -52,8 +52,10 @@ function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
 /** The longest control-port line the host accepts (the agent's answers are a few dozen bytes). */
 export const MAX_CONTROL_LINE = 4096;
 
-/** Read lines from a socket until `match` accepts one (returns its value) or the socket ends / time runs out. */
-export function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeoutMs: number | undefined, what: string): Promise<T> {
+/** Read lines from a socket until `match` accepts one (returns its value) or the socket ends / time runs out;
+ * `closed` (optional) makes the error for a socket that ends first. */
+export function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, timeoutMs: number | undefined, what: string,
+  closed?: () => Error): Promise<T> {
   return new Promise((resolve, reject) => {
     let buf = '';
     let timer: NodeJS.Timeout | undefined;
@@ -76,7 +78,7 @@ export function awaitLine<T>(s: Socket, match: (line: string) => T | undefined, 
       // a guest that never sends a newline must not grow the host's buffer: the protocol's lines are short
       if (buf.length > MAX_CONTROL_LINE) return done(new AgentLineTooLong(what, MAX_CONTROL_LINE));
     };
-    const onEnd = () => done(fail('the VM closed the agent channel'));
+    const onEnd = () => done(closed ? closed() : fail('the VM closed the agent channel'));
     const onErr = (err: Error) => done(fail(err.message));
     if (timeoutMs !== undefined) timer = setTimeout(() => done(fail(`no answer within ${timeoutMs} ms`)), timeoutMs);
     s.on('data', onData); s.once('end', onEnd); s.once('close', onEnd); s.once('error', onErr);
@@ -122,6 +124,71 @@ export interface AgentExec {
   timeoutMs?: number;
   /** aborting powers the guest off through this exec's own control connection (the port serves one at a time) */
   poweroff?: AbortSignal;
+  /** true while the VM's hypervisor runs (e.g. isAlive of its recorded pid): polled during the wait, so that a VM
+   * gone without closing the channel ends it, and a closed channel is told apart from a dead VM */
+  vmAlive?: () => Promise<boolean>;
+  /** the heartbeat's timing (default HEARTBEAT) */
+  heartbeat?: { everyMs: number; silenceMs: number };
+}
+
+/** How often a running command's wait checks the hypervisor (a /proc read) and whether a heartbeat is due. */
+export const LIVENESS_POLL_MS = 1000;
+
+/** The exec's heartbeat: a PING on its own control connection every `everyMs` (the agent answers from its main
+ * loop while the command runs in the background); an agent that answers none for `silenceMs` is given up (a wedged
+ * guest or hypervisor). Not a bound on the command: a job that runs for days keeps its agent answering. */
+export const HEARTBEAT = { everyMs: 15_000, silenceMs: 300_000 } as const;
+
+/** While a command runs: check the hypervisor and send a heartbeat PING when one is due; `lost` rejects with
+ * AgentLostError once the VM is gone or its agent has been silent for too long; `pong` records an answer. Silence
+ * counts only across two or more unanswered PINGs: a host process that was itself stopped for a while (its timers
+ * fire before it reads the answers waiting in the socket) does not give up on a guest that answered. */
+function watchVm(ctl: Socket, hb: { everyMs: number; silenceMs: number }, pingNonce: string,
+  vmAlive: (() => Promise<boolean>) | undefined): { lost: Promise<never>; stop: () => void; pong: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  let lastPing = performance.now();
+  let silentSince = lastPing; // the EXEC itself is the first request the agent has not answered yet
+  let unanswered = 1;
+  const lost = new Promise<never>((_, reject) => {
+    let busy = false;
+    const tick = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        if (vmAlive && !(await vmAlive().catch(() => true))) {
+          return reject(new AgentLostError('vm-exited', 'exec: the VM\'s hypervisor exited while the command ran; its exit status is unknown'));
+        }
+        const now = performance.now();
+        if (unanswered >= 2 && now - silentSince > hb.silenceMs) {
+          return reject(new AgentLostError('unresponsive', `exec: the guest agent answered no heartbeat PING for ${Math.round(hb.silenceMs / 1000)} s ` +
+            'while the command ran (a wedged guest or hypervisor); its exit status is unknown'));
+        }
+        if (now - lastPing >= hb.everyMs && ctl.writable) {
+          ctl.write(`PING ${pingNonce}\n`);
+          lastPing = now;
+          unanswered++;
+        }
+      } finally {
+        busy = false;
+      }
+    };
+    timer = setInterval(() => void tick(), Math.min(LIVENESS_POLL_MS, hb.everyMs));
+  });
+  return { lost, stop: () => clearInterval(timer), pong: () => { silentSince = performance.now(); unanswered = 0; } };
+}
+
+/** A channel that closed while the hypervisor's process is gone, or going (a dying process closes its sockets
+ * before it is reaped), is the VM's exit; anything else is passed on as it is. */
+async function vmExitedOr(err: unknown, vmAlive: (() => Promise<boolean>) | undefined): Promise<unknown> {
+  if (!(err instanceof AgentLostError) || err.reason !== 'channel-closed' || !vmAlive) return err;
+  const end = performance.now() + 2000;
+  for (;;) {
+    if (!(await vmAlive().catch(() => true))) {
+      return new AgentLostError('vm-exited', `exec: the VM's hypervisor exited while the command ran (${err.message.replace(/^exec: /, '')})`);
+    }
+    if (performance.now() >= end) return err;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Run one command through the agent; resolves to its exit code once its exit status and both streams are in. */
@@ -129,23 +196,32 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
   const script = execScript(req.argv, req.cwd, req.env);
   const nonce = newNonce();
   const marker = Buffer.from(nonce, 'ascii');
+  const hb = req.heartbeat ?? HEARTBEAT;
+  if (!(hb.everyMs > 0 && hb.silenceMs > hb.everyMs)) throw new AgentError(`exec: the heartbeat's silence bound (${hb.silenceMs} ms) must exceed its interval (${hb.everyMs} ms)`);
   // the output sockets first: guest writes wait until the host side is connected, so nothing is lost
   const out = await connectUnix(sockets.stdout, 5000);
   const err = await connectUnix(sockets.stderr, 5000).catch((e) => { out.destroy(); throw e; });
   const ctl = await connectUnix(sockets.control, 5000).catch((e) => { out.destroy(); err.destroy(); throw e; });
-  const stream = (s: Socket, sink: Writable) => new Promise<void>((resolve, reject) => {
+  const closed = (port: string) => () => new AgentLostError('channel-closed', `exec: the VM closed the agent's ${port} channel while the command ran; its exit status is unknown`);
+  const stream = (s: Socket, sink: Writable, port: string) => new Promise<void>((resolve, reject) => {
     const strip = new MarkerStripper(marker, (b) => { if (!sink.write(b)) { s.pause(); sink.once('drain', () => s.resume()); } });
     s.on('data', (d: Buffer) => { strip.push(d); if (strip.done) resolve(); });
-    s.once('close', () => (strip.done ? resolve() : reject(new AgentError('the VM closed an output channel before the command ended'))));
+    s.once('close', () => (strip.done ? resolve() : reject(closed(port)())));
   });
+  const pingNonce = newNonce();
+  let watch: ReturnType<typeof watchVm> | undefined;
+  const exitOrPong = (l: string): number | undefined => {
+    if (l.trim() === `PONG ${pingNonce}`) watch?.pong();
+    return parseExitLine(l, nonce);
+  };
   const onAbort = () => { ctl.write(`TERM ${nonce}\n`); };
   const onPoweroff = () => { ctl.write('POWEROFF\n'); };
   let timer: NodeJS.Timeout | undefined;
   try {
     const done = Promise.all([
-      stream(out, req.stdout),
-      stream(err, req.stderr),
-      awaitLine(ctl, (l) => parseExitLine(l, nonce), undefined, 'exec'),
+      stream(out, req.stdout, 'stdout'),
+      stream(err, req.stderr, 'stderr'),
+      awaitLine(ctl, exitOrPong, undefined, 'exec', closed('control')),
     ]);
     ctl.write(`EXEC ${nonce} ${req.uid} ${req.gid} ${Buffer.from(script, 'utf8').toString('base64')}\n`);
     if (req.signal) {
@@ -156,9 +232,13 @@ export async function agentExec(sockets: { control: string; stdout: string; stde
     const timeout = req.timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
       timer = setTimeout(() => { onAbort(); reject(new AgentError(`command did not finish within ${req.timeoutMs} ms (TERM sent)`)); }, req.timeoutMs);
     });
-    const [, , code] = await (timeout ? Promise.race([done, timeout]) : done);
+    watch = watchVm(ctl, hb, pingNonce, req.vmAlive);
+    const [, , code] = await Promise.race([done, watch.lost, ...(timeout ? [timeout] : [])]);
     return code;
+  } catch (e) {
+    throw await vmExitedOr(e, req.vmAlive);
   } finally {
+    watch?.stop();
     if (timer) clearTimeout(timer);
     req.signal?.removeEventListener('abort', onAbort);
     req.poweroff?.removeEventListener('abort', onPoweroff);

@@ -142,6 +142,8 @@ export interface ExecRequest {
   signal?: AbortSignal;
   /** bound on the whole exec; undefined = none */
   timeoutMs?: number;
+  /** the agent heartbeat's timing while the command runs (default: agent.ts HEARTBEAT) */
+  heartbeat?: { everyMs: number; silenceMs: number };
 }
 
 /** A VM driver: prepare → start → waitReady → exec* → stop → destroy. */

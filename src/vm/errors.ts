@@ -25,8 +25,22 @@ export class VmNotReadyError extends WnodError {
 /** The agent channel broke or spoke out of protocol. `vm-agent-lock`: locking the agent to the job's user failed
  * (such a VM must never be handed over). */
 export class AgentError extends WnodError {
-  constructor(message: string, code: 'vm-agent' | 'vm-agent-lock' | 'vm-agent-line-too-long' = 'vm-agent', options?: { cause?: unknown }) {
+  constructor(message: string, code: 'vm-agent' | 'vm-agent-lock' | 'vm-agent-line-too-long' | AgentLostCode = 'vm-agent', options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/** Why a wait for a command's exit was given up: the hypervisor's process is gone (`vm-exited`), an agent channel
+ * closed while the hypervisor runs (`channel-closed`), or the agent answered no heartbeat PING within the bound
+ * (`unresponsive`: a wedged guest or hypervisor). */
+export type AgentLostReason = 'vm-exited' | 'channel-closed' | 'unresponsive';
+type AgentLostCode = 'vm-gone' | 'vm-agent-closed' | 'vm-agent-unresponsive';
+const LOST_CODES: Record<AgentLostReason, AgentLostCode> = { 'vm-exited': 'vm-gone', 'channel-closed': 'vm-agent-closed', unresponsive: 'vm-agent-unresponsive' };
+
+/** The VM can no longer report the running command's exit: its result is unknown. `reason` says why. */
+export class AgentLostError extends AgentError {
+  constructor(readonly reason: AgentLostReason, message: string) {
+    super(message, LOST_CODES[reason]);
   }
 }
 

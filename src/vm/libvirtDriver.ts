@@ -282,6 +282,7 @@ export class LibvirtDriver implements VmDriver {
       stdout: req.stdout, stderr: req.stderr,
       ...(req.signal ? { signal: req.signal } : {}),
       ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
+      ...(req.heartbeat ? { heartbeat: req.heartbeat } : {}),
     }));
   }
 

@@ -12,7 +12,7 @@ import { withLock } from '../util/lock.js';
 import { createOverlay } from '../images/overlay.js';
 import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
 import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
-import { checkVmId, handOverAgent, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
+import { checkVmId, handOverAgent, hypervisorAlive, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, jobNetContext, type GuestContext } from './context.js';
 import { boundedConsoleChange, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
@@ -391,9 +391,10 @@ async function boundConsole(qmp: QmpClient | undefined, id: string): Promise<voi
  * cannot read the root-only record) has. One command at a time per VM (a lock beside the sockets). */
 export async function execInVm(stateDir: string, id: string, req: ExecRequest): Promise<number> {
   const sockets = vmSockets(stateDir, id);
+  const vmAlive = await hypervisorAlive(stateDir, id);
   return withLock(join(runDirOf(stateDir, id), 'agent', 'exec.lock'), 'exclusive', () => agentExec(sockets, {
     argv: req.argv, cwd: req.cwd, env: req.env, uid: req.user.uid, gid: req.user.gid,
-    stdout: req.stdout, stderr: req.stderr, signal: req.signal, timeoutMs: req.timeoutMs,
+    stdout: req.stdout, stderr: req.stderr, signal: req.signal, timeoutMs: req.timeoutMs, heartbeat: req.heartbeat, ...(vmAlive ? { vmAlive } : {}),
   }));
 }
 

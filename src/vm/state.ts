@@ -11,6 +11,7 @@ import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { removeFileAtomic, writeFileAtomic } from '../util/atomic.js';
 import { VmSpecError, VmStateError } from './errors.js';
+import { isAlive } from './proc.js';
 import type { VmState, VmStep } from './driver.js';
 
 const VM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -85,6 +86,13 @@ export async function readRecord(stateDir: string, id: string): Promise<VmState 
     throw new VmStateError(`${p}: ${(err as Error).message}`, { cause: err });
   }
   return parseRecord(text, p);
+}
+
+/** A liveness check of VM `id`'s hypervisor (its recorded QEMU pid) for an exec's wait, when this process may read
+ * the record (root); undefined otherwise (the job user's exec relies on the channel and the agent's heartbeat). */
+export async function hypervisorAlive(stateDir: string, id: string): Promise<(() => Promise<boolean>) | undefined> {
+  const ref = (await readRecord(stateDir, id).catch(() => undefined))?.pids.qemu;
+  return ref ? () => isAlive(ref) : undefined;
 }
 
 /** Every record in the state dir; unreadable ones are reported through onBad and skipped. */

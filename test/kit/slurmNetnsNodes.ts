@@ -37,7 +37,7 @@ export interface NetnsNodes {
 }
 
 export async function netnsNodes(dir: string, tag: string, net: number, count: number): Promise<NetnsNodes> {
-  if (!Number.isInteger(net) || net < 1 || net > 254 || count < 1 || count > 9) throw new Error('bad netns node spec');
+  if (!Number.isInteger(net) || net < 1 || net > 254 || count < 1 || count > 16) throw new Error('bad netns node spec');
   // node n<i+1> is namespace wmn<tag>n<i>, address 10.247.<net>.<1+i>; slurmctld is .254 on the same switch
   const sn = await siteNodes(tag, net, count, { prefix: 'wmn', base: '10.247' });
   const hostIf = `wmn${tag}h`;
@@ -63,7 +63,7 @@ export async function netnsNodes(dir: string, tag: string, net: number, count: n
     '#!/bin/sh',
     '# slurm-local.sh: node-wrap NODE slurmd -f CONF -N NODE — the node\'s network namespace, its own <dir>/node',
     'node=$1; shift',
-    'case $node in n[1-9]) ;; *) echo "node-wrap: bad node $node" >&2; exit 1 ;; esac',
+    'case $node in n[1-9]|n1[0-6]) ;; *) echo "node-wrap: bad node $node" >&2; exit 1 ;; esac',
     // not `ip netns exec`: it remounts /sys, and slurmd then finds no cgroup file system
     `exec /usr/bin/unshare --mount --propagation private /usr/bin/nsenter --net=/run/netns/wmn${tag}n$(( \${node#n} - 1 )) \\`,
     // and its own /run/virtiofsd (virtiofsd's pid files are named after the socket path, the same on every node)
