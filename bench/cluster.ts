@@ -4,7 +4,10 @@
 // whose slurmd are separate network stacks (test/kit/slurmNetnsNodes.ts, up to 16): one VM per node per job, so the
 // cluster sizes are node counts (16 VMs of one job take 16 nodes). Interleaved rounds, medians, load average;
 // host memory per VM: PSS of each QEMU (/proc/<pid>/smaps_rollup) while the cluster is up. Prints one JSON object.
-//   bash scripts/bench.sh cluster [--sizes 1,3] [--nodes 3] [--rounds 3] [--port 17660] [--net 66] [--tag cb2] [--user wcbbench]
+// With --snapshots (issue 14) the same-run baseline is the same n-node job cold booted: vm.snapshots is switched off
+// and on in the site's config before each round, the templates are built first (warm-up until a job of every node
+// is restored), and each round's boot modes are checked from the site log.
+//   bash scripts/bench.sh cluster [--sizes 1,3] [--nodes 3] [--rounds 3] [--port 17660] [--net 66] [--tag cb2] [--user wcbbench] [--snapshots]
 // Targets (issue 13): 16 VMs ready ≤ 12 s under TCG, 1 VM ≤ 2 s.
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -25,8 +28,9 @@ import { median } from './lib/stats.js';
 const { values } = parseArgs({ options: {
   sizes: { type: 'string', default: '1,3' }, nodes: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
   port: { type: 'string', default: '17660' }, net: { type: 'string', default: '66' }, tag: { type: 'string', default: 'cb2' },
-  user: { type: 'string', default: 'wcbbench' },
+  user: { type: 'string', default: 'wcbbench' }, snapshots: { type: 'boolean', default: false },
 } });
+const SNAPSHOTS = values.snapshots === true;
 const NODES = Number(values.nodes);
 const ROUNDS = Number(values.rounds);
 const SIZES = values.sizes!.split(',').map(Number);
@@ -50,7 +54,7 @@ const ss = await makeSlurmSite({
   dir: join(dir, 'site'), repo: reachableRepo(), img, basePort: Number(values.port), cluster: 'wcbb', nodes: NODES, cpus: 2, net: nodes.net,
   site: {
     rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
-    vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
+    vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240, ...(SNAPSHOTS ? { snapshots: true } : {}) },
     sections: { job_network: {
       nodes: Object.fromEntries(names.map((n, i) => [n, nodes.underlay[i]])), vni: { first: 12000, count: 1000 }, private_range: '10.244.0.0/16',
       secret_file: secret, claim_dir: join(nodes.sharedPath, 'claims'),
@@ -67,9 +71,22 @@ const script = join(work, 'job.sh');
 await writeFile(script, '#!/bin/sh\nfor h in $(cat "$WNOD_NODEFILE" 2>/dev/null); do [ "$h" = "$(hostname)" ] || ssh "$h" true || echo "ssh-failed $h"; done\necho all-ready\nwhile :; do sleep 1; done\n', { mode: 0o755 });
 await chown(script, user.uid, user.gid);
 
+/** --snapshots: switch warm snapshots on or off for the next jobs (the hooks read the config per job). */
+async function setSnapshots(on: boolean): Promise<void> {
+  const text = await readFile(ss.site.configPath, 'utf8');
+  if (!/^\s+snapshots: (true|false)$/m.test(text)) throw new Error(`no vm.snapshots in ${ss.site.configPath}`);
+  await writeFile(ss.site.configPath, text.replace(/^(\s+snapshots:) (true|false)$/m, `$1 ${on}`));
+}
+/** How each VM of these jobs booted (vm-ready in the site log: cold or restore, with a cold boot's reason). */
+async function bootModes(ids: string[]): Promise<string[]> {
+  return (await readFile(join(ss.site.dir, 'wnod.log'), 'utf8')).split('\n').filter((l) => l.includes('"vm-ready"'))
+    .map((l) => JSON.parse(l) as { job: string; boot?: { mode?: string; coldReason?: string } }).filter((o) => ids.includes(o.job))
+    .map((o) => (o.boot?.mode === 'restore' ? 'restore' : `cold${o.boot?.coldReason ? `: ${o.boot.coldReason.slice(0, 120)}` : ''}`));
+}
+
 let seq = 0;
 /** Submit jobs at once (each `nodeCount` nodes), wait until every one's script printed all-ready: seconds, PSS per VM. */
-async function round(jobs: number, nodeCount: number): Promise<{ s: number; pssMB: number[] }> {
+async function round(jobs: number, nodeCount: number): Promise<{ s: number; pssMB: number[]; boots: string[] }> {
   const outs = Array.from({ length: jobs }, () => join(work, `o${seq++}.out`));
   const t0 = performance.now();
   const ids = await Promise.all(outs.map((o) => fx.sbatch(user.name, [...perNode, '-N', String(nodeCount), '-o', o, script], work)));
@@ -90,18 +107,31 @@ async function round(jobs: number, nodeCount: number): Promise<{ s: number; pssM
   }
   await fx.asUser(user.name, 'scancel', ids);
   for (const id of ids) await fx.waitDone(id);
-  return { s, pssMB };
+  return { s, pssMB, boots: await bootModes(ids) };
 }
 
-const series: Record<string, { s: number[]; pssMB: number[] }> = {};
-const add = (k: string, r: { s: number; pssMB: number[] }) => { (series[k] ??= { s: [], pssMB: [] }).s.push(r.s); series[k].pssMB.push(...r.pssMB); };
+const series: Record<string, { s: number[]; pssMB: number[]; boots: string[] }> = {};
+const add = (k: string, r: { s: number; pssMB: number[]; boots: string[] }) => {
+  const e = (series[k] ??= { s: [], pssMB: [], boots: [] });
+  e.s.push(r.s); e.pssMB.push(...r.pssMB); e.boots.push(...r.boots);
+};
+let warmUps = 0;
 try {
   await round(1, 1); // warm-up: caches, first Prolog
+  // --snapshots: a template on every node before measuring (each node builds its own after a cold boot)
+  while (SNAPSHOTS && warmUps < 15) {
+    warmUps++;
+    const w = await round(1, NODES);
+    if (w.boots.length === NODES && w.boots.every((b) => b === 'restore')) break;
+    await new Promise((r) => setTimeout(r, 5000));
+  }
   for (let r = 0; r < ROUNDS; r++) {
-    // interleaved, rotating order: the cluster of n and n single-VM jobs at once
-    const arms = SIZES.flatMap((n) => [[`cluster${n}`, 1, n], [`single×${n}`, n, 1]] as Array<[string, number, number]>);
+    // interleaved, rotating order: the cluster of n and n single-VM jobs at once (--snapshots: the cluster of n
+    // cold booted and restored)
+    const arms = SIZES.flatMap((n) => (SNAPSHOTS ? [[`cold${n}`, 1, n, false], [`restore${n}`, 1, n, true]] : [[`cluster${n}`, 1, n, false], [`single×${n}`, n, 1, false]]) as Array<[string, number, number, boolean]>);
     for (let i = 0; i < arms.length; i++) {
-      const [k, jobs, nn] = arms[(i + r) % arms.length]!;
+      const [k, jobs, nn, warm] = arms[(i + r) % arms.length]!;
+      if (SNAPSHOTS) await setSnapshots(warm);
       add(k, await round(jobs, nn));
     }
   }
@@ -111,9 +141,11 @@ try {
   await nodes.teardown();
   await rm(dir, { recursive: true, force: true });
 }
-const result = Object.fromEntries(Object.entries(series).map(([k, v]) => [k, { rounds: v.s.map(r2), median_s: r2(median(v.s)), pss_mb_per_vm_median: v.pssMB.length ? r2(median(v.pssMB)) : null }]));
-const ratios = Object.fromEntries(SIZES.map((n) => [`cluster${n}/single×${n}`, r2(result[`cluster${n}`]!.median_s / result[`single×${n}`]!.median_s)]));
+const result = Object.fromEntries(Object.entries(series).map(([k, v]) => [k, { rounds: v.s.map(r2), median_s: r2(median(v.s)), pss_mb_per_vm_median: v.pssMB.length ? r2(median(v.pssMB)) : null,
+  boots: v.boots.reduce<Record<string, number>>((n, b) => ({ ...n, [b]: (n[b] ?? 0) + 1 }), {}) }]));
+const ratios = Object.fromEntries(SIZES.map((n) => SNAPSHOTS ? [`restore${n}/cold${n}`, r2(result[`restore${n}`]!.median_s / result[`cold${n}`]!.median_s)]
+  : [`cluster${n}/single×${n}`, r2(result[`cluster${n}`]!.median_s / result[`single×${n}`]!.median_s)]));
 process.stdout.write(`${JSON.stringify({
-  bench: 'cluster', date: new Date().toISOString(), accel: 'tcg', nodes: NODES, rounds: ROUNDS, vm: { cpus: 1, memory_mb: 256 },
+  bench: 'cluster', date: new Date().toISOString(), accel: 'tcg', nodes: NODES, rounds: ROUNDS, vm: { cpus: 1, memory_mb: 256 }, snapshots: SNAPSHOTS, warm_ups: warmUps,
   load_before: loadBefore, load_after: loadavg().map(r2), series: result, ratios,
 }, null, 2)}\n`);

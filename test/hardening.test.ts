@@ -40,6 +40,8 @@ t.test('templates: the default shape at once, another on its second job; at most
   t.same(templatesToPrune(others, fresh, 2).sort(), ['old-512', 'old-513', 'stale'], 'the fresh one and the newest other of the image stay');
   t.same(templatesToPrune(others, fresh, 3).sort(), ['old-512', 'stale']);
   t.same(templatesToPrune([], fresh), []);
+  // a job-network template is another network: building it never prunes the plain one of the same shape
+  t.same(templatesToPrune([fresh], m('jobnet', { network: 'none+job', createdAt: '2026-01-06T00:00:00Z' })), []);
 });
 
 t.test('template builds: only a missing capability refuses for good; a VM that dies or is silent backs off', async (t) => {

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { runOnce } from '../src/vm/session.js';
-import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker } from '../src/vm/snapshot.js';
+import { buildTemplate, lookupTemplate, templateKey, maskedArgs, restoreBlocker, restoreTimeoutMs, snapshotPlan, templateLacks, templateNetwork, templateSpec, TEMPLATE_JOB_MAC } from '../src/vm/snapshot.js';
+import { qemuArgs } from '../src/vm/qemuArgs.js';
 import { agentCaps, agentExec, agentSetup, lockAgent, EXIT_LOCKED } from '../src/vm/agent.js';
 import { cpioArchive } from '../src/vm/cpio.js';
 import { listRecords } from '../src/vm/state.js';
@@ -60,6 +61,26 @@ t.test('pure: the key covers shape and image; per-VM paths are masked; what cann
   t.notMatch(maskedArgs(spec('a'), 'tcg', 1).join(' '), /-incoming|h-a|\/st\//, 'no per-VM value in the masked args');
   t.match(restoreBlocker(spec('a', { image: testVmImage(img, true) })), /root disk/);
   t.equal(restoreBlocker(spec('a')), undefined);
+
+  // a job NIC: part of the key, but not the job's tap, MAC or addresses; its template sits on no host network
+  const nic = (tap: string, mac: string, ip: string) => ({ mode: 'none' as const, job: { tap, mac, ip, mtu: 1450, hosts: [{ name: 'vm0', ip: ip.split('/')[0]! }] } });
+  const j1 = spec('a', { network: nic('wnt001', '02:00:1e:de:00:00', '10.9.0.1/24') });
+  const j2 = spec('b', { network: nic('wnt002', '02:00:1e:df:00:01', '10.9.1.2/24') });
+  t.equal(restoreBlocker(j1), undefined, 'a VM on a job network can be restored');
+  t.equal(templateKey({ ...base, args: maskedArgs(j1, 'tcg', 2000000) }), templateKey({ ...base, args: maskedArgs(j2, 'tcg', 2000000) }), 'every job network shares one template');
+  t.not(templateKey(base), templateKey({ ...base, args: maskedArgs(j1, 'tcg', 2000000) }), 'a job NIC is part of the key');
+  const masked = maskedArgs(j1, 'tcg', 1).join(' ');
+  t.match(masked, `hubport,id=net1,hubid=1 -device virtio-net-device,netdev=net1,mac=${TEMPLATE_JOB_MAC},id=jobnic`, 'the template\'s NIC: no host side, the template MAC');
+  t.notMatch(masked, /wnt001|02:00:1e|10\.9\./, 'nothing of the job in the template');
+  const clone = qemuArgs(snapshotPlan({ spec: j1, accel: 'tcg', khz: 1, runDir: '/R', initrd: '/T/i', ninep: '/W', incoming: 'defer', ram: { path: '/T/ram', share: false } })).join(' ');
+  t.match(clone, 'tap,id=net1,ifname=wnt001,script=no,downscript=no -device virtio-net-device,netdev=net1,mac=02:00:1e:de:00:00,id=jobnic', 'the clone: the job\'s tap and MAC on the same device');
+  t.equal(templateNetwork(j1), 'none+job');
+  const req = templateSpec(j1);
+  t.equal(req.network.job?.mac, TEMPLATE_JOB_MAC, 'a build request carries no job MAC');
+  t.same(req.network.job?.hosts, [], 'nor the job\'s hosts');
+  t.equal(templateLacks(j1, ['setup', 'lock', 'reseed']), 'the snapshot template\'s guest agent cannot set up a job network');
+  t.equal(templateLacks(j1, ['setup', 'lock', 'reseed', 'jobnet']), undefined);
+  t.ok(restoreTimeoutMs(j1) > restoreTimeoutMs(spec('a')), 'a job NIC\'s SETUP (the job\'s ssh server) gets longer before a cold fallback');
 });
 
 t.test('restored clones: the job runs as its user with its env and exit code; fresh entropy and clock per clone', async (t) => {

@@ -4,7 +4,7 @@
 import { cpioArchive, type CpioEntry } from './cpio.js';
 import { shq } from './shell.js';
 import { VmSpecError } from './errors.js';
-import type { JobHostFiles, JobSshContext, UnixUser } from './driver.js';
+import type { JobHostFiles, JobNic, JobSshContext, UnixUser } from './driver.js';
 
 export interface GuestContext {
   hostname: string;
@@ -12,7 +12,9 @@ export interface GuestContext {
   workdir?: string;          // mounted from the virtiofs tag "wnodwork" at this path
   network?: { ip: string; gateway: string; dns?: string };  // static address, CIDR form ("10.0.2.15/24")
   /** the NIC on the job's private network, found in the guest by its MAC; hosts go to /etc/hosts */
-  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }>; files?: JobHostFiles | undefined; ssh?: JobSshContext | undefined; leaseAddress?: string | undefined };
+  jobNet?: { ip: string; mac: string; mtu: number; hosts: Array<{ name: string; ip: string }>; files?: JobHostFiles | undefined; ssh?: JobSshContext | undefined; leaseAddress?: string | undefined;
+    /** a restored clone: the MAC its NIC has (its template's), to be replaced by `mac` before the link is up */
+    nicMac?: string | undefined };
   clock: number;             // seconds since the epoch: TCG guests have no RTC on microvm
   seed: Uint8Array;          // entropy the guest mixes into /dev/urandom (clones must not share RNG state)
   /** guest features whose kernel modules the init loads: mmio|pci, base, blk, fs, net, rng (all when absent) */
@@ -46,7 +48,7 @@ export function checkContext(ctx: GuestContext): void {
   if (ctx.jobNet) {
     const j = ctx.jobNet;
     if (!CIDR.test(j.ip)) throw new VmSpecError(`invalid job network address '${j.ip}' (want a.b.c.d/n)`);
-    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(j.mac)) throw new VmSpecError(`invalid job network MAC '${j.mac}'`);
+    for (const m of [j.mac, ...(j.nicMac !== undefined ? [j.nicMac] : [])]) if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m)) throw new VmSpecError(`invalid job network MAC '${m}'`);
     if (!Number.isInteger(j.mtu) || j.mtu < 576 || j.mtu > 65535) throw new VmSpecError(`invalid job network MTU ${j.mtu}`);
     if (j.hosts.length > 65536) throw new VmSpecError(`too many hosts in the job network (${j.hosts.length})`);
     for (const h of j.hosts) {
@@ -61,6 +63,11 @@ export function checkContext(ctx: GuestContext): void {
   }
   if (!Number.isInteger(ctx.clock) || ctx.clock < 0) throw new VmSpecError(`invalid clock ${ctx.clock}`);
   for (const f of ctx.features ?? []) if (!/^[a-z0-9]{1,16}$/.test(f)) throw new VmSpecError(`invalid guest feature '${f}'`);
+}
+
+/** What the guest is told of its job NIC (the tap stays the host's). Pure. */
+export function jobNetContext(j: JobNic | undefined): GuestContext['jobNet'] {
+  return j ? { ip: j.ip, mac: j.mac, mtu: j.mtu, hosts: j.hosts, files: j.files, ssh: j.ssh, leaseAddress: j.leaseAddress } : undefined;
 }
 
 /** The /wnod/context file: shell assignments the init sources. */
@@ -86,6 +93,7 @@ export function renderContext(ctx: GuestContext): string {
     // WNOD_JOB_HOSTS: one "address name" line per VM of the job, as /etc/hosts wants them
     v.push(['WNOD_JOB_MAC', j.mac], ['WNOD_JOB_IP', j.ip], ['WNOD_JOB_MTU', String(j.mtu)],
       ['WNOD_JOB_HOSTS', j.hosts.map((h) => `${h.ip} ${h.name}`).join('\n')]);
+    if (j.nicMac) v.push(['WNOD_JOB_NIC_MAC', j.nicMac]);
     if (j.files) {
       v.push(['WNOD_JOB_NODELIST', j.files.nodelist], ['WNOD_JOB_HOSTFILE_MPICH', j.files.mpich],
         ['WNOD_JOB_HOSTFILE_OPENMPI', j.files.openmpi], ['WNOD_JOB_NODEFILE', j.files.nodefile]);

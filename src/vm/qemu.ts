@@ -14,10 +14,10 @@ import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.
 import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
 import { checkVmId, handOverAgent, hypervisorAlive, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
-import { contextCpio, type GuestContext } from './context.js';
+import { contextCpio, jobNetContext, type GuestContext } from './context.js';
 import { boundedConsoleChange, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { agentExec, lockAgent, requestPoweroff } from './agent.js';
-import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, type SnapshotOptions } from './snapshot.js';
+import { hostKhz, keyFor, lookupTemplate, restoreBlocker, restoreClone, RestoreError, restoreTimeoutMs, templateLacks, templateSpec, type SnapshotOptions } from './snapshot.js';
 import { QmpClient } from './qmp.js';
 import { checkServedRoot, checkSpecWorkdir, pinWorkdir, virtiofsdArgs } from './workdirShare.js';
 import { chooseAccel, type AccelMode } from './accel.js';
@@ -134,11 +134,12 @@ export class QemuDriver implements VmDriver {
     const key = await keyFor(snap.dir, this.opts.qemu ?? QEMU_BINARY, spec, accel, await hostKhz());
     const t = await lookupTemplate(snap.dir, key);
     if (t.status === 'ready') {
-      if (spec.workdir && !t.meta.caps.includes('9p')) return { boot: 'cold', coldReason: 'the snapshot template\'s guest has no 9p for the workdir', template: key };
+      const lacks = templateLacks(spec, t.meta.caps);
+      if (lacks) return { boot: 'cold', coldReason: lacks, template: key };
       return { boot: 'restore', template: key };
     }
     if (t.status === 'refused') return { boot: 'cold', coldReason: `snapshot template refused: ${t.reason}`, template: key };
-    try { snap.onMissing?.({ ...spec, accel }, key); } catch { /* a failed build request must not fail the job */ }
+    try { snap.onMissing?.({ ...templateSpec(spec), accel }, key); } catch { /* a failed build request must not fail the job */ }
     return { boot: 'cold', coldReason: 'no snapshot template yet for this image and shape', template: key };
   }
 
@@ -149,7 +150,7 @@ export class QemuDriver implements VmDriver {
     const ctx: GuestContext = {
       hostname: spec.hostname, user: spec.user, workdir: spec.workdir?.hostPath,
       network: spec.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
-      jobNet: spec.network.job ? { ip: spec.network.job.ip, mac: spec.network.job.mac, mtu: spec.network.job.mtu, hosts: spec.network.job.hosts, files: spec.network.job.files, ssh: spec.network.job.ssh, leaseAddress: spec.network.job.leaseAddress } : undefined,
+      jobNet: jobNetContext(spec.network.job),
       clock: Math.floor(Date.now() / 1000), seed: randomBytes(64),
       features: [spec.image.kind === 'kernel' ? 'mmio' : 'pci', 'base', ...(spec.image.files.disk ? ['blk'] : []),
         ...(spec.workdir ? ['fs'] : []), ...(spec.network.mode !== 'none' || spec.network.job ? ['net'] : []),
@@ -184,7 +185,7 @@ export class QemuDriver implements VmDriver {
     if (t.status !== 'ready') throw new RestoreError(`snapshot template ${key} is gone`);
     await restoreClone({
       qemu: this.opts.qemu ?? QEMU_BINARY, spec: state.spec, accel: state.accel ?? 'tcg', khz: await tscKhz(), runDir: state.runDir,
-      template: t, timeoutMs: snap.restoreTimeoutMs ?? 10_000,
+      template: t, timeoutMs: snap.restoreTimeoutMs ?? restoreTimeoutMs(state.spec), ...(this.opts.netns !== undefined ? { netns: this.opts.netns } : {}),
       onPid: async (ref) => { state.pids.qemu = ref; await writeRecord(this.stateDir, state); },
     });
   }

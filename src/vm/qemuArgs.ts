@@ -7,6 +7,8 @@ import type { NetworkSpec, PortForward } from './driver.js';
 
 export const AGENT_PORTS = { control: 'org.wnod.control', stdout: 'org.wnod.stdout', stderr: 'org.wnod.stderr' } as const;
 export const WORKDIR_TAG = 'wnodwork';
+/** The job NIC's device id (QMP query-rx-filter names it). */
+export const JOB_NIC_ID = 'jobnic';
 /** MAC of the user-mode NIC when none is given (QEMU's own prefix 52:54:00). */
 export const DEFAULT_USER_MAC = '52:54:00:12:34:56';
 
@@ -28,6 +30,8 @@ export interface QemuPlan {
   ninep?: string;
   /** warm snapshots: restore from this migration URI (`fd:N`, an inherited fd) instead of booting */
   incoming?: string;
+  /** warm snapshots: stay paused once the stream is loaded (-S), until the host says `cont` */
+  paused?: boolean;
   /** warm snapshots: guest RAM is this file, mapped shared by the template (its RAM lands in the file, not in the
    * migration stream: the x-ignore-shared capability, set over QMP on both sides) and private copy-on-write by each clone (idle clones share its pages) */
   templateRam?: { path: string; share: boolean };
@@ -36,7 +40,9 @@ export interface QemuPlan {
    * guest may already be the job's, whose output must not fill the node's disk) */
   consoleRing?: number;
   pidfile: string;
-  network: NetworkSpec & { tap?: string };
+  /** `job.tap` absent: the job NIC of a snapshot template, on no host network (netdev backends are not migrated:
+   * each clone brings its own job's tap to the same device) */
+  network: Omit<NetworkSpec, 'job'> & { tap?: string; job?: { tap?: string; mac: string } };
   /** drop to this job user (`-runas uid:gid`) once every file, fd and socket is open: a guest escape through 9p
    * or QEMU then has the job user's rights, not root's. Numeric: no second name lookup, no supplementary groups */
   runAs?: { uid: number; gid: number };
@@ -158,13 +164,15 @@ export function qemuArgs(p: QemuPlan): string[] {
     a.push('-device', `${dev('virtio-net')},netdev=net0,mac=${p.network.mac}`);
   }
   if (p.network.job) {
-    // the job's private network: a tap on the job's bridge, opened as root before -runas (QEMU opens netdevs first)
+    // the job's private network: a tap on the job's bridge, opened as root before -runas (QEMU opens netdevs first);
+    // a template's NIC sits alone on a hub port (no host side at all)
     const { tap, mac } = p.network.job;
-    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tap) || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`invalid job network NIC ${JSON.stringify({ tap, mac })}`);
-    a.push('-netdev', `tap,id=net1,ifname=${tap},script=no,downscript=no`);
-    a.push('-device', `${dev('virtio-net')},netdev=net1,mac=${mac}`);
+    if ((tap !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(tap)) || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`invalid job network NIC ${JSON.stringify({ tap, mac })}`);
+    a.push('-netdev', tap !== undefined ? `tap,id=net1,ifname=${tap},script=no,downscript=no` : 'hubport,id=net1,hubid=1');
+    a.push('-device', `${dev('virtio-net')},netdev=net1,mac=${mac},id=${JOB_NIC_ID}`);
   }
   a.push('-qmp', `unix:${q(p.sockets.qmp)},server=on,wait=off`);
+  if (p.paused) a.push('-S');
   if (p.incoming) a.push('-incoming', p.incoming);
   if (p.runAs) {
     const { uid, gid } = p.runAs;

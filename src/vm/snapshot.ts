@@ -13,7 +13,15 @@
  * file identities, QEMU binary identity and version, the full argument list with per-VM paths masked (machine,
  * devices, cpus, memory, accel, network, cmdline), and TEMPLATE_FORMAT. Shapes never share a template; the job
  * engine asks for one for the image's default shape at once and for another shape on its second job (buildNow),
- * and at most MAX_TEMPLATES_PER_IMAGE are kept. */
+ * and at most MAX_TEMPLATES_PER_IMAGE are kept.
+ *
+ * A VM on a job's private network (multi-node jobs) restores from a template with the same NIC on no host network
+ * (TEMPLATE_JOB_MAC, a QEMU hub port): every job of the image and shape shares it, whatever its network. The clone
+ * gets the job's tap as the backend of that device and the job's MAC in its own -device (QEMU's announce after the
+ * load uses it); the guest's view of the MAC is migrated state, the template's, and SETUP (the agent's job_net) sets
+ * the job's before the link is up. QEMU holds the NIC's link down from the load (the clone starts paused: -S) until
+ * the host has checked QEMU's view of the MAC (query-rx-filter): a clone whose NIC does not have the job's MAC
+ * never puts a frame on the tap and is never handed over. The job's anti-spoofing rules drop whatever else it sends. */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -26,23 +34,28 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { acquireLock, LockTimeoutError } from '../util/lock.js';
 import { WnodError } from '../util/errors.js';
 import type { VmSpec } from './driver.js';
-import { CONSOLE_RING_BYTES, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
+import { CONSOLE_RING_BYTES, JOB_NIC_ID, kernelCmdline, qemuArgs, runAsFor, tscKhzFromCpuinfo, type QemuPlan } from './qemuArgs.js';
 import { cpioArchive } from './cpio.js';
-import { renderContext, type GuestContext } from './context.js';
+import { jobNetContext, renderContext, type GuestContext } from './context.js';
 import { agentCaps, agentSetup, ping } from './agent.js';
 import { QmpClient } from './qmp.js';
 import { ramDigest, sealedRam, stopHolder } from './templateRam.js';
 import { isAlive, procRef, terminate, type ProcRef } from './proc.js';
 
+const IP = '/usr/sbin/ip';
 /** Bump when the template layout or the guest contract it relies on changes: part of the key. */
 export const TEMPLATE_FORMAT = 2;
 /** The template's guest RAM is its own file (TemplateRam): the migration stream carries device state only. */
 const IGNORE_SHARED = { capabilities: [{ capability: 'x-ignore-shared', state: true }] };
 /** What a guest must offer for its template to be saved at all. */
 export const REQUIRED_CAPS = ['setup', 'lock', 'reseed'] as const;
-/** Templates kept per image id (the shapes jobs hold × network none/user); older ones are pruned after each build.
- * A clone shares its template's RAM, so a template costs the node its touched pages once, not once per VM. */
-export const MAX_TEMPLATES_PER_IMAGE = 4;
+/** Templates kept per image id (the shapes jobs hold × network none/user × with a job NIC or not); older ones are
+ * pruned after each build. A clone shares its template's RAM, so a template costs the node its touched pages once,
+ * not once per VM. */
+export const MAX_TEMPLATES_PER_IMAGE = 6;
+/** The MAC of a template's job NIC: locally administered, never a job's (planJobNet's carry the VNI, never 0). A
+ * clone must not send one frame with it. */
+export const TEMPLATE_JOB_MAC = '02:00:00:00:00:01';
 /** A shape other than the image's default gets a template once a second job of it cold booted within this window:
  * one odd job does not make the node build (and keep) a template. */
 export const SHAPE_REPEAT_MS = 86_400_000;
@@ -52,7 +65,7 @@ export const BUILD_BACKOFF_MS = 600_000;
 export interface SnapshotOptions {
   /** root-only templates directory, e.g. <vm.stateDir>/templates */
   dir: string;
-  /** bound on restore + SETUP before falling back to a cold boot (default 10 s) */
+  /** bound on restore + SETUP before falling back to a cold boot (default: restoreTimeoutMs(spec)) */
   restoreTimeoutMs?: number;
   /** called (not awaited) when a job cold boots because its template is missing: start a build elsewhere */
   onMissing?: (spec: VmSpec, key: string) => void;
@@ -96,12 +109,16 @@ export function buildNow(job: { cpus: number; memoryMB: number }, defaults: { cp
 /** How long to wait before building again after `failures` consecutive transient failures. Pure. */
 export const backoffMs = (failures: number): number => Math.min(BUILD_BACKOFF_MS * 2 ** Math.max(0, failures - 1), 86_400_000);
 
+/** The default bound on restore + SETUP: 10 s, and 30 s for a VM on a job network, whose SETUP also starts the
+ * job's ssh server (a dozen programs, each translated afresh under TCG: nine at once at load 20 took 9–11 s, and a
+ * fallback then costs a whole cold boot on top). Pure. */
+export const restoreTimeoutMs = (spec: VmSpec): number => (spec.network.job ? 30_000 : 10_000);
+
 /** Why this spec cannot be restored from a snapshot at all (undefined = it can). Pure. */
 export function restoreBlocker(spec: VmSpec): string | undefined {
   if (spec.image.kind !== 'kernel') return 'bootable disk images are not snapshotted (kernel images only)';
   if (spec.image.files.disk) return 'images with a root disk are not snapshotted (the disk overlay would be shared)';
   if (spec.network.mode === 'bridge') return 'bridged networking is not snapshotted';
-  if (spec.network.job) return 'job networks are not snapshotted (the template has no tap of the job)';
   return undefined;
 }
 
@@ -114,9 +131,10 @@ function runPaths(runDir: string) {
   };
 }
 
-/** The QEMU plan of a template and of each of its clones: identical but for the paths, and a clone's port
- * forwards (a lease's ssh): netdev backends are not migrated, so a clone listens where its template never did. The
- * key and the template have none: a lease and a plain user-network job share a template. Pure. */
+/** The QEMU plan of a template and of each of its clones: identical but for the paths, a clone's port forwards (a
+ * lease's ssh) and its job NIC's tap and MAC: netdev backends are not migrated, so a clone listens where its
+ * template never did and its NIC sits on its job's tap. The key and the template have neither: a lease and a plain
+ * user-network job share a template, and so do all jobs with a private network. Pure. */
 export function snapshotPlan(o: { spec: VmSpec; accel: 'kvm' | 'tcg'; khz: number | undefined; runDir: string; initrd: string;
   ninep: string; incoming?: string; ram: { path: string; share: boolean } }): QemuPlan {
   const s = o.spec;
@@ -124,7 +142,8 @@ export function snapshotPlan(o: { spec: VmSpec; accel: 'kvm' | 'tcg'; khz: numbe
     machine: 'microvm', accel: o.accel, cpus: s.cpus, memoryMB: s.memoryMB, ...(s.image.acpi === false ? { acpi: false } : {}),
     kernel: s.image.files.kernel, initrd: o.initrd,
     cmdline: kernelCmdline(o.accel, o.khz, [s.image.cmdline, 'init_on_free=1'].filter(Boolean).join(' ')), ...runPaths(o.runDir), network: { mode: s.network.mode, ...(s.network.mac ? { mac: s.network.mac } : {}),
-      ...(o.incoming && s.network.forwards?.length ? { forwards: s.network.forwards } : {}) },
+      ...(o.incoming && s.network.forwards?.length ? { forwards: s.network.forwards } : {}),
+      ...(s.network.job ? { job: o.incoming ? { tap: s.network.job.tap, mac: s.network.job.mac } : { mac: TEMPLATE_JOB_MAC } } : {}) },
     ninep: o.ninep, ...(o.incoming ? { incoming: o.incoming } : {}), templateRam: o.ram,
   };
 }
@@ -139,6 +158,23 @@ export interface KeyInput {
   files: Record<string, string>;   // role → "size:mtimeMs:ino" of kernel/initrd
   qemu: string;                    // path, size, mtime, inode and `--version` of the binary
   args: string[];
+}
+
+/** The network a template has, as its meta.json records it (none|user, +job with a job NIC). Pure. */
+export const templateNetwork = (spec: VmSpec): string => `${spec.network.mode}${spec.network.job ? '+job' : ''}`;
+
+/** What a template build needs of a spec: a job NIC's presence, not the job's addresses and keys (the build
+ * request is a file). Pure. */
+export function templateSpec(spec: VmSpec): VmSpec {
+  if (!spec.network.job) return spec;
+  return { ...spec, network: { ...spec.network, job: { tap: spec.network.job.tap, mac: TEMPLATE_JOB_MAC, ip: '0.0.0.0/32', mtu: spec.network.job.mtu, hosts: [] } } };
+}
+
+/** Why a ready template cannot serve this spec (undefined = it can): capabilities its guest lacks. Pure. */
+export function templateLacks(spec: VmSpec, caps: readonly string[]): string | undefined {
+  if (spec.workdir && !caps.includes('9p')) return 'the snapshot template\'s guest has no 9p for the workdir';
+  if (spec.network.job && !caps.includes('jobnet')) return 'the snapshot template\'s guest agent cannot set up a job network';
+  return undefined;
 }
 
 /** The template key. Pure. */
@@ -214,8 +250,10 @@ export async function lookupTemplate(dir: string, key: string): Promise<Template
 
 /** Spawn QEMU (it daemonizes: the parent exits once the VM is set up) with extra inherited fds at 3, 4, …; the
  * pid from the pidfile. */
-async function startQemu(bin: string, args: string[], fds: number[], pidfile: string, timeoutMs: number): Promise<ProcRef> {
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe', ...fds] });
+async function startQemu(bin: string, args: string[], fds: number[], pidfile: string, timeoutMs: number, netns?: string): Promise<ProcRef> {
+  if (netns !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(netns)) throw new RestoreError(`invalid network namespace name '${netns}'`);
+  const child = netns !== undefined ? spawn(IP, ['netns', 'exec', netns, bin, ...args], { stdio: ['ignore', 'ignore', 'pipe', ...fds] })
+    : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe', ...fds] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => { if (err.length < 8192) err += d.toString('utf8'); });
   const code = await new Promise<number | null>((resolve, reject) => {
@@ -274,6 +312,8 @@ export interface RestoreInput {
   timeoutMs: number;
   /** called with QEMU's ref as soon as it is known (the caller records it so that destroy can kill it) */
   onPid: (ref: ProcRef) => Promise<void>;
+  /** start the clone inside this network namespace (its job tap is there) */
+  netns?: string;
 }
 
 /** Restore one clone and hand it its context; resolves once the agent said OK. Throws RestoreError; what was
@@ -281,7 +321,8 @@ export interface RestoreInput {
 export async function restoreClone(r: RestoreInput): Promise<void> {
   const deadline = Date.now() + r.timeoutMs;
   const s = r.spec;
-  if (s.workdir && !r.template.meta.caps.includes('9p')) throw new RestoreError('the template\'s guest has no 9p, which the workdir needs');
+  const lacks = templateLacks(s, r.template.meta.caps);
+  if (lacks) throw new RestoreError(lacks);
   const snap = await open(join(r.template.dir, 'snapshot'), 'r');
   let pinned: Awaited<ReturnType<typeof openPinnedDir>> | undefined;
   try {
@@ -303,14 +344,17 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     plan.runAs = runAsFor(s.user);
     // chardev backends are not migrated: the clone's console is a bounded ring from the start (the job runs next)
     plan.consoleRing = CONSOLE_RING_BYTES;
+    // a job NIC's link is the host's to open: the clone stays paused after the load until it is cut (below)
+    if (s.network.job) plan.paused = true;
     const fds = [snap.fd, ...(pinned ? [pinned.fh.fd] : [])];
-    const ref = await startQemu(r.qemu, qemuArgs(plan), fds, plan.pidfile, Math.max(1000, deadline - Date.now()));
+    const ref = await startQemu(r.qemu, qemuArgs(plan), fds, plan.pidfile, Math.max(1000, deadline - Date.now()), r.netns);
     await r.onPid(ref);
     // the template's RAM is not in the stream: both sides must agree on x-ignore-shared before it is read
     const qmp = await QmpClient.connect(plan.sockets.qmp, Math.max(100, deadline - Date.now()));
     try {
       await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
       await qmp.execute('migrate-incoming', { uri: 'fd:3' });
+      if (s.network.job) await cutJobLink(qmp, deadline);
     } catch (err) {
       throw new RestoreError(`the clone did not take the snapshot stream: ${(err as Error).message}`);
     } finally {
@@ -320,6 +364,7 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     const ctx: Omit<GuestContext, 'clock' | 'seed'> = {
       hostname: s.hostname, user: s.user, workdir: s.workdir?.hostPath,
       network: s.network.mode === 'user' ? { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } : undefined,
+      jobNet: s.network.job ? { ...jobNetContext(s.network.job)!, nicMac: TEMPLATE_JOB_MAC } : undefined,
     };
     const seed = randomBytes(64);
     let watch: NodeJS.Timeout | undefined;
@@ -336,9 +381,39 @@ export async function restoreClone(r: RestoreInput): Promise<void> {
     } finally {
       clearInterval(watch);
     }
+    if (s.network.job) await openJobLink(plan.sockets.qmp, s.network.job.mac, Math.max(100, deadline - Date.now()));
   } finally {
     await snap.close().catch(() => {});
     await pinned?.fh.close().catch(() => {});
+  }
+}
+
+/** A paused clone whose stream is loaded: its job NIC's link goes down in QEMU (nothing the guest sends reaches the
+ * tap, whatever its init did with the template's NIC; the load itself restored the template's link state), then the
+ * guest runs. */
+async function cutJobLink(qmp: QmpClient, deadline: number): Promise<void> {
+  for (;;) {
+    const st = (await qmp.execute('query-status')) as { status?: string };
+    if (st.status === 'paused') break;
+    if (st.status !== 'inmigrate' && st.status !== 'prelaunch') throw new RestoreError(`the clone is ${st.status ?? 'in an unknown state'} after the load`);
+    if (Date.now() > deadline) throw new RestoreError('the clone did not finish loading its snapshot in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await qmp.execute('set_link', { name: JOB_NIC_ID, up: false });
+  await qmp.execute('cont');
+}
+
+/** After SETUP: QEMU's own view of the clone's job NIC (its receive filter's MAC, which the guest set over the
+ * control queue) must be the job's — what the agent answered is not taken on trust — before its link comes up. */
+async function openJobLink(qmpSock: string, want: string, timeoutMs: number): Promise<void> {
+  const qmp = await QmpClient.connect(qmpSock, timeoutMs);
+  try {
+    const f = (await qmp.execute('query-rx-filter', { name: JOB_NIC_ID })) as Array<{ 'main-mac'?: string }>;
+    const mac = f[0]?.['main-mac']?.toLowerCase();
+    if (mac !== want) throw new RestoreError(`the clone's job NIC has MAC ${mac ?? 'unknown'}, not the job's ${want}`);
+    await qmp.execute('set_link', { name: JOB_NIC_ID, up: true });
+  } finally {
+    qmp.close();
   }
 }
 
@@ -493,7 +568,7 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     if (ram.bytes !== b.spec.memoryMB * 1024 * 1024) throw new RestoreError(`the template's RAM file holds ${ram.bytes} bytes, not ${b.spec.memoryMB} MB`);
     const meta: TemplateMeta = {
       format: TEMPLATE_FORMAT, key, createdAt: new Date().toISOString(), imageId: b.spec.image.id, digest: b.spec.image.digest,
-      cpus: b.spec.cpus, memoryMB: b.spec.memoryMB, accel: b.accel, network: b.spec.network.mode, caps, snapshotBytes: bytes, ram,
+      cpus: b.spec.cpus, memoryMB: b.spec.memoryMB, accel: b.accel, network: templateNetwork(b.spec), caps, snapshotBytes: bytes, ram,
       buildS: (performance.now() - t0) / 1000, qemuVersion: (await qemuIdentity(b.dir, b.qemu)).version,
     };
     await writeFileAtomic(join(bdir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n', 0o600);

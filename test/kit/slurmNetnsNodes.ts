@@ -108,10 +108,11 @@ export interface NetnsSlurmSite {
 }
 
 /** A real Slurm of three such nodes with wnod installed and a job network over them (the ssh test image, the
- * minimal kernel, 1 cpu and 256 MB per VM; the user's group may run vm_test, decided without a ticket). The site of
- * the multi-node tests: each gives its own tag, net, ports, cluster, user, VNI range and private range. */
+ * minimal kernel, 1 cpu and 256 MB per VM; the user's group may run vm_test, decided without a ticket; `snapshots`:
+ * warm snapshots on). The site of the multi-node tests: each gives its own tag, net, ports, cluster, user, VNI range
+ * and private range. */
 export async function makeNetnsSlurmSite(o: { prefix: string; tag: string; net: number; basePort: number; cluster: string; userName: string;
-  vni: { first: number; count: number }; privateRange: string }): Promise<NetnsSlurmSite> {
+  vni: { first: number; count: number }; privateRange: string; snapshots?: boolean }): Promise<NetnsSlurmSite> {
   await ensureBuilt();
   const repo = reachableRepo();
   const img = await buildSshTestImage({ kernel: 'mini' });
@@ -136,7 +137,7 @@ export async function makeNetnsSlurmSite(o: { prefix: string; tag: string; net: 
       site: {
         rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
         // every node's own state under the same path (its mount namespace)
-        vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240 },
+        vm: { state_dir: join(nodes.sharedPath, 'state'), ready_timeout_s: 240, ...(o.snapshots ? { snapshots: true } : {}) },
         sections: {
           job_network: {
             nodes: { n1: nodes.underlay[0], n2: nodes.underlay[1], n3: nodes.underlay[2] }, vni: o.vni, private_range: o.privateRange,
