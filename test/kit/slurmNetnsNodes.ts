@@ -78,9 +78,9 @@ export async function netnsNodes(dir: string, tag: string, net: number, count: n
   };
 }
 
-/** Nothing of a job on any node: no job interface, no rule, no VNI claim, no VM record, no QEMU or virtiofsd (the
+/** Nothing of a job on any node (of this kit, or a Torque site's: ./torqueNodes.ts): no job interface, no rule, no VNI claim, no VM record, no QEMU or virtiofsd (the
  * Epilogs may still be running: interfaces are awaited up to a minute). */
-export async function nothingLeftOnNodes(t: Test, nodes: NetnsNodes, what: string): Promise<void> {
+export async function nothingLeftOnNodes(t: Test, nodes: Pick<NetnsNodes, 'namespaces' | 'nodeDir' | 'sharedPath'>, what: string): Promise<void> {
   for (const [i, ns] of nodes.namespaces.entries()) {
     const until = Date.now() + 60_000;
     let links: string[] = [];
