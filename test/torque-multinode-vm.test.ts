@@ -4,7 +4,8 @@
 // host's VM on the job's private network (VXLAN between the hosts' stacks); the script runs in vm0 with PBS_NODEFILE
 // naming the VMs, runs a command on every VM by ssh (the job's own key) and sends data from vm0 to vm1 over the
 // private network (checked on both ends); the epilogue and epilogue.parallel leave nothing on any host. qdel of a
-// 2-node job leaves nothing either. VMs booted: 5 (TCG, the minimal kernel, 256 MB, 1 cpu).
+// 2-node job leaves nothing either; a sister that cannot make its part fails the job with the reason in its .e.
+// VMs booted: 6 (TCG, the minimal kernel, 256 MB, 1 cpu).
 import t, { type Test } from 'tap';
 import { chown, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,13 +13,16 @@ import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { torqueUnavailable } from './kit/torque.js';
 import { startTorqueNodes, type TorqueNodes } from './kit/torqueNodes.js';
-import { nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
+import { checkClusterProbe, clusterProbeLines, nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
 import { ensureTestUser } from './kit/pbsmom.js';
 import { ensureBuilt } from './kit/cli.js';
 import { reachableRepo } from './kit/reachable.js';
 import { buildSshTestImage } from './kit/sshImage.js';
 import { makeVmSite, type VmSite } from './kit/vmSite.js';
 import { MOM_PRIV } from './kit/torqueRealSite.js';
+import { inNode } from './kit/siteNodes.js';
+import { jobSlot } from '../src/cluster/jobNetPlan.js';
+import { NODE_FAULT_EXIT } from '../src/job/outcome.js';
 
 const skip = torqueUnavailable() ?? ((await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode !== 0 ? 'needs nft' : undefined);
 
@@ -37,9 +41,10 @@ t.test('multi-node wnod jobs on a real Torque with MOMs in their own network nam
       await writeFile(secret, randomBytes(32), { mode: 0o600 });
       site = await makeVmSite(join(c.shared, 'site'), img, {
         rules: [{ name: 'clusters', group: user.group, images: ['vm_test'], default: 'vm_test' }], policy: { no_ticket: 'group-default' },
-        lrm: { mom_priv: MOM_PRIV },
+        // a budget that keeps the wait for a VM that never comes up short (the VMs boot in ~10 s here)
+        lrm: { mom_priv: MOM_PRIV, prologue_budget_s: 150 },
         // every MOM's own state under the same path (its mount namespace), as on separate machines
-        vm: { state_dir: join(c.sharedPath, 'state'), ready_timeout_s: 240 },
+        vm: { state_dir: join(c.sharedPath, 'state'), ready_timeout_s: 120 },
         sections: {
           job_network: {
             nodes: Object.fromEntries(c.moms.map((m, i) => [m.host, c.underlay[i]])), vni: { first: 7000, count: 500 }, private_range: '10.243.0.0/16',
@@ -77,11 +82,7 @@ t.test('multi-node wnod jobs on a real Torque with MOMs in their own network nam
   await t.test('a 3-node job: its script in vm0 runs a command on every VM by ssh and sends data to vm1 over the private network', async (t) => {
     const body = [
       'echo "nodefile=$(tr "\\n" " " < "$PBS_NODEFILE") list=$WNOD_JOB_NODELIST mpich=$(tr "\\n" " " < "$WNOD_HOSTFILE_MPICH")"',
-      'for h in vm0 vm1 vm2; do ssh "$h" \'echo "ssh-ok host=$(hostname) user=$(id -un)"\' || echo "ssh-failed $h"; done',
-      'head -c 1048576 /dev/urandom > /tmp/d',
-      'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
-      'ssh vm1 \'cat > /tmp/r; echo "received=$(wc -c < /tmp/r) $(md5sum < /tmp/r | cut -d" " -f1) on $(hostname) from ${SSH_CLIENT%% *}"\' < /tmp/d',
-      'ip -o -4 addr show | grep -o "inet 10\\.243[0-9./]*"',
+      ...clusterProbeLines(['vm0', 'vm1', 'vm2'], '10.243'),
     ].join('\n');
     const id = await c.server.qsub(user, script('nodes=3:ppn=1,walltime=00:20:00', body), { cwd: work, args: ['-N', 'cluster'] });
     const j = await c.server.waitJob(id, 'C', 900_000);
@@ -89,15 +90,28 @@ t.test('multi-node wnod jobs on a real Torque with MOMs in their own network nam
     t.equal(j.exit_status, '0', `the job succeeded (stderr: ${err.slice(0, 600)}; out: ${out.slice(0, 600)})`);
     t.equal(j.exec_host?.split('+').map((h) => h.split('/')[0]).sort().join(' '), 'tmnn1 tmnn2 tmnn3', 'Torque gave it the three hosts');
     t.match(out, /^nodefile=vm0 vm1 vm2  list=vm\[0-2\] mpich=vm0:1 vm1:1 vm2:1 $/m, 'the script sees its cluster of VMs (PBS_NODEFILE names them)');
-    for (const h of ['vm0', 'vm1', 'vm2']) t.match(out, `ssh-ok host=${h} user=${user.name}`, `ssh to ${h}, no password, no prompt`);
-    t.notMatch(out, /ssh-failed/);
-    const sent = /sent=([0-9a-f]{32})/.exec(out)?.[1];
-    t.ok(sent, 'vm0 made the data');
-    const recv = /received=(\d+) ([0-9a-f]{32}) on (\S+) from (\S+)/.exec(out);
-    t.same(recv?.slice(1, 4), ['1048576', sent, 'vm1'], 'vm1 received every byte, unchanged');
-    const vm0Ip = /inet (10\.243\.[0-9.]+)\/24/.exec(out)?.[1];
-    t.equal(recv?.[4], vm0Ip, 'over the private network, from vm0\'s address on it');
+    checkClusterProbe(t, out, user.name, ['vm0', 'vm1', 'vm2'], '10.243');
     await nothingLeft(t, 'after the job');
+  });
+
+  await t.test('a sister whose part of the job fails: the job fails with the reason, its script never runs, nothing is left', async (t) => {
+    // tmnn2 holds an interface with the job's bridge name that no job claims: it refuses to reuse it (a collision the
+    // host cannot resolve), its sister boot refuses the job; the mother superior boots vm0, the job finds vm1 missing
+    const id = await c.server.qsub(user, script('nodes=tmnn1:ppn=1+tmnn2:ppn=1,walltime=00:20:00', 'echo should-not-run'), { cwd: work, args: ['-N', 'half', '-h'] });
+    const { vni } = jobSlot({ vni: { first: 7000, count: 500 }, port: 4789, underlayMtu: 1500, privateRange: '10.243.0.0/16', subnetPrefix: 24 }, id);
+    const stray = `wnb${vni.toString(16).padStart(6, '0')}`;
+    t.equal((await inNode(c.namespaces[1]!, '/usr/sbin/ip', ['link', 'add', stray, 'type', 'bridge'])).exitCode, 0);
+    await c.server.must(['/usr/local/bin/qrls', id], { user });
+    const j = await c.server.waitJob(id, 'C', 900_000);
+    const { out, err } = await output('half', id);
+    t.equal(j.exec_host?.split('+')[0], 'tmnn1/0', 'tmnn1 is the mother superior, tmnn2 a sister');
+    t.equal(j.exit_status, String(NODE_FAULT_EXIT), 'the node-fault status: the job is not at fault');
+    t.match(err, /^wnod: the job's virtual machine vm1 on its other node did not come up/m, 'the reason, in the job\'s .e');
+    t.notMatch(out, /should-not-run/);
+    const log = await readFile(join(site!.dir, 'wnod.log'), 'utf8');
+    t.match(log, new RegExp(`"hook":"sister-boot","job":"${id.replace('.', '\\.')}".*"code":"jobnet-collision".*interfaces ${stray} exist on this node but no job claims`), 'tmnn2 said why, in the site log');
+    t.equal((await inNode(c.namespaces[1]!, '/usr/sbin/ip', ['link', 'del', stray])).exitCode, 0, 'the stray bridge was left alone');
+    await nothingLeft(t, 'after the failed job');
   });
 
   await t.test('qdel of a 2-node job once both VMs are up: the job ends, nothing is left on any host', async (t) => {

@@ -97,6 +97,32 @@ export async function nothingLeftOnNodes(t: Test, nodes: Pick<NetnsNodes, 'names
   t.same(await hypervisorsOf(nodes.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
 }
 
+/** What a multi-node job's script (in vm0) runs to show its cluster works: a command on every VM by ssh (the
+ * job's own key), 1 MiB sent from vm0 to vm1 over the job network, vm0's address on it (`prefix`: the private
+ * range's first two octets, e.g. 10.242). */
+export function clusterProbeLines(vms: readonly string[], prefix: string): string[] {
+  return [
+    `for h in ${vms.join(' ')}; do ssh "$h" 'echo "ssh-ok host=$(hostname) user=$(id -un)"' || echo "ssh-failed $h"; done`,
+    'head -c 1048576 /dev/urandom > /tmp/d',
+    'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
+    // vm1 receives over the job network (ssh between the VMs) and checks its end
+    'ssh vm1 \'cat > /tmp/r; echo "received=$(wc -c < /tmp/r) $(md5sum < /tmp/r | cut -d" " -f1) on $(hostname) from ${SSH_CLIENT%% *}"\' < /tmp/d',
+    `ip -o -4 addr show | grep -o "inet ${prefix.replaceAll('.', '\\.')}[0-9./]*"`,
+  ];
+}
+
+/** Check what clusterProbeLines printed: every VM answered as the user, vm1 got every byte from vm0's private address. */
+export function checkClusterProbe(t: Test, out: string, user: string, vms: readonly string[], prefix: string): void {
+  for (const h of vms) t.match(out, `ssh-ok host=${h} user=${user}`, `ssh to ${h}, no password, no prompt`);
+  t.notMatch(out, /ssh-failed/);
+  const sent = /sent=([0-9a-f]{32})/.exec(out)?.[1];
+  t.ok(sent, 'vm0 made the data');
+  const recv = /received=(\d+) ([0-9a-f]{32}) on (\S+) from (\S+)/.exec(out);
+  t.same(recv?.slice(1, 4), ['1048576', sent, 'vm1'], 'vm1 received every byte, unchanged');
+  const vm0Ip = new RegExp(`inet (${prefix.replaceAll('.', '\\.')}\\.[0-9.]+)/24`).exec(out)?.[1];
+  t.equal(recv?.[4], vm0Ip, 'over the private network, from vm0\'s address on it');
+}
+
 export interface NetnsSlurmSite {
   dir: string;
   repo: string;
