@@ -120,6 +120,7 @@ export function checkClusterProbe(t: Test, out: string, user: string, vms: reado
   const recv = /received=(\d+) ([0-9a-f]{32}) on (\S+) from (\S+)/.exec(out);
   t.same(recv?.slice(1, 4), ['1048576', sent, 'vm1'], 'vm1 received every byte, unchanged');
   const vm0Ip = new RegExp(`inet (${prefix.replaceAll('.', '\\.')}\\.[0-9.]+)/24`).exec(out)?.[1];
+  t.ok(vm0Ip, 'vm0 has an address on the private network');
   t.equal(recv?.[4], vm0Ip, 'over the private network, from vm0\'s address on it');
 }
 

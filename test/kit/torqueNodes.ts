@@ -42,6 +42,13 @@ export interface TorqueNodesOptions {
   beforeMoms?: (c: Omit<TorqueNodes, 'stop'>) => Promise<void>;
 }
 
+async function waitLog(m: TorqueNode, text: string, timeoutMs: number): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await m.momLog()).includes(text);) {
+    if (Date.now() > end) throw new Error(`pbs_mom on ${m.host} did not log ${JSON.stringify(text)} within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 export async function startTorqueNodes(o: TorqueNodesOptions): Promise<TorqueNodes> {
   if (!/^[a-z][a-z0-9]{1,5}$/.test(o.tag) || o.moms < 1 || o.moms > 8) throw new Error('bad Torque nodes spec');
   await installTorque();
@@ -76,6 +83,9 @@ export async function startTorqueNodes(o: TorqueNodesOptions): Promise<TorqueNod
     for (const m of moms) await m.daemon([`${SBIN}/pbs_mom`]);
     await server.daemon([`${SBIN}/pbs_sched`]);
     for (const h of momHosts) await server.waitFree(120_000, h);
+    // the server may call a MOM free before the MOM has the list of hosts it accepts connections from (observed
+    // under load): a mother superior without it rejects its sisters' join replies and the job hangs
+    for (const m of moms) await waitLog(m, 'Successfully received the mom hierarchy file', 120_000);
     return { ...c, stop };
   } catch (err) {
     await stop();
