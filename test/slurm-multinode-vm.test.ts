@@ -10,7 +10,7 @@ import { chown, chmod, mkdtemp, readFile,  rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { slurmMissing } from './kit/slurm.js';
-import { makeNetnsSlurmSite, nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
+import { checkClusterProbe, clusterProbeLines, makeNetnsSlurmSite, nothingLeftOnNodes } from './kit/slurmNetnsNodes.js';
 import { inNode } from './kit/siteNodes.js';
 import { jobSlot } from '../src/cluster/jobNetPlan.js';
 import { NODE_FAULT_EXIT } from '../src/job/outcome.js';
@@ -41,12 +41,7 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
   await t.test('a 3-node job: its script in vm0 runs a command on every VM by ssh and sends data to vm1 over the private network', async (t) => {
     const s = await script('cluster.sh', [
       'echo "list=$SLURM_JOB_NODELIST nodefile=$(tr "\\n" " " < "$WNOD_NODEFILE") mpich=$(tr "\\n" " " < "$WNOD_HOSTFILE_MPICH")"',
-      'for h in vm0 vm1 vm2; do ssh "$h" \'echo "ssh-ok host=$(hostname) user=$(id -un)"\' || echo "ssh-failed $h"; done',
-      'head -c 1048576 /dev/urandom > /tmp/d',
-      'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
-      // vm1 receives over the job network (ssh between the VMs) and checks its end
-      'ssh vm1 \'cat > /tmp/r; echo "received=$(wc -c < /tmp/r) $(md5sum < /tmp/r | cut -d" " -f1) on $(hostname) from ${SSH_CLIENT%% *}"\' < /tmp/d',
-      'ip -o -4 addr show | grep -o "inet 10\\.242[0-9./]*"',
+      ...clusterProbeLines(['vm0', 'vm1', 'vm2'], '10.242'),
     ].join('\n'));
     const id = await fx.sbatch(user.name, [...perNode, '-N', '3', '-o', 'cluster.out', '-e', 'cluster.err', s], work);
     const done = await fx.waitDone(id, 600_000);
@@ -55,16 +50,7 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
     t.equal(done.state, 'COMPLETED', `the job completed (stderr: ${err.slice(0, 600)})`);
     t.equal(done.fields.NodeList, 'n[1-3]', 'Slurm gave it three nodes');
     t.match(out, /^list=vm\[0-2\] nodefile=vm0 vm1 vm2  mpich=vm0:1 vm1:1 vm2:1 $/m, 'the script sees its cluster of VMs');
-    t.match(out, `ssh-ok host=vm0 user=${user.name}`);
-    t.match(out, `ssh-ok host=vm1 user=${user.name}`, 'ssh to the VM on another node, no password, no prompt');
-    t.match(out, `ssh-ok host=vm2 user=${user.name}`);
-    t.notMatch(out, /ssh-failed/);
-    const sent = /sent=([0-9a-f]{32})/.exec(out)?.[1];
-    t.ok(sent, 'vm0 made the data');
-    const recv = /received=(\d+) ([0-9a-f]{32}) on (\S+) from (\S+)/.exec(out);
-    t.same(recv?.slice(1, 4), ['1048576', sent, 'vm1'], 'vm1 received every byte, unchanged');
-    const vm0Ip = /inet (10\.242\.[0-9.]+)\/24/.exec(out)?.[1];
-    t.equal(recv?.[4], vm0Ip, 'over the private network, from vm0\'s address on it');
+    checkClusterProbe(t, out, user.name, ['vm0', 'vm1', 'vm2'], '10.242');
     await nothingLeft(t, 'after the job');
   });
 

@@ -159,6 +159,8 @@ t.test('the detached boot runs the hook entry it came from, and nothing else', a
   t.equal(bootEntry('/opt/wnod/dist/lrm/torque/boot.js'), '/opt/wnod/dist/lrm/torque/entry.js', 'the unbundled build');
   t.equal(bootEntry('/work/src/lrm/torque/boot.ts'), undefined, 'sources: no entry to run');
   t.same(parseEntryArgv(['--config', '/c', 'boot', '7.h']), { configPath: '/c', hook: 'boot', rest: ['7.h'] });
+  t.same(parseEntryArgv(['--config', '/c', 'sister', '7.h']).hook, 'sister', 'prologue.parallel');
+  t.same(parseEntryArgv(['--config', '/c', 'sister-epilogue', '7.h']).hook, 'sister-epilogue', 'epilogue.parallel');
 });
 
 t.test('install renderers', async (t) => {
@@ -173,8 +175,8 @@ t.test('install renderers', async (t) => {
   t.throws(() => mergeMomConfig('$job_starter_run_privileged 1\n', []), InstallError);
   t.doesNotThrow(() => mergeMomConfig('$job_starter_run_privileged false\n', []));
   const cfg = { lrm: { type: 'torque' as const, jobClass: 'wnod', queue: 'wnod', momPriv: '/m', prologueBudgetS: 280, maxRequeues: 3 }, vm: { stopGraceS: 10 } as never };
-  t.same(shimPlan(cfg).map((s) => [s.name, s.mode.toString(8)]), [['prologue.wnod', '500'], ['epilogue.wnod', '500'], ['wnod-starter', '555']]);
-  t.same(shimPlan({ lrm: { ...cfg.lrm, jobClass: undefined } }).map((s) => s.name), ['prologue', 'epilogue', 'wnod-starter']);
+  t.same(shimPlan(cfg).map((s) => [s.name, s.mode.toString(8)]), [['prologue.wnod', '500'], ['epilogue.wnod', '500'], ['prologue.parallel', '500'], ['epilogue.parallel', '500'], ['wnod-starter', '555']]);
+  t.same(shimPlan({ lrm: { ...cfg.lrm, jobClass: undefined } }).map((s) => s.name), ['prologue', 'epilogue', 'prologue.parallel', 'epilogue.parallel', 'wnod-starter']);
   t.same(momConfigLines(cfg, '/m/wnod-starter'), ['$prologalarm 300', '$job_starter /m/wnod-starter']);
   t.match(qmgrLines(cfg).join('\n'), /set queue wnod kill_delay = 30/);
   const merged = mergeMomConfig('$pbsserver torque\n$prologalarm 60\n$usecp *:/home /home\n', momConfigLines(cfg, '/m/s'));

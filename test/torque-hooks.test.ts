@@ -85,7 +85,7 @@ const job = (id: string, header: string, body = 'echo hello-from-job\n'): JobSpe
 
 t.test('install: shims in mom_priv, root-owned with pbs_mom\'s modes, mom config written', async (t) => {
   const s = await site('install');
-  for (const [f, mode] of [['prologue.wnod', 0o500], ['epilogue.wnod', 0o500], ['wnod-starter', 0o555]] as const) {
+  for (const [f, mode] of [['prologue.wnod', 0o500], ['epilogue.wnod', 0o500], ['prologue.parallel', 0o500], ['epilogue.parallel', 0o500], ['wnod-starter', 0o555]] as const) {
     const st = await stat(join(s.cfg.lrm.momPriv, f));
     t.equal(st.uid, 0, `${f} owner`);
     t.equal(st.mode & 0o777, mode, `${f} mode`);
@@ -96,6 +96,11 @@ t.test('install: shims in mom_priv, root-owned with pbs_mom\'s modes, mom config
   const shim = await readFile(join(s.cfg.lrm.momPriv, 'prologue.wnod'), 'utf8');
   t.match(shim, new RegExp(`--config ${s.dir}/wnod.yaml --log ${s.cfg.logFile} prologue "\\$@"`));
   t.match(shim, /^exec \/usr\/bin\/env -i PATH=\/usr\/sbin:\/usr\/bin:\/sbin:\/bin /m, 'root shims start from a clean environment');
+  // the sister hosts' hooks of a multi-node job: of pbs_mom's environment only the host's index and the workdir
+  const sister = await readFile(join(s.cfg.lrm.momPriv, 'prologue.parallel'), 'utf8');
+  t.match(sister, /^exec \/usr\/bin\/env -i PATH=\/usr\/sbin:\/usr\/bin:\/sbin:\/bin LANG=C\.UTF-8 "PBS_NODENUM=\$\{PBS_NODENUM-\}" "PBS_O_WORKDIR=\$\{PBS_O_WORKDIR-\}" \\$/m);
+  t.match(sister, new RegExp(`--config ${s.dir}/wnod.yaml --log ${s.cfg.logFile} sister "\\$@"`));
+  t.match(await readFile(join(s.cfg.lrm.momPriv, 'epilogue.parallel'), 'utf8'), new RegExp(`--config ${s.dir}/wnod.yaml --log ${s.cfg.logFile} sister-epilogue "\\$@"`));
 });
 
 t.test('valid ticket: admitted at once, the VM boots detached; an image this node cannot stage: the starter says the node failed (75)', async (t) => {

@@ -112,6 +112,9 @@ export interface GuestRun {
   workdir?: string | undefined;
   /** a multi-node job: the other VMs' host names, which must answer (ssh) before the script runs */
   peers?: string[] | undefined;
+  /** how long the peers may take to answer (default a few seconds each: Slurm's Prologs booted them all before
+   * the script; Torque's sisters boot detached, alongside the mother superior's VM) */
+  peersWaitS?: number | undefined;
 }
 
 /** A booted job VM: how long the boot took, how (restore, or cold and why), and whether its image was in the cache. */

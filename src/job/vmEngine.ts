@@ -161,7 +161,7 @@ class JobVm implements JobVmEngine {
       // every node's Prolog ran before this (Slurm: PrologFlags=Alloc): a peer whose VM is not up now never will be
       let missing: string[];
       try {
-        missing = await missingPeers(cfg.vm.stateDir, vmId, job.peers, user);
+        missing = await missingPeers(cfg.vm.stateDir, vmId, job.peers, user, job.peersWaitS);
       } catch (err) {
         say(`the job could not be started in its virtual machine: ${describe(err)}`);
         return 1;
@@ -279,15 +279,16 @@ async function execInJobVm(stateDir: string, id: string, req: AgentExec): Promis
 }
 
 /** The peers (host names on the job network) whose ssh server does not answer from VM `id`, as the job user:
- * each gets a few seconds (ARP, a server still starting). */
-async function missingPeers(stateDir: string, id: string, peers: string[], user: UnixUser): Promise<string[]> {
+ * each gets a few seconds (ARP, a server still starting), or all together `waitS` seconds. */
+async function missingPeers(stateDir: string, id: string, peers: string[], user: UnixUser, waitS?: number): Promise<string[]> {
   for (const p of peers) if (!/^[a-z][a-z0-9-]{0,62}$/.test(p)) throw new Error(`bad peer name ${JSON.stringify(p)}`);
-  // busybox's nc has no -z: the server's banner ("SSH-2.0-…") says it is up
-  const script = 'for h; do ok=; for i in 1 2 3 4 5; do [ "$(timeout 3 nc -w 2 "$h" 22 </dev/null 2>/dev/null | head -c 4)" = SSH- ] && ok=1 && break; sleep 1; done; [ -n "$ok" ] || echo "$h"; done';
+  const wait = waitS !== undefined && Number.isInteger(waitS) && waitS > 0 ? Math.min(waitS, 3600) : 0;
+  // busybox's nc has no -z: the server's banner ("SSH-2.0-…") says it is up; the guest's clock bounds the wait
+  const script = 'end=$(( $(date +%s) + $1 )); shift; for h; do ok=; i=0; while :; do [ "$(timeout 3 nc -w 2 "$h" 22 </dev/null 2>/dev/null | head -c 4)" = SSH- ] && ok=1 && break; i=$((i+1)); [ $i -ge 5 ] && [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; [ -n "$ok" ] || echo "$h"; done';
   const out: Buffer[] = [];
   const sink = new Writable({ write(c: Buffer, _e, cb) { if (out.length < 64) out.push(c); cb(); } });
   const none = new Writable({ write(_c, _e, cb) { cb(); } });
-  await execInJobVm(stateDir, id, { argv: ['/bin/sh', '-c', script, 'wnod-peers', ...peers], cwd: '/', env: { PATH: GUEST_PATH }, uid: user.uid, gid: user.gid, stdout: sink, stderr: none, timeoutMs: 120_000 });
+  await execInJobVm(stateDir, id, { argv: ['/bin/sh', '-c', script, 'wnod-peers', String(wait), ...peers], cwd: '/', env: { PATH: GUEST_PATH }, uid: user.uid, gid: user.gid, stdout: sink, stderr: none, timeoutMs: 120_000 + wait * 1000 });
   return Buffer.concat(out).toString('utf8').split('\n').filter((l) => peers.includes(l));
 }
 

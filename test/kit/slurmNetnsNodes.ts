@@ -78,9 +78,9 @@ export async function netnsNodes(dir: string, tag: string, net: number, count: n
   };
 }
 
-/** Nothing of a job on any node: no job interface, no rule, no VNI claim, no VM record, no QEMU or virtiofsd (the
+/** Nothing of a job on any node (of this kit, or a Torque site's: ./torqueNodes.ts): no job interface, no rule, no VNI claim, no VM record, no QEMU or virtiofsd (the
  * Epilogs may still be running: interfaces are awaited up to a minute). */
-export async function nothingLeftOnNodes(t: Test, nodes: NetnsNodes, what: string): Promise<void> {
+export async function nothingLeftOnNodes(t: Test, nodes: Pick<NetnsNodes, 'namespaces' | 'nodeDir' | 'sharedPath'>, what: string): Promise<void> {
   for (const [i, ns] of nodes.namespaces.entries()) {
     const until = Date.now() + 60_000;
     let links: string[] = [];
@@ -95,6 +95,33 @@ export async function nothingLeftOnNodes(t: Test, nodes: NetnsNodes, what: strin
     t.same(await readdir(join(nodes.nodeDir(i), 'state', 'vms')).catch(() => []), [], `${what}: n${i + 1} has no VM record`);
   }
   t.same(await hypervisorsOf(nodes.sharedPath), [], `${what}: no QEMU or virtiofsd left on any node`);
+}
+
+/** What a multi-node job's script (in vm0) runs to show its cluster works: a command on every VM by ssh (the
+ * job's own key), 1 MiB sent from vm0 to vm1 over the job network, vm0's address on it (`prefix`: the private
+ * range's first two octets, e.g. 10.242). */
+export function clusterProbeLines(vms: readonly string[], prefix: string): string[] {
+  return [
+    `for h in ${vms.join(' ')}; do ssh "$h" 'echo "ssh-ok host=$(hostname) user=$(id -un)"' || echo "ssh-failed $h"; done`,
+    'head -c 1048576 /dev/urandom > /tmp/d',
+    'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
+    // vm1 receives over the job network (ssh between the VMs) and checks its end
+    'ssh vm1 \'cat > /tmp/r; echo "received=$(wc -c < /tmp/r) $(md5sum < /tmp/r | cut -d" " -f1) on $(hostname) from ${SSH_CLIENT%% *}"\' < /tmp/d',
+    `ip -o -4 addr show | grep -o "inet ${prefix.replaceAll('.', '\\.')}[0-9./]*"`,
+  ];
+}
+
+/** Check what clusterProbeLines printed: every VM answered as the user, vm1 got every byte from vm0's private address. */
+export function checkClusterProbe(t: Test, out: string, user: string, vms: readonly string[], prefix: string): void {
+  for (const h of vms) t.match(out, `ssh-ok host=${h} user=${user}`, `ssh to ${h}, no password, no prompt`);
+  t.notMatch(out, /ssh-failed/);
+  const sent = /sent=([0-9a-f]{32})/.exec(out)?.[1];
+  t.ok(sent, 'vm0 made the data');
+  const recv = /received=(\d+) ([0-9a-f]{32}) on (\S+) from (\S+)/.exec(out);
+  t.same(recv?.slice(1, 4), ['1048576', sent, 'vm1'], 'vm1 received every byte, unchanged');
+  const vm0Ip = new RegExp(`inet (${prefix.replaceAll('.', '\\.')}\\.[0-9.]+)/24`).exec(out)?.[1];
+  t.ok(vm0Ip, 'vm0 has an address on the private network');
+  t.equal(recv?.[4], vm0Ip, 'over the private network, from vm0\'s address on it');
 }
 
 export interface NetnsSlurmSite {

@@ -17,8 +17,8 @@ export const TORQUE_TARBALL = process.env.WNOD_TORQUE_TARBALL ?? '/work/shared/t
 const STAMP_DIR = '/var/lib/wnod-test';
 /** the namespace holder of `repo` (default: this checkout; the demo's bundle names its own) */
 const nsHelperOf = (repo?: string) => (repo ? join(repo, 'test', 'kit', 'torque-ns.sh') : join(import.meta.dirname, 'torque-ns.sh'));
-const SBIN = '/usr/local/sbin';
-const BIN = '/usr/local/bin';
+export const SBIN = '/usr/local/sbin';
+export const BIN = '/usr/local/bin';
 /** pbs_mom hands its own environment to the hooks: keep it what an init script gives it */
 const DAEMON_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
 
@@ -155,9 +155,9 @@ export class TorqueNode {
     throw new Error(`job ${id} did not reach state ${states} within ${timeoutMs / 1000} s (last: ${JSON.stringify(last)})`);
   }
 
-  /** The node's state as pbsnodes reports it. */
-  async nodeState(): Promise<string> {
-    const r = await this.exec([`${BIN}/pbsnodes`, this.host]);
+  /** The state of node `host` (default: this one) as pbsnodes on this host reports it. */
+  async nodeState(host = this.host): Promise<string> {
+    const r = await this.exec([`${BIN}/pbsnodes`, host]);
     return /^\s+state = (.*)$/m.exec(r.stdout)?.[1] ?? '';
   }
 
@@ -176,15 +176,16 @@ export class TorqueNode {
     await this.waitFree();
   }
 
-  async waitFree(timeoutMs = 90_000): Promise<void> {
+  /** Wait until node `host` (default: this one) is free, as this host's pbsnodes says. */
+  async waitFree(timeoutMs = 90_000, host = this.host): Promise<void> {
     const end = Date.now() + timeoutMs;
     let state = '';
     while (Date.now() < end) {
-      state = await this.nodeState();
+      state = await this.nodeState(host);
       if (/^free/.test(state)) return;
       await sleep(500);
     }
-    throw new Error(`node ${this.host} not free within ${timeoutMs / 1000} s (state ${JSON.stringify(state)}); mom log:\n${(await this.momLog()).slice(-3000)}`);
+    throw new Error(`node ${host} not free within ${timeoutMs / 1000} s (state ${JSON.stringify(state)}); mom log:\n${(await this.momLog()).slice(-3000)}`);
   }
 
   /** Stop the daemons as the README says, kill whatever is left in the namespace, remove the private dir. */
@@ -244,6 +245,7 @@ export async function cleanStale(tag: string): Promise<void> {
     const owner = Number(argv[i + 3]);
     if (owner > 0 && existsSync(`/proc/${owner}`)) {
       live.add(argv[i + 1]!);
+      if (argv[i + 5]) live.add(argv[i + 5]!); // the dir a multi-node site shares
       continue;
     }
     await killNamespace(Number(name));
@@ -255,6 +257,54 @@ export async function cleanStale(tag: string): Promise<void> {
   }
 }
 
+/** The namespaces of one Torque host (`dir` directly under /tmp, holding its spool): a fresh network namespace, or
+ * the existing one `netns` names (a node of a multi-node site, test/kit/torqueNodes.ts); `shared` is a dir every
+ * node sees (torque-ns.sh). Resolves once the holder is ready. */
+export async function openNamespaces(dir: string, host: string, o: { repo?: string | undefined; netns?: string; shared?: string } = {}): Promise<TorqueNode> {
+  const holderArgv = ['/bin/sh', nsHelperOf(o.repo), dir, host, String(process.pid), o.repo ?? reachableRepo(), ...(o.shared ? [o.shared] : [])];
+  const argv = o.netns
+    ? ['/usr/bin/nsenter', `--net=/run/netns/${o.netns}`, '--', '/usr/bin/unshare', '--mount', '--uts', '--', ...holderArgv]
+    : ['/usr/bin/unshare', '--net', '--mount', '--uts', '--', ...holderArgv];
+  const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], env: DAEMON_ENV });
+  const node = new TorqueNode(dir, host, holder);
+  try {
+    await new Promise<void>((res, rej) => {
+      let out = '';
+      holder.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('ready\n')) res(); });
+      holder.on('exit', (c) => rej(new Error(`the namespace holder exited ${c} before it was ready: ${out}`)));
+    });
+  } catch (err) {
+    await node.stop().catch(() => undefined);
+    throw err;
+  }
+  return node;
+}
+
+/** A fresh PBS_HOME for a host whose server is `server`, in a new private dir of the tag. */
+export async function torqueDir(tag: string, server: string, tarball = TORQUE_TARBALL): Promise<string> {
+  const dir = await mkdtemp(`/tmp/${tag}-trq-`);
+  await chmod(dir, 0o755); // job users reach their workdirs and the wnod state under it
+  await spoolFromTarball(join(dir, 'spool'), tarball);
+  await writeFile(join(dir, 'spool', 'server_name'), `${server}\n`);
+  return dir;
+}
+
+/** trqauthd and pbs_server on `node`, the standard queue and server settings, one `create node` per MOM. */
+export async function startServer(node: TorqueNode, moms: Array<{ host: string; np: number }>, qmgr: string[] = []): Promise<void> {
+  await node.daemon([`${SBIN}/trqauthd`]);
+  await node.daemon([`${SBIN}/pbs_server`, '-t', 'create', '-f']);
+  for (let i = 0; ; i++) {
+    if ((await node.exec([`${BIN}/qstat`, '-B'])).exitCode === 0) break;
+    if (i > 100) throw new Error('pbs_server does not answer qstat -B');
+    await sleep(200);
+  }
+  for (const c of [
+    'set server scheduling = true', 'set server keep_completed = 3600', 'create queue batch queue_type = execution',
+    'set queue batch enabled = true', 'set queue batch started = true', 'set server default_queue = batch',
+    ...moms.map((m) => `create node ${m.host} np=${m.np}`), ...qmgr,
+  ]) await node.qmgr(c);
+}
+
 /** Install (once), then start trqauthd, pbs_server, the queue/node config, pbs_mom and pbs_sched in fresh
  * namespaces; resolves when the node is free. */
 export async function startTorque(opts: TorqueOptions): Promise<TorqueNode> {
@@ -263,33 +313,10 @@ export async function startTorque(opts: TorqueOptions): Promise<TorqueNode> {
   await installTorque(tarball);
   await cleanStale(opts.tag);
   const host = opts.host ?? `${opts.tag}node`;
-  const dir = await mkdtemp(`/tmp/${opts.tag}-trq-`);
-  await chmod(dir, 0o755); // job users reach their workdirs and the wnod state under it
-  await spoolFromTarball(join(dir, 'spool'), tarball);
-  await writeFile(join(dir, 'spool', 'server_name'), `${host}\n`);
-  const holder = spawn('/usr/bin/unshare', ['--net', '--mount', '--uts', '--', '/bin/sh', nsHelperOf(opts.repo), dir, host, String(process.pid), opts.repo ?? reachableRepo()], {
-    stdio: ['pipe', 'pipe', 'inherit'], env: DAEMON_ENV,
-  });
-  const node = new TorqueNode(dir, host, holder);
+  const dir = await torqueDir(opts.tag, host, tarball);
+  const node = await openNamespaces(dir, host, { repo: opts.repo });
   try {
-    await new Promise<void>((res, rej) => {
-      let out = '';
-      holder.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('ready\n')) res(); });
-      holder.on('exit', (c) => rej(new Error(`the namespace holder exited ${c} before it was ready: ${out}`)));
-    });
-    await node.daemon([`${SBIN}/trqauthd`]);
-    await node.daemon([`${SBIN}/pbs_server`, '-t', 'create', '-f']);
-    for (let i = 0; ; i++) {
-      if ((await node.exec([`${BIN}/qstat`, '-B'])).exitCode === 0) break;
-      if (i > 100) throw new Error('pbs_server does not answer qstat -B');
-      await sleep(200);
-    }
-    const np = opts.np ?? 4;
-    for (const c of [
-      'set server scheduling = true', 'set server keep_completed = 3600', 'create queue batch queue_type = execution',
-      'set queue batch enabled = true', 'set queue batch started = true', 'set server default_queue = batch',
-      `create node ${host} np=${np}`, ...(opts.qmgr ?? []),
-    ]) await node.qmgr(c);
+    await startServer(node, [{ host, np: opts.np ?? 4 }], opts.qmgr);
     await opts.beforeMom?.(node);
     await node.daemon([`${SBIN}/pbs_mom`]);
     await node.daemon([`${SBIN}/pbs_sched`]);

@@ -21,7 +21,7 @@ import { jobStateDir, ensureJobStateDir, updateJobRecord, newJobRecord } from '.
 import { jobUser } from '../../job/jobUser.js';
 import { hookLog, logTarget } from '../../job/log.js';
 import { Refusal } from '../../job/outcome.js';
-import type { JobVmEngine, LeaseBoot } from '../../job/contract.js';
+import type { ClusterBoot, JobVmEngine, LeaseBoot } from '../../job/contract.js';
 import { isAlive, procRef, signalIfSame, waitGone, type ProcRef } from '../../vm/proc.js';
 import { vmIdForJob } from '../../vm/state.js';
 import { parseJobId } from './argv.js';
@@ -32,11 +32,17 @@ type StartArgs = Parameters<JobVmEngine['start']>[0];
 interface BootRequest {
   jobId: string; user: string; group: string; image: string; cpus: number; memoryMB: number;
   workdir?: string; lease?: LeaseBoot;
+  /** a multi-node job: the VM's name and NIC on the job's network (its ssh keys: the request is root-only) */
+  cluster?: ClusterBoot;
 }
 
 export type BootOutcome = { kind: 'ready' } | { kind: 'refuse'; reason: string } | { kind: 'fault'; reason: string };
 
-const path = (cfg: SiteConfig, jobId: string, ext: string) => join(jobStateDir(cfg.vm.stateDir), `${parseJobId(jobId)}${ext}`);
+/** a sister's admission request (sister.ts) */
+export const SISTER_REQUEST = '.sister.json';
+
+export const bootFile = (cfg: SiteConfig, jobId: string, ext: string): string => join(jobStateDir(cfg.vm.stateDir), `${parseJobId(jobId)}${ext}`);
+const path = bootFile;
 
 /** The hook entry a boot runs: the bundle itself (dist/hot/hook.cjs), or entry.js beside this module (dist). */
 export function bootEntry(modulePath: string): string | undefined {
@@ -58,29 +64,40 @@ export function detachedBoot(real: JobVmEngine, configPath: string, modulePath =
     },
     async start(job: StartArgs) {
       const { cfg } = job;
-      const entry = bootEntry(modulePath);
-      if (!entry) throw new WnodError('no-boot-entry', `no hook entry beside ${modulePath} to boot the VM with`);
-      await assertTrustedPath(entry, 'the hook entry a root prologue runs');
       await ensureJobStateDir(cfg.vm.stateDir);
       await unlink(path(cfg, job.jobId, '.boot')).catch(() => {}); // a requeued job's earlier outcome
       const req: BootRequest = {
         jobId: job.jobId, user: job.user, group: job.group, image: job.image.id, cpus: job.cpus, memoryMB: job.memoryMB,
-        ...(job.workdir ? { workdir: job.workdir } : {}), ...(job.lease ? { lease: job.lease } : {}),
+        ...(job.workdir ? { workdir: job.workdir } : {}), ...(job.lease ? { lease: job.lease } : {}), ...(job.cluster ? { cluster: job.cluster } : {}),
       };
       await writeFileAtomic(path(cfg, job.jobId, '.boot.json'), JSON.stringify(req) + '\n', 0o600);
-      await mkdir(dirname(cfg.logFile), { recursive: true, mode: 0o700 });
-      const log = openSync(cfg.logFile, 'a', 0o600);
-      try {
-        // its own session (pbs_mom's kill of the prologue's session must not reach it), a clean environment
-        spawn(process.execPath, [entry, '--config', configPath, 'boot', job.jobId], {
-          detached: true, stdio: ['ignore', log, log], cwd: '/', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
-        }).unref();
-      } finally {
-        closeSync(log);
-      }
+      await spawnDetached(cfg, configPath, 'boot', job.jobId, modulePath);
       return { vmId: vmIdForJob(job.jobId), bootS: 0, boot: { mode: 'detached' } };
     },
   };
+}
+
+/** Start `entry <hook> <jobId>` (root) detached: its own session (pbs_mom's kill of the hook's session must not
+ * reach it), a clean environment, its output into the root log. */
+export async function spawnDetached(cfg: SiteConfig, configPath: string, hook: 'boot' | 'sister-boot', jobId: string, modulePath = fileURLToPath(import.meta.url)): Promise<void> {
+  const entry = bootEntry(modulePath);
+  if (!entry) throw new WnodError('no-boot-entry', `no hook entry beside ${modulePath} to boot the VM with`);
+  await assertTrustedPath(entry, 'the hook entry a root prologue runs');
+  await mkdir(dirname(cfg.logFile), { recursive: true, mode: 0o700 });
+  const log = openSync(cfg.logFile, 'a', 0o600);
+  try {
+    spawn(process.execPath, [entry, '--config', configPath, hook, parseJobId(jobId)], {
+      detached: true, stdio: ['ignore', log, log], cwd: '/', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
+    }).unref();
+  } finally {
+    closeSync(log);
+  }
+}
+
+/** A detached process records itself: the epilogue stops it before the teardown (stopBoot). */
+export async function recordBootPid(cfg: SiteConfig, jobId: string): Promise<void> {
+  const me = await procRef(process.pid);
+  if (me) await writeFileAtomic(path(cfg, jobId, '.boot.pid'), JSON.stringify(me) + '\n', 0o600);
 }
 
 /** The job's boot was requested and has not ended (no outcome yet) and its process, once known, is alive. */
@@ -96,8 +113,7 @@ export async function bootMain(rest: string[], ctx: { configPath: string; vm: Jo
   const cfg = await (ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig)(ctx.configPath);
   const jobId = parseJobId(rest[0], 'boot job id');
   const log = hookLog(logTarget(cfg), 'boot', jobId);
-  const me = await procRef(process.pid);
-  if (me) await writeFileAtomic(path(cfg, jobId, '.boot.pid'), JSON.stringify(me) + '\n', 0o600);
+  await recordBootPid(cfg, jobId);
   let gid: number | undefined;
   const outcome = async (o: BootOutcome) => {
     const text = o.kind === 'ready' ? 'ready\n' : `${o.kind}\n${o.reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`;
@@ -119,7 +135,7 @@ export async function bootMain(rest: string[], ctx: { configPath: string; vm: Jo
     if (!image) throw new Refusal('stale-image', `image ${req.image} is no longer offered by this site`);
     const { vmId, bootS, boot, cache, accel } = await ctx.vm.start({
       jobId, user: req.user, group: req.group, cfg, image, cpus: req.cpus, memoryMB: req.memoryMB,
-      ...(req.workdir ? { workdir: req.workdir } : {}), ...(req.lease ? { lease: req.lease } : {}),
+      ...(req.workdir ? { workdir: req.workdir } : {}), ...(req.lease ? { lease: req.lease } : {}), ...(req.cluster ? { cluster: req.cluster } : {}),
     });
     await updateJobRecord(cfg.vm.stateDir, jobId, (cur) => ({ ...(cur ?? newJobRecord(jobId, req.user)), vmId, bootS }));
     await outcome({ kind: 'ready' });
@@ -177,5 +193,5 @@ export async function stopBoot(cfg: SiteConfig, jobId: string): Promise<void> {
 
 /** The epilogue (root): remove the job's boot files. */
 export async function clearBoot(cfg: SiteConfig, jobId: string): Promise<void> {
-  for (const ext of ['.boot', '.boot.json', '.boot.pid']) await removeFileAtomic(path(cfg, jobId, ext)).catch(() => {});
+  for (const ext of ['.boot', '.boot.json', '.boot.pid', SISTER_REQUEST]) await removeFileAtomic(path(cfg, jobId, ext)).catch(() => {});
 }

@@ -1,7 +1,8 @@
 /** The hook entry's own argv (pure): `--config /ABS/FILE [--log /ABS/FILE] <hook> <pbs_mom argv…>`. `--log` is the
  * root-only log for what happens before the config could be read (baked into the root shims at install). */
-/** `boot` is not pbs_mom's: the prologue starts it detached (boot.ts). */
-export const HOOKS = ['prologue', 'epilogue', 'starter', 'boot'] as const;
+/** `boot` and `sister-boot` are not pbs_mom's: the prologue and prologue.parallel start them detached (boot.ts,
+ * sister.ts); `sister` and `sister-epilogue` are prologue.parallel and epilogue.parallel. */
+export const HOOKS = ['prologue', 'epilogue', 'starter', 'boot', 'sister', 'sister-boot', 'sister-epilogue'] as const;
 export type Hook = (typeof HOOKS)[number];
 
 /** Parse the entry's own argv: `--config FILE HOOK args…` (the rest belongs to pbs_mom, untouched). */

@@ -12,7 +12,10 @@ async function start(): Promise<number> {
     // the prologue admits and hands the boot to a detached process: pbs_server waits for it to return (boot.ts)
     case 'prologue': return (await import('./prologue.js')).main(rest, process.env, { ...ctx, vm: (await import('./boot.js')).detachedBoot(ctx.vm, configPath) });
     case 'boot': return (await import('./boot.js')).bootMain(rest, ctx);
+    case 'sister': return (await import('./sister.js')).main(rest, process.env, ctx);
+    case 'sister-boot': return (await import('./sister.js')).sisterBootMain(rest, ctx);
     case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);
+    case 'sister-epilogue': return (await import('./epilogue.js')).main(rest, process.env, { ...ctx, sister: true });
     case 'starter': return (await import('./starter.js')).main(rest, process.env, ctx);
   }
 }

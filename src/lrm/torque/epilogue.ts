@@ -9,6 +9,7 @@ import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
 import { fallbackLog, type HookContext } from './prologue.js';
 import { stopBoot, clearBoot } from './boot.js';
+import { isWnodJob } from './sister.js';
 
 /** The core's view of a job pbs_mom is done with (pure). */
 export function jobEnd(args: EpilogueArgs): JobEnd {
@@ -20,8 +21,9 @@ export function jobEnd(args: EpilogueArgs): JobEnd {
   };
 }
 
-/** Run the epilogue for pbs_mom's argv; returns the exit code (only logged by pbs_mom). */
-export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookContext): Promise<number> {
+/** Run the epilogue (or, `sister`, epilogue.parallel on a sister host) for pbs_mom's argv; returns the exit code
+ * (only logged by pbs_mom). */
+export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookContext & { sister?: boolean }): Promise<number> {
   const load = ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig;
   let cfg: SiteConfig;
   try {
@@ -45,7 +47,9 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
     await hookLog(logTarget(cfg), 'epilogue', undefined, ctx.stdout).detail('bad-argv', { error: describe(err), argv });
     return 1;
   }
-  const log = hookLog(logTarget(cfg), 'epilogue', args.jobId, ctx.stdout);
+  // epilogue.parallel runs for every multi-node job: a sister sees no job class, only the queue
+  if (ctx.sister && !isWnodJob(cfg, args)) return 0;
+  const log = hookLog(logTarget(cfg), ctx.sister ? 'epilogue.parallel' : 'epilogue', args.jobId, ctx.stdout);
   // a boot still running (qdel, walltime or a starter that gave up during it) goes first: it would start a VM
   // after the teardown (boot.ts)
   await stopBoot(cfg, args.jobId).catch((err: unknown) => log.detail('boot-stop-failed', { error: describe(err) }));

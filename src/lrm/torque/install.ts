@@ -34,19 +34,24 @@ export function renderShim(template: string, paths: ShimPaths): string {
 }
 
 export interface ShimPlan {
-  hook: 'prologue' | 'epilogue' | 'starter';
+  /** the template in lrm-hooks/ */
+  hook: 'prologue' | 'epilogue' | 'starter' | 'prologue-parallel' | 'epilogue-parallel';
   /** file name inside mom_priv */
   name: string;
   mode: number;
 }
 
 /** Which files go into mom_priv: `prologue.<class>`/`epilogue.<class>` when a job class is configured (so plain
- * jobs keep the site's own hooks), and the starter (run by the job user: o+rx). */
+ * jobs keep the site's own hooks), the sister hosts' `prologue.parallel`/`epilogue.parallel` of multi-node jobs
+ * (Torque has no per-class variant: they leave jobs outside lrm.queue alone), and the starter (run by the job
+ * user: o+rx). */
 export function shimPlan(cfg: Pick<SiteConfig, 'lrm'>): ShimPlan[] {
   const suffix = cfg.lrm.jobClass ? `.${cfg.lrm.jobClass}` : '';
   return [
     { hook: 'prologue', name: `prologue${suffix}`, mode: 0o500 },
     { hook: 'epilogue', name: `epilogue${suffix}`, mode: 0o500 },
+    { hook: 'prologue-parallel', name: 'prologue.parallel', mode: 0o500 },
+    { hook: 'epilogue-parallel', name: 'epilogue.parallel', mode: 0o500 },
     { hook: 'starter', name: 'wnod-starter', mode: 0o555 },
   ];
 }

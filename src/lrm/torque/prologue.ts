@@ -12,7 +12,8 @@ import { recordRefusal } from '../../job/jobstate.js';
 import { jobUser } from '../../job/jobUser.js';
 import { lookupGroupId } from '../../util/unixUsers.js';
 import { Refusal, TransientFault, userLine } from '../../job/outcome.js';
-import type { JobContext, JobStart } from '../../job/contract.js';
+import type { JobContext, JobNodes, JobStart } from '../../job/contract.js';
+import { motherSuperiorNodes } from './nodes.js';
 import { parsePrologueArgv, type PrologueArgs, type TorqueVersion } from './argv.js';
 import { readJobScript, JobScriptError } from './jobscript.js';
 import { PROLOGUE_EXIT, prologueExit } from './outcome.js';
@@ -35,18 +36,32 @@ async function configFor(ctx: HookContext): Promise<SiteConfig> {
   return load(ctx.configPath);
 }
 
-/** The core's view of a job pbs_mom is about to start. */
-export function jobStart(cfg: SiteConfig, args: PrologueArgs, env: NodeJS.ProcessEnv): JobStart {
+/** The core's view of a job pbs_mom is about to start; `nodes`: its hosts when it has several (jobNodes). */
+export function jobStart(cfg: SiteConfig, args: PrologueArgs, env: NodeJS.ProcessEnv, nodes?: JobNodes | Error): JobStart {
   return {
     lrm: 'torque', jobId: args.jobId, user: args.user, group: args.group, queue: args.queue,
     script: () => readTorqueScript(cfg, args),
     // pbs_mom's PBS_O_WORKDIR: the job's submit dir
     workdir: env.PBS_O_WORKDIR,
-    holds: { cpus: args.resourceList.ppn, memoryMB: args.resourceList.memMB, nodes: args.resourceList.nodeCount },
+    holds: { cpus: nodes && !(nodes instanceof Error) ? nodes.slots[0] : args.resourceList.ppn, memoryMB: args.resourceList.memMB, nodes: args.resourceList.nodeCount },
+    ...(nodes ? { cluster: async () => { if (nodes instanceof Error) throw nodes; return nodes; } } : {}),
     // the job holds ppn slots (and mem, when asked) of the node: its VM gets them, within the image's and the
     // rule's maxima (decision.ts fitToHolds, as for Slurm), not the ticket's cpus on top of them
     sizeByHolds: true,
   };
+}
+
+/** A job that asked for several nodes, on the mother superior: its hosts from pbs_mom's node file (this one
+ * first); undefined when they are one host (a single VM); an Error (a fault worth a retry) when unreadable. */
+export async function jobNodes(cfg: SiteConfig, args: PrologueArgs): Promise<JobNodes | Error | undefined> {
+  if ((args.resourceList.nodeCount ?? 1) < 2) return undefined;
+  try {
+    const nodes = await motherSuperiorNodes(cfg.lrm.momPriv, args.jobId);
+    if (!nodes) return new TransientFault('nodefile', `pbs_mom wrote no node file for job ${args.jobId} (nodes=${args.resourceList.nodes})`);
+    return nodes.nodes.length > 1 ? nodes : undefined;
+  } catch (err) {
+    return new TransientFault('nodefile', describe(err), {}, { cause: err });
+  }
 }
 
 /** The job script from mom_priv: a script outside it is refused, a missing one is worth a retry. */
@@ -97,7 +112,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: HookCont
   const said: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { said.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
   const log = hookLog(logTarget(cfg), 'prologue', args.jobId, sink);
-  const outcome = await admitJob(cfg, jobStart(cfg, args, env), ctx, log);
+  const outcome = await admitJob(cfg, jobStart(cfg, args, env, await jobNodes(cfg, args)), ctx, log);
   if (outcome.kind === 'retry') {
     for (const line of said) out.write(line + '\n'); // a requeue delivers nothing; the last attempt is recorded
     return prologueExit(outcome);

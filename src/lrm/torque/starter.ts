@@ -11,6 +11,8 @@ import { readJobMarker } from '../../job/jobstate.js';
 import { waitBoot } from './boot.js';
 import { parseJobId } from './argv.js';
 import { readJobScript } from './jobscript.js';
+import { motherSuperiorNodes } from './nodes.js';
+import { guestClusterEnv } from '../../cluster/jobCluster.js';
 import type { HookContext } from './prologue.js';
 
 export class StarterError extends WnodError {
@@ -118,11 +120,24 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterC
     }
   }
   const cleanEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  // a job on several hosts: the script runs in the first VM (vm0) and sees the cluster of VMs (PBS_NODEFILE names
+  // them), once every sister's VM answers: they boot alongside this one (sister.ts)
+  let vms = 1;
+  if (marker?.mode === 'vm') {
+    try {
+      vms = (await motherSuperiorNodes(cfg.lrm.momPriv, jobId))?.nodes.length ?? 1;
+    } catch (e) {
+      err(`the job could not be started: ${describe(e)}`);
+      return NODE_FAULT_EXIT;
+    }
+  }
+  const cluster = vms > 1 ? { ...guestClusterEnv(vms), ...(env.PBS_NODEFILE ? { WNOD_HOST_NODEFILE: env.PBS_NODEFILE } : {}) } : {};
   return runJob(cfg, jobId, {
     guest: {
       script: () => readJobScript(cfg.lrm.momPriv, jobId, inv.kind === 'batch' ? inv.scriptPath : undefined),
       ...(inv.kind === 'tm' ? { argv: inv.argv } : {}),
-      env: cleanEnv, cwd: process.cwd(), workdir: env.PBS_O_WORKDIR,
+      env: { ...cleanEnv, ...cluster }, cwd: process.cwd(), workdir: env.PBS_O_WORKDIR,
+      ...(vms > 1 ? { peers: Array.from({ length: vms - 1 }, (_, i) => `vm${i + 1}`), peersWaitS: cfg.lrm.prologueBudgetS + 60 } : {}),
     },
     // pbs_mom without a starter: a login shell reading the script path on stdin; a TM task: its own argv
     bare: inv.kind === 'batch'
