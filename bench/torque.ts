@@ -5,7 +5,7 @@
 //   cold1 / cold4        the same through wnod, VMs cold booted (vm.snapshots: false)
 // interleaved in rotating order per round, medians, same run. The config is switched between series (the hooks read
 // it on every call). Completion is seen by polling qstat every 250 ms (the same for every series).
-//   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/torque.ts [--rounds 3] [--accel tcg]
+//   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/torque.ts [--rounds 3] [--accel tcg] [--tag wtqb] [--user wtqbench]
 // (as root, after a build). Prints one JSON object.
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -18,7 +18,11 @@ import { lookupTemplate } from '../src/vm/snapshot.js';
 import { makeRealTorqueSite } from '../test/kit/torqueRealSite.js';
 import { median } from './lib/stats.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, accel: { type: 'string', default: 'tcg' } } });
+const { values } = parseArgs({ options: {
+  rounds: { type: 'string', default: '3' }, accel: { type: 'string', default: 'tcg' },
+  // a private Torque of its own: its tag (ports, dirs) and job user apart from other runs on the machine
+  tag: { type: 'string', default: 'wtqb' }, user: { type: 'string', default: 'wtqbench' },
+} });
 const ROUNDS = Number(values.rounds);
 if (!Number.isSafeInteger(ROUNDS) || ROUNDS < 1 || !['tcg', 'auto', 'kvm'].includes(values.accel!)) {
   process.stderr.write('usage: torque.ts [--rounds R>=1] [--accel tcg|auto|kvm]\n');
@@ -27,7 +31,7 @@ if (!Number.isSafeInteger(ROUNDS) || ROUNDS < 1 || !['tcg', 'auto', 'kvm'].inclu
 const BODY = 'sleep 1\necho done\n'; // wall time that emulation does not stretch
 
 const img = await buildTestImage({ kernel: 'mini' }); // the fast path: snapshots need the minimal kernel (9p)
-const ts = await makeRealTorqueSite(img, { tag: 'wtqb', userName: 'wtqbench', np: 4, site: { vm: { accel: values.accel, snapshots: true } } });
+const ts = await makeRealTorqueSite(img, { tag: values.tag!, userName: values.user!, np: 4, site: { vm: { accel: values.accel, snapshots: true } } });
 const round3 = (x: number): number => Number(x.toFixed(3));
 
 async function setSnapshots(on: boolean): Promise<void> {

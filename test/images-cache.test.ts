@@ -5,7 +5,7 @@ import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -381,4 +381,33 @@ t.test('a fetch killed mid-way leaves its lock free and nothing visible; the nex
   t.equal(sha(await readFile(r.files.disk!)), digest);
   t.same(await readdir(join(c.dir, 'tmp')), [], 'the dead fetch\'s temp file is gone');
   t.equal(stallHits, 1);
+});
+
+t.test('discardPartial (a job\'s last teardown): the image\'s parts go, its complete entry and other images\' parts stay', async (t) => {
+  const c = cacheAt('discard');
+  const { image } = await diskImage('vm_d');
+  const a = await c.acquire(image, 'vm-d');
+  const other = 'ab'.repeat(32);
+  const tmp = join(c.dir, 'tmp');
+  // the usual case: a complete entry and nothing partial
+  t.same(await c.discardPartial(a.digest), []);
+  t.ok(existsSync(a.files.disk!), 'the complete entry is left');
+  // a cut download of this image (the resumable part and a numbered one) and one of another image
+  await writeFile(join(tmp, `${a.digest}.disk.part`), 'x');
+  await writeFile(join(tmp, `${a.digest}.disk.12.part`), 'x');
+  await writeFile(join(tmp, `${other}.disk.part`), 'x');
+  t.same((await c.discardPartial(a.digest)).sort(), [`${a.digest}.disk.12.part`, `${a.digest}.disk.part`]);
+  t.same(await readdir(tmp), [`${other}.disk.part`], 'another image\'s part is not this job\'s to discard');
+  t.ok(existsSync(a.files.disk!));
+  // an entry nothing arrived in goes too
+  const empty = 'cd'.repeat(32);
+  await mkdir(c.entryDir(empty), { recursive: true });
+  t.same(await c.discardPartial(empty), []);
+  t.notOk(existsSync(c.entryDir(empty)), 'the empty entry is removed');
+  // a part whose fetch is under way (its lock held) is that fetch's
+  const lock = await acquireLock(join(c.dir, 'locks', `${other}.lock`), 'exclusive');
+  t.same(await c.discardPartial(other), []);
+  await lock.release();
+  t.same(await readdir(tmp), [`${other}.disk.part`]);
+  t.same(await c.discardPartial(other), [`${other}.disk.part`], 'removed once nobody fetches it');
 });

@@ -466,6 +466,9 @@ export class ImageCache {
   async discardPartial(digest: string): Promise<string[]> {
     checkDigest(digest);
     await this.ensureLayout();
+    // every job's last teardown calls this: when nothing is partial (the usual case), no lock (a process) is taken.
+    // A part that appears after this look belongs to a fetch under way, which the lock below would skip too.
+    if (!(await this.mayHavePartial(digest))) return [];
     let lock;
     try {
       lock = await acquireLock(this.lockPath(digest), 'exclusive', { wait: false });
@@ -481,6 +484,13 @@ export class ImageCache {
     } finally {
       await lock.release();
     }
+  }
+
+  /** A temp file of `digest` in tmp/, or its entry directory empty: what discardPartial removes. */
+  private async mayHavePartial(digest: string): Promise<boolean> {
+    const temps = await readdir(join(this.dir, 'tmp')).catch(() => [] as string[]);
+    if (temps.some((n) => n.startsWith(`${digest}.`) && n.endsWith('.part'))) return true;
+    return (await readdir(this.entryDir(digest)).catch(() => undefined))?.length === 0;
   }
 
   /** Remove `<digest>.<role>.*.part` (under the entry's lock); `keepResumable` keeps a cut download younger than

@@ -64,6 +64,7 @@ async function alreadyAdmitted(cfg: SiteConfig, job: JobStart, ctx: JobContext):
 async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: HookLog): Promise<void> {
   const header = readScriptHeader(await job.script());
   let decision: Decision;
+  let nonce: string | undefined;
   if (header.deny !== undefined) {
     throw new Refusal('denied', `the site refused this job: ${oneLine(header.deny, 300)}`);
   } else if (header.ticket !== undefined) {
@@ -72,7 +73,7 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
     // a ticket admits a job of its own shape: a copied ticket cannot size a VM beyond what the LRM gave the job
     const shape = job.sizeByHolds ? undefined : ticketShapeProblem(claims, job.holds);
     if (shape) throw new Refusal('ticket-shape', `the wnod ticket was issued for ${shape}; the job was not started`, { holds: job.holds, cpus: claims.cpus, memoryMB: claims.memoryMB });
-    await consumeNonce(cfg, job, claims);
+    nonce = await consumeNonce(cfg, job, claims);
   } else {
     decision = decideWithoutTicket(cfg, job.group);
   }
@@ -86,7 +87,7 @@ async function accept(cfg: SiteConfig, job: JobStart, ctx: JobContext, log: Hook
   const now = (ctx.now?.() ?? new Date()).toISOString();
   await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({
     ...(cur ?? newJobRecord(job.jobId, job.user)),
-    mode: decision.mode, decidedAt: now, ...(decision.mode === 'vm' ? { decision: decision.record } : {}),
+    mode: decision.mode, decidedAt: now, ...(decision.mode === 'vm' ? { decision: decision.record } : {}), ...(nonce ? { nonce } : {}),
     ...(header.lease ? { lease: header.lease } : {}),
   }));
   await log.detail('accepted', { mode: decision.mode, ...(decision.mode === 'vm' ? decision.record : {}), user: job.user, queue: job.queue });
@@ -136,17 +137,18 @@ async function verifiedClaims(cfg: SiteConfig, token: string, now: Date): Promis
   }
 }
 
-/** A nonce is consumed once per job: a retried admission of the same job may present it again. */
-async function consumeNonce(cfg: SiteConfig, job: JobStart, claims: TicketClaims): Promise<void> {
+/** A nonce is consumed once per job: a retried admission of the same job may present it again. Resolves to the
+ * nonce for the job's record, written with the decision (one record write, nothing between them can fail). */
+async function consumeNonce(cfg: SiteConfig, job: JobStart, claims: TicketClaims): Promise<string> {
   const rec = await readJobRecord(cfg.vm.stateDir, job.jobId);
-  if (rec?.nonce === claims.nonce) return;
+  if (rec?.nonce === claims.nonce) return claims.nonce;
   try {
     await checkAndRecordNonce(nonceDir(cfg), claims);
   } catch (err) {
     if (err instanceof TicketError) throw new Refusal(err.code, `the job's wnod ticket is not valid: ${err.message}`, {}, { cause: err });
     throw err;
   }
-  await updateJobRecord(cfg.vm.stateDir, job.jobId, (cur) => ({ ...(cur ?? newJobRecord(job.jobId, job.user)), nonce: claims.nonce }));
+  return claims.nonce;
 }
 
 async function refuseOrRetry(cfg: SiteConfig, job: JobStart, err: unknown, log: HookLog, counted: number | undefined): Promise<Outcome> {

@@ -139,7 +139,8 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
   const sink = new Writable({ write(chunk, _enc, cb) { said.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
   const log = hookLog(logTarget(cfg), 'prolog', job.jobId, sink);
   const bin = ctx.slurmBin ?? cfg.lrm.binDir;
-  const held = await holds(job, bin);
+  // two programs (squeue asks slurmctld): at once, not one after the other
+  const [held, group] = await Promise.all([holds(job, bin), groupName(job.gid)]);
   let nodes: Promise<JobNodes> | undefined;
   if (job.numNodes > 1) {
     // a multi-node job: its nodes now (a failure reaches admission through the promise), and the cpus on this one
@@ -148,7 +149,7 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
     const n = await nodes.catch(() => undefined);
     held.cpus = n ? n.slots[n.nodes.indexOf(n.self)] : undefined;
   }
-  const outcome = await admitJob(cfg, jobStart(job, await groupName(job.gid), held, bin, nodes), ctx, log);
+  const outcome = await admitJob(cfg, jobStart(job, group, held, bin, nodes), ctx, log);
   try {
     const mark = await markFor(cfg, job.jobId, outcome, said);
     if (mark) await markJob(cfg.vm.stateDir, job.jobId, { uid: job.uid, gid: job.gid }, mark);
