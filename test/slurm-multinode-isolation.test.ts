@@ -6,7 +6,7 @@
 // then joins the two jobs' bridges on n3 with a veth; the same probe from B's vm1 now gets A's vm2's ssh banner, so
 // the probe does detect a shared segment. VMs booted: 5 (TCG, the minimal kernel, 256 MB, 1 cpu).
 import t from 'tap';
-import { chown, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { userWorkdir } from './kit/userWork.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { slurmMissing } from './kit/slurm.js';
@@ -23,17 +23,7 @@ t.test('two concurrent multi-node jobs on the same subnet cannot reach each othe
   t.teardown(site.close);
   const { user, nodes, ss } = site;
   const { fx } = ss;
-  const work = await mkdtemp('/tmp/wcb-w-');
-  await chown(work, user.uid, user.gid);
-  await chmod(work, 0o755);
-  t.teardown(() => rm(work, { recursive: true, force: true }));
-  const script = async (name: string, body: string) => {
-    const p = join(work, name);
-    await writeFile(p, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-    await chown(p, user.uid, user.gid);
-    return p;
-  };
-  const out = (name: string) => readFile(join(work, name), 'utf8').catch(() => '');
+  const { dir: work, script, read: out } = await userWorkdir(t, user, 'wcb-w-');
   const waitFor = async (name: string, re: RegExp, ms = 600_000) => {
     const until = Date.now() + ms;
     while (Date.now() < until && !re.test(await out(name))) await new Promise((r) => setTimeout(r, 500));

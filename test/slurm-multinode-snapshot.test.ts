@@ -4,7 +4,8 @@
 // each on its own job tap with the MAC wnod chose for it, as the host's bridge learned it — and the job's script
 // still reaches every VM by ssh and sends data to vm1 over the private network. VMs booted: 3 per job, ≥ 6.
 import t from 'tap';
-import { chown, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { userWorkdir } from './kit/userWork.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { slurmMissing } from './kit/slurm.js';
@@ -21,12 +22,8 @@ t.test('a multi-node job restored from warm snapshots on a real Slurm with nodes
   t.teardown(site.close);
   const { user, nodes, ss } = site;
   const { fx } = ss;
-  const work = await mkdtemp('/tmp/wns-w-');
-  await chown(work, user.uid, user.gid);
-  await chmod(work, 0o755);
-  t.teardown(() => rm(work, { recursive: true, force: true }));
-  const script = join(work, 'cluster.sh');
-  await writeFile(script, `#!/bin/sh\n${[
+  const { dir: work, script: userScript } = await userWorkdir(t, user, 'wns-w-');
+  const script = await userScript('cluster.sh', [
     'for h in vm0 vm1 vm2; do ssh "$h" \'echo "ssh-ok host=$(hostname) macs=$(cat /sys/class/net/eth*/address | tr "\\n" " ")"\' || echo "ssh-failed $h"; done',
     'head -c 1048576 /dev/urandom > /tmp/d',
     'echo "sent=$(md5sum < /tmp/d | cut -d" " -f1)"',
@@ -34,8 +31,7 @@ t.test('a multi-node job restored from warm snapshots on a real Slurm with nodes
     'ip -o -4 addr show | grep -o "inet 10\\.238[0-9./]*"',
     // the VMs stay up until the test has looked at the nodes' bridges
     'echo checks-done; n=0; while [ ! -f "release-$SLURM_JOB_ID" ] && [ $n -lt 300 ]; do sleep 1; n=$((n+1)); done',
-  ].join('\n')}\n`, { mode: 0o755 });
-  await chown(script, user.uid, user.gid);
+  ].join('\n'));
   const perNode = ['-p', 'wnod', '--ntasks-per-node', '1', '--cpus-per-task', '1', '--mem', '256M'];
 
   const boots = async (id: string) => (await readFile(join(ss.site.dir, 'wnod.log'), 'utf8')).split('\n').filter((l) => l.includes('"vm-ready"'))

@@ -6,7 +6,8 @@
 // both ends); the Epilog leaves nothing on any node. A node that cannot make its part fails the job with the reason;
 // scancel of a multi-node job leaves nothing either. VMs booted: 6 (TCG, the minimal kernel, 256 MB, 1 cpu).
 import t, { type Test } from 'tap';
-import { chown, chmod, mkdtemp, readFile,  rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { userWorkdir } from './kit/userWork.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { slurmMissing } from './kit/slurm.js';
@@ -23,16 +24,7 @@ t.test('multi-node wnod jobs on a real Slurm with nodes in their own network nam
   t.teardown(site.close);
   const { user, nodes, ss } = site;
   const { fx } = ss;
-  const work = await mkdtemp('/tmp/wmn-w-');
-  await chown(work, user.uid, user.gid);
-  await chmod(work, 0o755);
-  t.teardown(() => rm(work, { recursive: true, force: true }));
-  const script = async (name: string, body: string) => {
-    const p = join(work, name);
-    await writeFile(p, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-    await chown(p, user.uid, user.gid);
-    return p;
-  };
+  const { dir: work, script } = await userWorkdir(t, user, 'wmn-w-');
   const perNode = ['-p', 'wnod', '--ntasks-per-node', '1', '--cpus-per-task', '1', '--mem', '256M'];
   const twoNodes = [...perNode, '-N', '2', '-w', 'n[1-2]'];
 

@@ -4,7 +4,8 @@
 // another partition runs natively on the same node.
 import { reachableRepo } from './kit/reachable.js';
 import t from 'tap';
-import { chmod, chown, mkdtemp, readFile, rm, writeFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { userWorkdir } from './kit/userWork.js';
 import { release as hostRelease } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -46,16 +47,12 @@ t.test('wnod on a real Slurm', { skip: skip ?? false }, async (t) => {
   t.match(await readFile(fx.conf, 'utf8'), /^PrologFlags=Alloc$/m);
   await fx.start();
 
-  const work = await mkdtemp('/tmp/wsl-w-');
-  await chown(work, user.uid, user.gid);
-  await chmod(work, 0o755);
-  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const { dir: work, script } = await userWorkdir(t, user, 'wsl-w-');
   const ticket = (): string => {
     const image = cfg.images.find((i) => i.id === site.imageId)!;
     const now = Math.floor(Date.now() / 1000);
     return signTicket({ v: 1, image: image.id, digest: image.digest, account: user.name, dn: '/CN=Alice', fqan: '/testvo', vo: 'testvo', cpus: 1, memoryMB: 256, rule: 'testvo', ce: 'ce.test', iat: now, exp: now + 3600, nonce: newNonce() }, site.key);
   };
-  const script = (name: string, body: string) => { const p = join(work, name); return writeFile(p, `#!/bin/sh\n${body}\n`, { mode: 0o755 }).then(async () => { await chown(p, user.uid, user.gid); return p; }); };
 
   await t.test('a grid job runs in its VM: guest kernel, exit status, stdout and stderr apart, a file of the user, accounting', async (t) => {
     const s = await script('grid.sh', 'echo "kernel=$(uname -r) args=$*"; echo to-stderr >&2; echo hello > made-in-vm.txt; exit 3');
