@@ -15,6 +15,25 @@ npx tap "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # tap ends with `# { total: N, pass: P, fail: F, skip: S }`; print the plain closing line CI reads.
+# CI shows only the tail of this output: name every failed assertion here, after tap's coverage table (bounded).
+if grep -q '^ *not ok ' "$log"; then
+  echo "failed assertions (test file › subtest › assertion, with the start of tap's diagnostic):"
+  awk '
+    function flush() { if (pending != "") print pending (where != "" ? "  (" where ")" : ""); pending = ""; where = "" }
+    /^ *# Subtest: / { flush(); match($0, /^ */); name[RLENGTH / 4] = substr($0, RLENGTH + 11); next }
+    /^ *not ok / {
+      flush(); match($0, /^ */); lvl = RLENGTH / 4; path = ""
+      for (i = 0; i < lvl; i++) path = path name[i] " › "
+      pending = substr("  FAILED " path substr($0, RLENGTH + 1), 1, 400); diffs = 0; next
+    }
+    pending != "" && /^ *fileName: / { f = $2 }
+    pending != "" && /^ *lineNumber: / && where == "" { where = f ":" $2 }
+    pending != "" && /^ *[-+][^-+]/ && diffs < 4 { flush(); diffs++ }
+    diffs > 0 && diffs <= 4 && /^ *[-+][^-+]/ { print "      " substr($0, 1, 200); diffs++ }
+    /^ *(ok|1\.\.)/ { flush(); diffs = 0 }
+    END { flush() }
+  ' "$log" | head -n 80
+fi
 summary=$(grep -E '^# \{ total: [0-9]+' "$log" | tail -n 1 || true)
 if [ -n "$summary" ]; then
   num() { printf '%s' "$summary" | grep -oE "$1: [0-9]+" | grep -oE '[0-9]+' || echo 0; }
