@@ -4,31 +4,24 @@
 // tap → job bridge → VXLAN → the site network (UDP 4789) → the other node's VXLAN → bridge → tap → guest.
 // Two jobs run on the same two nodes at once; what one job's VM sends never reaches the other job.
 import t from 'tap';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { execa } from 'execa';
 import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { ensureTestUser, type TestUser } from './kit/pbsmom.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { isAlive } from '../src/vm/proc.js';
-import type { VmState } from '../src/vm/driver.js';
-import { planJobNet, guestJobNet, type JobNetPlan, type JobNetSite } from '../src/cluster/jobNetPlan.js';
+import { planJobNet, guestJobNet, type JobNetSite } from '../src/cluster/jobNetPlan.js';
 import { applyJobNet, removeJobNet } from '../src/cluster/jobNetHost.js';
 import { siteNodes, inNode, type SiteNodes } from './kit/siteNodes.js';
-import { collect } from './kit/collect.js';
+import { guestSh, jobNetVms, jobNetUsable, type JobNetVm } from './kit/jobNetVms.js';
 
 const READY_MS = 240_000;
-const ROOT_IN_GUEST = { name: 'root', uid: 0, gid: 0 };
 const site: JobNetSite = { vni: { first: 7000, count: 1000 }, port: 4789, underlayMtu: 1500, privateRange: '10.241.0.0/16', subnetPrefix: 24 };
 
-const canRun = async () => process.getuid?.() === 0 && (await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode === 0;
-
-interface Vm { driver: QemuDriver; state: VmState; plan: JobNetPlan; node: string; claimDir: string }
-
 t.test('two jobs on two nodes: data crosses the private network, nothing crosses between jobs, spoofing is dropped, removal leaves nothing', async (t) => {
-  if (!(await canRun())) {
+  if (!(await jobNetUsable())) {
     t.comment('skipped: needs root and nft');
     return;
   }
@@ -37,13 +30,7 @@ t.test('two jobs on two nodes: data crosses the private network, nothing crosses
   const root = mkdtempSync(join(tmpdir(), 'wvc-'));
   chmodSync(root, 0o755);
   const sn: SiteNodes = await siteNodes(String(process.pid % 10000), 21, 2);
-  const vms: Vm[] = [];
-  t.teardown(async () => {
-    for (const v of vms) await v.driver.destroy(v.state).catch(() => {});
-    for (const v of vms) await removeJobNet(v.plan, { netns: v.node, claimDir: v.claimDir }).catch(() => {});
-    await sn.teardown();
-    rmSync(root, { recursive: true, force: true });
-  });
+  const vms = jobNetVms(t, sn, root);
 
   // job 1 and job 2, each with one VM on node 0 and one on node 1
   const jobs = ['101', '102'];
@@ -64,13 +51,9 @@ t.test('two jobs on two nodes: data crosses the private network, nothing crosses
   }
   for (const v of vms) v.state = await v.driver.start(v.state);
   for (const v of vms) v.state = await v.driver.waitReady(v.state, READY_MS);
-  const [a1, b1, a2, b2] = vms as [Vm, Vm, Vm, Vm];
+  const [a1, b1, a2, b2] = vms as [JobNetVm, JobNetVm, JobNetVm, JobNetVm];
 
-  const sh = async (v: Vm, script: string, user = ROOT_IN_GUEST) => {
-    const out = collect(); const err = collect();
-    const code = await v.driver.exec(v.state, { argv: ['/bin/sh', '-c', script], cwd: '/', env: {}, user, stdout: out, stderr: err, timeoutMs: 120_000 });
-    return { code, out: out.text(), err: err.text() };
-  };
+  const sh = guestSh;
   const uidOf = async (pid: number) => /^Uid:\t(\d+)\t/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
   t.equal(await uidOf(a1.state.pids.qemu!.pid), String(users[0]!.uid), 'job 1\'s QEMU runs as job 1\'s user');
 
@@ -98,7 +81,7 @@ t.test('two jobs on two nodes: data crosses the private network, nothing crosses
 
   // cross-job: job 2's VM (root inside it, so it can route and ARP anywhere) tries job 1's addresses. Without
   // isolation it would reach job 1's vm1 (same L2 if the jobs shared a segment); here nothing arrives there at all.
-  const rx = async (v: Vm) => Number((await sh(v, 'cat /sys/class/net/eth0/statistics/rx_packets')).out.trim());
+  const rx = async (v: JobNetVm) => Number((await sh(v, 'cat /sys/class/net/eth0/statistics/rx_packets')).out.trim());
   // job 1's own traffic may still reach vm1 and is legitimate: vm1 only sent ACKs in the transfer, so nothing
   // confirmed its ARP entry for vm0, and the kernel probes it after delay_first_probe_time (5 s), vm0's reply
   // arriving after the transfer. Wait until vm1's counter has been still for 7 s before counting.
@@ -118,7 +101,7 @@ t.test('two jobs on two nodes: data crosses the private network, nothing crosses
 
   // spoofing: job 1's vm0 takes another address of its own subnet, then another MAC; both are dropped at its tap
   const spoofIp = `${a1.plan.subnet.split('.').slice(0, 3).join('.')}.99`;
-  const ping = (v: Vm, dst: string) => sh(v, `ip neigh flush all; ping -c 3 -W 2 ${dst}`);
+  const ping = (v: JobNetVm, dst: string) => sh(v, `ip neigh flush all; ping -c 3 -W 2 ${dst}`);
   await sh(b1, 'ip neigh flush all');
   t.equal((await ping(a1, b1.plan.self.ip)).code, 0, 'vm0 with its own MAC and address reaches vm1');
   await sh(a1, `ip addr flush dev eth0 && ip addr add ${spoofIp}/24 dev eth0`);

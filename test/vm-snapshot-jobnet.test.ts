@@ -5,30 +5,24 @@
 // before any rule, the bridge's learned entries. Data crosses the private network; no frame with the template's MAC
 // ever leaves a clone, and one the guest forges is dropped at its tap and never reaches the segment.
 import t from 'tap';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { execa } from 'execa';
 import { buildTestImage, testVmImage, type TestImage } from '../src/guest/testImage.js';
 import { ensureTestUser, type TestUser } from './kit/pbsmom.js';
 import { QemuDriver } from '../src/vm/qemu.js';
 import { QmpClient } from '../src/vm/qmp.js';
-import type { VmSpec, VmState } from '../src/vm/driver.js';
+import type { VmSpec } from '../src/vm/driver.js';
 import { buildTemplate, templateSpec, TEMPLATE_JOB_MAC } from '../src/vm/snapshot.js';
 import { JOB_NIC_ID } from '../src/vm/qemuArgs.js';
 import { planJobNet, guestJobNet, type JobNetPlan, type JobNetSite } from '../src/cluster/jobNetPlan.js';
-import { applyJobNet, removeJobNet } from '../src/cluster/jobNetHost.js';
+import { applyJobNet } from '../src/cluster/jobNetHost.js';
 import { siteNodes, inNode, type SiteNodes } from './kit/siteNodes.js';
-import { collect } from './kit/collect.js';
+import { guestSh, jobNetVms, jobNetUsable, type JobNetVm } from './kit/jobNetVms.js';
 
 const READY_MS = 240_000;
 const QEMU = 'qemu-system-x86_64';
-const ROOT_IN_GUEST = { name: 'root', uid: 0, gid: 0 };
 const site: JobNetSite = { vni: { first: 7900, count: 100 }, port: 4789, underlayMtu: 1500, privateRange: '10.239.0.0/16', subnetPrefix: 24 };
-
-const canRun = async () => process.getuid?.() === 0 && (await execa('/usr/sbin/nft', ['--version'], { reject: false })).exitCode === 0;
-
-interface Vm { driver: QemuDriver; state: VmState; plan: JobNetPlan; node: string; claimDir: string }
 
 /** Counters in front of every rule of the node (priority -300 < the job's -200): what the VM put on its tap, and
  * what arrived from the segment, by source MAC. */
@@ -58,7 +52,7 @@ const learned = async (node: string, p: JobNetPlan): Promise<string[]> => {
 };
 
 t.test('two clones of one template on one job network: restored, each with its own MAC and address as the host sees them', async (t) => {
-  if (!(await canRun())) {
+  if (!(await jobNetUsable())) {
     t.comment('skipped: needs root and nft');
     return;
   }
@@ -68,13 +62,7 @@ t.test('two clones of one template on one job network: restored, each with its o
   chmodSync(root, 0o755);
   const tpl = join(root, 'templates');
   const sn: SiteNodes = await siteNodes('ns1', 79, 2, { prefix: 'wns' });
-  const vms: Vm[] = [];
-  t.teardown(async () => {
-    for (const v of vms) await v.driver.destroy(v.state).catch(() => {});
-    for (const v of vms) await removeJobNet(v.plan, { netns: v.node, claimDir: v.claimDir }).catch(() => {});
-    await sn.teardown();
-    rmSync(root, { recursive: true, force: true });
-  });
+  const vms = jobNetVms(t, sn, root);
 
   const jobId = '301';
   const specOf = (plan: JobNetPlan): VmSpec => ({
@@ -97,15 +85,11 @@ t.test('two clones of one template on one job network: restored, each with its o
   }
   for (const v of vms) v.state = await v.driver.start(v.state);
   for (const v of vms) v.state = await v.driver.waitReady(v.state, READY_MS);
-  const [a, c] = vms as [Vm, Vm];
+  const [a, c] = vms as [JobNetVm, JobNetVm];
   for (const v of vms) t.equal(v.state.extra?.boot, 'restore', `${v.node}: restored from the template, not cold booted (${v.state.extra?.coldReason ?? ''})`);
   t.equal(a.state.extra?.template, c.state.extra?.template, 'one template for both');
 
-  const sh = async (v: Vm, script: string, u: { name: string; uid: number; gid: number } = ROOT_IN_GUEST) => {
-    const out = collect(); const err = collect();
-    const code = await v.driver.exec(v.state, { argv: ['/bin/sh', '-c', script], cwd: '/', env: {}, user: u, stdout: out, stderr: err, timeoutMs: 120_000 });
-    return { code, out: out.text(), err: err.text() };
-  };
+  const sh = guestSh;
   // the guest's view and QEMU's (the device's receive filter), for each clone
   for (const v of vms) {
     const g = await sh(v, 'cat /sys/class/net/eth0/address; ip -o -4 addr show dev eth0 | grep -o "inet [0-9./]*"; cat /sys/class/net/eth0/mtu; hostname');
