@@ -156,6 +156,25 @@ t.test('Torque\'s detached boot: a second prologue of the job id while its boot 
   t.notOk(await bootUnderWay(cfg, '730.wn1'), 'its outcome is written');
 });
 
+t.test('Torque\'s detached boot is on record before the prologue returns: a qdel right after it stops the boot', async (t) => {
+  const { spawnDetached, stopBoot, bootFile } = await import('../src/lrm/torque/boot.js');
+  const { isAlive } = await import('../src/vm/proc.js');
+  const { execFileSync } = await import('node:child_process');
+  await ensureBuilt();
+  const { cfg } = await siteConfig('boot-pid');
+  await ensureJobStateDir(cfg.vm.stateDir);
+  // a config nobody writes: the boot blocks opening it, before it could record anything of its own
+  const fifo = join(t.testdir({}), 'wnod.yaml');
+  execFileSync('mkfifo', [fifo]);
+  await spawnDetached(cfg, fifo, 'boot', '732.wn1', join(repo, 'dist', 'lrm', 'torque', 'boot.js'));
+  const ref = JSON.parse(await readFile(bootFile(cfg, '732.wn1', '.boot.pid'), 'utf8')) as { pid: number; startTime: string };
+  t.teardown(() => { try { process.kill(ref.pid, 'SIGKILL'); } catch { /* stopped */ } });
+  t.match(await readFile(`/proc/${ref.pid}/cmdline`, 'utf8'), /boot\x00732\.wn1\x00$/, 'the record names the boot process');
+  t.ok(await isAlive(ref), 'still starting');
+  await stopBoot(cfg, '732.wn1');
+  t.notOk(await isAlive(ref), 'the epilogue stopped it');
+});
+
 t.test('attempts are counted when they start: a failed admission counts once, an exhausted job is refused before trying', async (t) => {
   const { cfg } = await siteConfig('count');
   const script = `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody')}\n`;

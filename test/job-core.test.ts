@@ -87,3 +87,25 @@ t.test('removing a record also removes what a writer killed mid-write left (the 
   await updateJobRecord(stateDir, '7.node', () => undefined);
   t.same((await readdir(jobs)).filter((f) => f.includes('7.node')), [], 'a deleted job record leaves no temp file');
 });
+
+t.test('a writer killed but not yet reaped (a zombie: init reaps orphans when it gets to them) is dead: its temp file goes', async (t) => {
+  const { readdir, readFile, writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { spawn } = await import('node:child_process');
+  const { removeFileAtomic } = await import('../src/util/atomic.js');
+  const { pidRunning } = await import('../src/util/pid.js');
+  // `sleep 0` exits at once; its parent, exec'd into `sleep 30`, never waits for it: a zombie for 30 s
+  const holder = spawn('/bin/sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => { holder.kill('SIGKILL'); });
+  const zombie = Number(await new Promise<string>((resolve) => holder.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+  const deadline = Date.now() + 10_000;
+  const state = async () => /\) (\S)/.exec(await readFile(`/proc/${zombie}/stat`, 'utf8').catch(() => ''))?.[1];
+  while ((await state()) !== 'Z' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.equal(await state(), 'Z', `pid ${zombie} is a zombie (its /proc entry is still there)`);
+  t.equal(await pidRunning(zombie), false, 'a zombie does not count as running');
+  t.equal(await pidRunning(process.pid), true, 'this process does');
+  const dir = t.testdir({ 'r.json': '{}' });
+  await writeFile(join(dir, `.r.json.${zombie}.0badc0de.tmp`), '{"half');
+  await removeFileAtomic(join(dir, 'r.json'));
+  t.same(await readdir(dir), [], 'the record and the zombie writer\'s temp file are gone');
+});

@@ -1,6 +1,7 @@
 import { open, rename, unlink, mkdir, chmod, readdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { pidRunning } from './pid.js';
 
 /** Write a file atomically: a temp file beside it, fsync, rename. Readers see the old or the new content, never half
  * — and, with `owner`, never the new content under another owner (chown before the rename). */
@@ -31,22 +32,14 @@ const tempPrefix = (path: string) => `.${basename(path)}.`;
 const TEMP_TAIL = /^(\d+)\.[0-9a-f]{8}\.tmp$/;
 
 /** Remove `path` (if any) and the temp files of writers of it that died mid-write — a SIGKILLed boot leaves one (the
- * epilogue kills a boot still running). A temp file whose writer is alive stays: that write is still under way. */
+ * epilogue kills a boot still running). A temp file whose writer is alive stays: that write is still under way. A killed writer not yet
+ * reaped (a zombie) is dead: its write will never end. */
 export async function removeFileAtomic(path: string): Promise<void> {
   await unlink(path).catch(ignoreMissing);
   const prefix = tempPrefix(path);
   for (const name of await readdir(dirname(path)).catch(() => [] as string[])) {
     const pid = name.startsWith(prefix) ? TEMP_TAIL.exec(name.slice(prefix.length))?.[1] : undefined;
-    if (pid !== undefined && !pidAlive(Number(pid))) await unlink(join(dirname(path), name)).catch(ignoreMissing);
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if (pid !== undefined && !(await pidRunning(Number(pid)))) await unlink(join(dirname(path), name)).catch(ignoreMissing);
   }
 }
 

@@ -1,6 +1,7 @@
 /** Host process identity: a pid plus its start time (field 22 of /proc/<pid>/stat), so that a recorded pid that
  * the kernel reused for another process is never signalled. */
 import { readFile } from 'node:fs/promises';
+import { exitedState, statState } from '../util/pid.js';
 
 export interface ProcRef {
   pid: number;
@@ -38,9 +39,7 @@ export async function isAlive(ref: ProcRef | undefined): Promise<boolean> {
   if (!ref) return false;
   try {
     const stat = await readFile(`/proc/${ref.pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    if (stat.slice(close + 2, close + 3) === 'Z') return false;
-    return parseStatStartTime(stat) === ref.startTime;
+    return !exitedState(statState(stat)) && parseStatStartTime(stat) === ref.startTime;
   } catch {
     return false;
   }

@@ -78,26 +78,26 @@ export function detachedBoot(real: JobVmEngine, configPath: string, modulePath =
 }
 
 /** Start `entry <hook> <jobId>` (root) detached: its own session (pbs_mom's kill of the hook's session must not
- * reach it), a clean environment, its output into the root log. */
+ * reach it), a clean environment, its output into the root log. Its pid is recorded before this returns, so the
+ * epilogue can stop it however early a qdel comes (the process itself needs a while to start). */
 export async function spawnDetached(cfg: SiteConfig, configPath: string, hook: 'boot' | 'sister-boot', jobId: string, modulePath = fileURLToPath(import.meta.url)): Promise<void> {
   const entry = bootEntry(modulePath);
   if (!entry) throw new WnodError('no-boot-entry', `no hook entry beside ${modulePath} to boot the VM with`);
   await assertTrustedPath(entry, 'the hook entry a root prologue runs');
   await mkdir(dirname(cfg.logFile), { recursive: true, mode: 0o700 });
   const log = openSync(cfg.logFile, 'a', 0o600);
+  let pid: number | undefined;
   try {
-    spawn(process.execPath, [entry, '--config', configPath, hook, parseJobId(jobId)], {
+    const child = spawn(process.execPath, [entry, '--config', configPath, hook, parseJobId(jobId)], {
       detached: true, stdio: ['ignore', log, log], cwd: '/', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
-    }).unref();
+    });
+    child.unref();
+    pid = child.pid;
   } finally {
     closeSync(log);
   }
-}
-
-/** A detached process records itself: the epilogue stops it before the teardown (stopBoot). */
-export async function recordBootPid(cfg: SiteConfig, jobId: string): Promise<void> {
-  const me = await procRef(process.pid);
-  if (me) await writeFileAtomic(path(cfg, jobId, '.boot.pid'), JSON.stringify(me) + '\n', 0o600);
+  const ref = pid === undefined ? undefined : await procRef(pid);
+  if (ref) await writeFileAtomic(path(cfg, jobId, '.boot.pid'), JSON.stringify(ref) + '\n', 0o600);
 }
 
 /** The job's boot was requested and has not ended (no outcome yet) and its process, once known, is alive. */
@@ -113,7 +113,6 @@ export async function bootMain(rest: string[], ctx: { configPath: string; vm: Jo
   const cfg = await (ctx.loadConfig ?? (await import('../../config/load.js')).loadConfig)(ctx.configPath);
   const jobId = parseJobId(rest[0], 'boot job id');
   const log = hookLog(logTarget(cfg), 'boot', jobId);
-  await recordBootPid(cfg, jobId);
   let gid: number | undefined;
   const outcome = async (o: BootOutcome) => {
     const text = o.kind === 'ready' ? 'ready\n' : `${o.kind}\n${o.reason.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 500)}\n`;

@@ -16,7 +16,7 @@ import { ensureJobStateDir } from '../../job/jobstate.js';
 import { hookLog, logTarget } from '../../job/log.js';
 import type { JobVmEngine } from '../../job/contract.js';
 import { parseJobId, parsePrologueArgv, parseResourceList, parseUnixName, type PrologueArgs } from './argv.js';
-import { bootFile, recordBootPid, spawnDetached, SISTER_REQUEST } from './boot.js';
+import { bootFile, spawnDetached, SISTER_REQUEST } from './boot.js';
 import { sisterNodes } from './nodes.js';
 import { fallbackLog, type HookContext } from './prologue.js';
 
@@ -87,7 +87,6 @@ export async function sisterBootMain(rest: string[], ctx: { configPath: string; 
   const jobId = parseJobId(rest[0], 'sister-boot job id');
   const log = hookLog(logTarget(cfg), 'sister-boot', jobId);
   try {
-    await recordBootPid(cfg, jobId);
     const req = await readRequest(cfg, jobId);
     const nodes = await sisterNodes(cfg.lrm.momPriv, jobId, req.nodeNum, Date.now() + cfg.lrm.prologueBudgetS * 1000);
     const resources = parseResourceList(req.resources);
