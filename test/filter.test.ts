@@ -20,7 +20,9 @@ const now = new Date();
 /** The ticket changes with every run (nonce, time): goldens hold a placeholder, the token is checked apart. */
 function normalise(out: string): { text: string; token?: string } {
   const found = findTicketLine(out);
-  return { text: out.replace(/^(# wnod-ticket: ).*$/m, '$1<TOKEN>'), ...(found.ticket ? { token: found.ticket } : {}) };
+  // the ticket line, and the ticket again where Torque's directives carry it (#PBS -v WNOD_TICKET=)
+  const text = out.replace(/^(# wnod-ticket: ).*$/m, '$1<TOKEN>');
+  return { text: found.ticket ? text.replaceAll(found.ticket, '<TOKEN>') : text, ...(found.ticket ? { token: found.ticket } : {}) };
 }
 
 t.test('golden: BLAH temp scripts → exact directive lines', async (t) => {
