@@ -45,6 +45,7 @@ export function denyDirectives(reason: string): string {
 
 const NAME = '[A-Za-z0-9._-]{1,64}';
 const COUNT = '[1-9][0-9]{0,6}';
+// a ticket's shape (src/ticket, not imported: the gate's bundle stays a few kB)
 const TOKEN = '[A-Za-z0-9_-]{1,4000}\\.[A-Za-z0-9_-]{43}';
 /** Exactly the directive shapes allowDirectives prints (minus the ticket comment), with the command-line words each
  * becomes. Anything else inside the block is refused: a wrapper passes nothing it does not recognise. */
