@@ -39,7 +39,7 @@ export function parseVariableList(text: string): Array<[string, string]> {
   const end = () => {
     if (out.length >= MAX_VARIABLES) throw new JobTicketError('the saved job has too many variables');
     const eq = item.indexOf('=');
-    // `NAME` alone: qsub -v NAME with NAME unset (Torque 6.1 writes the word "name" then)
+    // an item without `=` (qsub writes none; another client might): a name without a value
     out.push(eq < 0 ? [item, ''] : [item.slice(0, eq), item.slice(eq + 1)]);
     item = '';
   };
