@@ -72,7 +72,7 @@ t.test('CeRequirements cannot override the shim: no variable of the temp script 
   t.same((await readdir(evil)).filter((f) => f === 'ran'), [], 'no attacker code ran');
   const claims = verifyTicket(findTicketLine(text).ticket!, site.key);
   t.equal(claims.image, 'vm_sl6');
-  t.match(text, /^#!\/bin\/bash\n# PBS directives:\n#PBS -S \/bin\/bash\n# wnod: image vm_sl6 \(2 cpu, 2048 MB\) for VO dteam by rule dteam\n#PBS -q wnod\n#PBS -T wnod\n#PBS -l nodes=1:ppn=2\n#PBS -l mem=2048mb\n# wnod-ticket: \S+\n$/);
+  t.match(text, /^#!\/bin\/bash\n# PBS directives:\n#PBS -S \/bin\/bash\n# wnod: image vm_sl6 \(2 cpu, 2048 MB\) for VO dteam by rule dteam\n#PBS -q wnod\n#PBS -T wnod\n#PBS -l nodes=1:ppn=2\n#PBS -l mem=2048mb\n#PBS -v WNOD_TICKET=(\S+)\n# wnod-ticket: \1\n$/, 'the ticket again as a job variable (Torque\'s sisters read it)');
 
   const shim = await readFile(join(ce.blahDir, 'pbs_local_submit_attributes.sh'), 'utf8');
   const cmd = shim.split('\n').filter((l) => l && !l.startsWith('#'));
@@ -143,7 +143,8 @@ t.test('the qsub wrapper: deny → the reason on stderr; no marker → refused; 
   const ok = await submit(pbsBatch(filterOut));
   t.equal(ok.exitCode, 0, ok.stderr);
   t.equal(ok.stdout, '42.server');
-  t.equal(ok.realArgs, `-q\nwnod\n-T\nwnod\n-l\nnodes=1:ppn=2\n-l\nmem=2048mb\n${ok.path}\n`, 'the filter\'s block first, BLAH\'s argument last');
+  const token = findTicketLine(filterOut).ticket!;
+  t.equal(ok.realArgs, `-q\nwnod\n-T\nwnod\n-l\nnodes=1:ppn=2\n-l\nmem=2048mb\n-v\nWNOD_TICKET=${token}\n${ok.path}\n`, 'the filter\'s block first (its ticket variable too: it outranks a #PBS -v of the script), BLAH\'s argument last');
   t.same((await readdir(ce.dir)).filter((f) => f === 'ran'), [], 'NODE_OPTIONS did not reach the gate');
 
   // a block the filter did not print is refused, not passed on

@@ -53,5 +53,9 @@ if (why) {
     t.equal(wrapped['Resource_List.mem'], '2048mb');
     t.equal(wrapped.queue, 'wnod');
     t.match(await readFile(batch, 'utf8'), /#PBS -l nodes=1\n/, 'the script itself is unchanged');
+    // the ticket as a job variable, which Torque copies to a multi-node job's sisters (src/lrm/torque/jobTicket.ts)
+    const variable = `WNOD_TICKET=${findTicketLine(filtered.output).ticket!}`;
+    t.ok(direct.Variable_List?.split(',').includes(variable), 'straight to qsub: from the script\'s #PBS -v');
+    t.ok(wrapped.Variable_List?.split(',').includes(variable), 'through the wrapper: from qsub\'s command line');
   });
 }

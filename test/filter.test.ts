@@ -20,7 +20,9 @@ const now = new Date();
 /** The ticket changes with every run (nonce, time): goldens hold a placeholder, the token is checked apart. */
 function normalise(out: string): { text: string; token?: string } {
   const found = findTicketLine(out);
-  return { text: out.replace(/^(# wnod-ticket: ).*$/m, '$1<TOKEN>'), ...(found.ticket ? { token: found.ticket } : {}) };
+  // the ticket line, and the ticket again where Torque's directives carry it (#PBS -v WNOD_TICKET=)
+  const text = out.replace(/^(# wnod-ticket: ).*$/m, '$1<TOKEN>');
+  return { text: found.ticket ? text.replaceAll(found.ticket, '<TOKEN>') : text, ...(found.ticket ? { token: found.ticket } : {}) };
 }
 
 t.test('golden: BLAH temp scripts → exact directive lines', async (t) => {
@@ -168,4 +170,11 @@ t.test('the submit gate refuses deny-marked scripts and reads only the header', 
   t.same(gate(ok, { lrm: 'torque', requireFilter: true }), { go: true, args: [] }, 'a ticket without the filter\'s block: nothing added, the arguments pass unchanged');
   const bodyOnly = '#!/bin/bash\n#PBS -N x\n/bin/true\n# wnod-ticket: abc.def\n';
   t.match(gate(bodyOnly, { lrm: 'torque', requireFilter: true }), { go: false, reason: /neither a wnod ticket nor a wnod deny marker/ }, 'a ticket in the body is not the header\'s');
+  // the filter's #PBS -v passes as the ticket variable, and only as that
+  const tok = `eyJ2IjoxfQ.${'A'.repeat(43)}`;
+  const block = (v: string) => `#!/bin/bash\n# wnod: image vm_sl6 (1 cpu, 2048 MB) for VO dteam by rule dteam\n#PBS -q wnod\n#PBS -l nodes=1:ppn=1\n#PBS -v ${v}\n# wnod-ticket: ${tok}\n/bin/true\n`;
+  t.same(gate(block(`WNOD_TICKET=${tok}`), { lrm: 'torque', requireFilter: true }), { go: true, args: ['-q', 'wnod', '-l', 'nodes=1:ppn=1', '-v', `WNOD_TICKET=${tok}`] });
+  for (const v of ['FOO=bar', `WNOD_TICKET=${tok},LD_PRELOAD=/tmp/x.so`, 'WNOD_TICKET=abc.def', `WNOD_TICKET=${tok} -V`]) {
+    t.match(gate(block(v), { lrm: 'torque', requireFilter: true }), { go: false, reason: /holds a line the filter does not print/ }, `#PBS -v ${v.slice(0, 40)}`);
+  }
 });

@@ -39,7 +39,9 @@ t.test('the files are found by job id under mom_priv, root-owned only', { skip: 
   await t.rejects(motherSuperiorNodes(momPriv, '../x'), /not a Torque job id/);
   // a sister waits for pbs_mom to save the job
   const later = setTimeout(() => { void writeFile(join(momPriv, 'jobs', '5.srv.JB'), '<job><exec_host flags="1">n2/0+n1/0+n3/0</exec_host></job>'); }, 300);
-  t.same(await sisterNodes(momPriv, '5.srv', 2, Date.now() + 10_000), { nodes: ['n2', 'n1', 'n3'], slots: [1, 1, 1], self: 'n3' }, 'PBS_NODENUM names this host');
+  const saved = await sisterNodes(momPriv, '5.srv', 2, Date.now() + 10_000);
+  t.same(saved.nodes, { nodes: ['n2', 'n1', 'n3'], slots: [1, 1, 1], self: 'n3' }, 'PBS_NODENUM names this host');
+  t.equal(saved.jobFile, '<job><exec_host flags="1">n2/0+n1/0+n3/0</exec_host></job>', 'with the saved job (its variables: the ticket)');
   clearTimeout(later);
   await t.rejects(sisterNodes(momPriv, '5.srv', 3, Date.now() + 10_000), /not a sister/);
   await t.rejects(sisterNodes(momPriv, '6.srv', 1, Date.now() + 200), /did not save job 6\.srv/, 'bounded');

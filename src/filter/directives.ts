@@ -2,7 +2,7 @@
 // shapes). BLAH pastes the filter's stdout verbatim into the batch script and appends its own directives after it
 // (`#PBS -l nodes=N` for NodeNumber, `#SBATCH -p <queue>` when it finds none of its spelling): the wrappers pass
 // the filter's block again on the submit command line, which Torque's qsub and sbatch both rank above the script.
-import { TICKET_PREFIX, denyLine, oneLine, ticketLine } from '../header/scriptHeader.js';
+import { TICKET_PREFIX, TICKET_VARIABLE, denyLine, oneLine, ticketLine } from '../header/scriptHeader.js';
 import type { Decision } from '../policy/decide.js';
 import type { LrmConfig, LrmType } from '../config/types.js';
 import { WnodError } from '../util/errors.js';
@@ -30,6 +30,9 @@ export function allowDirectives(d: Extract<Decision, { allow: true }>, opts: Dir
     if (d.queue) lines.push(`#PBS -q ${d.queue}`);
     if (opts.lrm.jobClass) lines.push(`#PBS -T ${opts.lrm.jobClass}`);
     lines.push(`#PBS -l nodes=1:ppn=${d.cpus}`, `#PBS -l mem=${d.memoryMB}mb`);
+    // The ticket again as a job variable: a sister MOM of a job on several hosts has no script, but Torque copies
+    // the job's variables to it (src/lrm/torque/jobTicket.ts). A ticket is base64url and a dot: no comma to escape.
+    lines.push(`#PBS -v ${TICKET_VARIABLE}=${opts.token}`);
   }
   lines.push(ticketLine(opts.token));
   return lines.join('\n') + '\n';
@@ -42,10 +45,12 @@ export function denyDirectives(reason: string): string {
 
 const NAME = '[A-Za-z0-9._-]{1,64}';
 const COUNT = '[1-9][0-9]{0,6}';
+// a ticket's shape (src/ticket, not imported: the gate's bundle stays a few kB)
+const TOKEN = '[A-Za-z0-9_-]{1,4000}\\.[A-Za-z0-9_-]{43}';
 /** Exactly the directive shapes allowDirectives prints (minus the ticket comment), with the command-line words each
  * becomes. Anything else inside the block is refused: a wrapper passes nothing it does not recognise. */
 const SHAPES: Record<LrmType, RegExp> = {
-  torque: new RegExp(`^#PBS (-q|-T) (${NAME})$|^#PBS (-l) (nodes=1:ppn=${COUNT}|mem=${COUNT}mb)$`),
+  torque: new RegExp(`^#PBS (-q|-T) (${NAME})$|^#PBS (-l) (nodes=1:ppn=${COUNT}|mem=${COUNT}mb)$|^#PBS (-v) (${TICKET_VARIABLE}=${TOKEN})$`),
   slurm: new RegExp(`^#SBATCH (--(?:partition=${NAME}|nodes=1|ntasks=1|cpus-per-task=${COUNT}|mem=${COUNT}M))$`),
 };
 

@@ -6,6 +6,9 @@
 export const TICKET_PREFIX = '# wnod-ticket: ';
 export const DENY_PREFIX = '# wnod-deny: ';
 export const LEASE_PREFIX = '# wnod-lease: ';
+/** The job variable that carries the ticket too where a host of the job has no script to read (Torque's sisters:
+ * the filter's `#PBS -v`, src/lrm/torque/jobTicket.ts). */
+export const TICKET_VARIABLE = 'WNOD_TICKET';
 
 /** A lease id (the registry's directory name, the marker's value). */
 export const LEASE_ID = /^l[0-9a-f]{10}$/;

@@ -34,6 +34,7 @@ export class TicketError extends WnodError {
 
 const DOMAIN = 'wnod-ticket-v1.'; // domain separation: this key signs nothing else
 const MAX_TOKEN = 4096;
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/;
 const SKEW_S = 300;
 const NONCE = /^[0-9a-f]{32}$/;
 const MIN_KEY_BYTES = 32;
@@ -81,9 +82,14 @@ const FIELDS: Record<keyof TicketClaims, 'string' | 'number'> = {
   cpus: 'number', memoryMB: 'number', rule: 'string', ce: 'string', iat: 'number', exp: 'number', nonce: 'string',
 };
 
+/** Has `token` a ticket's shape (`<base64url payload>.<base64url mac>`, bounded)? Says nothing of its validity. */
+export function hasTicketShape(token: string): boolean {
+  return token.length <= MAX_TOKEN && TOKEN_SHAPE.test(token);
+}
+
 /** Verify a token's MAC first, then its shape and dates. Throws TicketError with a specific code. */
 export function verifyTicket(token: string, key: Buffer, now: Date = new Date()): TicketClaims {
-  if (token.length > MAX_TOKEN || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/.test(token)) {
+  if (!hasTicketShape(token)) {
     throw new TicketError('malformed', 'the ticket is not a wnod ticket');
   }
   const [payload, sig] = token.split('.') as [string, string];

@@ -2,8 +2,10 @@
  * three MOMs: test/torque-multinode-vm.test.ts). The mother superior writes the job's node file
  * (`<PBS_HOME>/aux/<id>`: one line per slot, its own host first) before its prologue; a sister's
  * `prologue.parallel` gets only its index (PBS_NODENUM) — the sister learns the job's hosts once pbs_mom has saved
- * the job (`<mom_priv>/jobs/<id>.JB`, XML with `<exec_host>`), right after that hook returns. Both files are
- * root's, found by paths built from the configured mom_priv and a validated job id. */
+ * the job (`<mom_priv>/jobs/<id>.JB`, XML with `<exec_host>`), right after that hook returns; the mother superior
+ * has saved it before its prologue. The saved job also holds the job's Variable_List, as the mother superior's
+ * does: the job's wnod ticket (jobTicket.ts). Both files are root's, found by paths built from the configured
+ * mom_priv and a validated job id. */
 import { lstat, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { BATCH_NODE_NAME } from '../../cluster/jobNetPlan.js';
@@ -75,17 +77,26 @@ export async function motherSuperiorNodes(momPriv: string, jobId: string): Promi
   return { nodes, slots, self: nodes[0]! };
 }
 
+function jobFilePath(momPriv: string, jobId: string): string {
+  return join(resolve(momPriv), 'jobs', `${parseJobId(jobId)}.JB`);
+}
+
+/** The job as pbs_mom saved it on this host (its XML text); undefined when it saved none. */
+export async function readJobFile(momPriv: string, jobId: string): Promise<string | undefined> {
+  return readRootFile(jobFilePath(momPriv, jobId), 'the job file');
+}
+
 /** A sister's view (its boot, after prologue.parallel returned): the saved job's exec_host, itself the
- * `nodeNum`-th host. Waits (bounded) for pbs_mom to save the job. */
-export async function sisterNodes(momPriv: string, jobId: string, nodeNum: number, deadline: number): Promise<JobNodes> {
-  const path = join(resolve(momPriv), 'jobs', `${parseJobId(jobId)}.JB`);
+ * `nodeNum`-th host, and the saved job's text. Waits (bounded) for pbs_mom to save the job. */
+export async function sisterNodes(momPriv: string, jobId: string, nodeNum: number, deadline: number): Promise<{ nodes: JobNodes; jobFile: string }> {
+  const path = jobFilePath(momPriv, jobId);
   for (let i = 0; ; i++) {
-    const text = await readRootFile(path, 'the job file');
+    const text = await readJobFile(momPriv, jobId);
     const exec = text === undefined ? undefined : execHostOfJobFile(text);
     if (exec !== undefined) {
       const { nodes, slots } = parseExecHost(exec);
       if (!Number.isInteger(nodeNum) || nodeNum < 1 || nodeNum >= nodes.length) throw new TorqueNodesError(`PBS_NODENUM ${nodeNum} is not a sister of the job's ${nodes.length} hosts`);
-      return { nodes, slots, self: nodes[nodeNum]! };
+      return { nodes: { nodes, slots, self: nodes[nodeNum]! }, jobFile: text! };
     }
     if (Date.now() >= deadline) throw new TorqueNodesError(`pbs_mom did not save job ${jobId} with its hosts (${path}) in time`);
     await new Promise((r) => setTimeout(r, Math.min(100 + 50 * i, 500)));

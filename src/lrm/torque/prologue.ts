@@ -13,7 +13,9 @@ import { jobUser } from '../../job/jobUser.js';
 import { lookupGroupId } from '../../util/unixUsers.js';
 import { Refusal, TransientFault, userLine } from '../../job/outcome.js';
 import type { JobContext, JobNodes, JobStart } from '../../job/contract.js';
-import { motherSuperiorNodes } from './nodes.js';
+import { motherSuperiorNodes, readJobFile } from './nodes.js';
+import { jobTicketForAdmission, ticketMismatch } from './jobTicket.js';
+import { readScriptHeader } from '../../header/scriptHeader.js';
 import { parsePrologueArgv, type PrologueArgs, type TorqueVersion } from './argv.js';
 import { readJobScript, JobScriptError } from './jobscript.js';
 import { PROLOGUE_EXIT, prologueExit } from './outcome.js';
@@ -40,7 +42,7 @@ async function configFor(ctx: HookContext): Promise<SiteConfig> {
 export function jobStart(cfg: SiteConfig, args: PrologueArgs, env: NodeJS.ProcessEnv, nodes?: JobNodes | Error): JobStart {
   return {
     lrm: 'torque', jobId: args.jobId, user: args.user, group: args.group, queue: args.queue,
-    script: () => readTorqueScript(cfg, args),
+    script: nodes && !(nodes instanceof Error) ? () => scriptWithSistersTicket(cfg, args) : () => readTorqueScript(cfg, args),
     // pbs_mom's PBS_O_WORKDIR: the job's submit dir
     workdir: env.PBS_O_WORKDIR,
     holds: { cpus: nodes && !(nodes instanceof Error) ? nodes.slots[0] : args.resourceList.ppn, memoryMB: args.resourceList.memMB, nodes: args.resourceList.nodeCount },
@@ -72,6 +74,23 @@ async function readTorqueScript(cfg: SiteConfig, args: PrologueArgs): Promise<st
     if (err instanceof JobScriptError && err.code === 'script-unsafe') throw new Refusal(err.code, 'the job script is not where the batch system keeps it; the job was not started', { error: err.message }, { cause: err });
     throw new TransientFault('script-missing', describe(err), {}, { cause: err });
   }
+}
+
+/** The script of a job on several hosts, once its header's ticket is the one the sisters read from the job's
+ * variables (sister.ts): the user could otherwise hand them another ticket of theirs than vm0's. */
+async function scriptWithSistersTicket(cfg: SiteConfig, args: PrologueArgs): Promise<string> {
+  const text = await readTorqueScript(cfg, args);
+  let jobFile: string | undefined;
+  try {
+    jobFile = await readJobFile(cfg.lrm.momPriv, args.jobId);
+  } catch (err) {
+    throw new TransientFault('jobfile', describe(err), {}, { cause: err });
+  }
+  // observed: pbs_mom saves the job before it runs the prologue
+  if (jobFile === undefined) throw new TransientFault('jobfile', `pbs_mom saved no job file for job ${args.jobId}`);
+  const problem = ticketMismatch(readScriptHeader(text), jobTicketForAdmission(jobFile));
+  if (problem) throw new Refusal('ticket-mismatch', `${problem}; the job was not started`);
+  return text;
 }
 
 /** Run the prologue for pbs_mom's argv (without node and script); returns the exit code for pbs_mom.

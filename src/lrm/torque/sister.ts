@@ -5,8 +5,9 @@
  * mother superior's boot) waits for the job's hosts, admits the job on this node through the core — its share of
  * the job's private network and its VM, vm<PBS_NODENUM> — and logs the outcome. A sister that cannot boot its VM
  * fails the job on the mother superior: the job's script waits for every VM (starter.ts) and says which did not
- * come up. A sister has no job script (pbs_mom keeps it on the mother superior): it decides as for a job without
- * a ticket (the site's policy for the job's group). */
+ * come up. A sister has no job script (pbs_mom keeps it on the mother superior): it admits the job with the ticket
+ * the job carries in its variables (jobTicket.ts), as the mother superior does with its script's — a job without
+ * that variable (submitted before the filter set it) is decided as one without a ticket (the group's policy). */
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { readFile, lstat } from 'node:fs/promises';
@@ -18,6 +19,8 @@ import type { JobVmEngine } from '../../job/contract.js';
 import { parseJobId, parsePrologueArgv, parseResourceList, parseUnixName, type PrologueArgs } from './argv.js';
 import { bootFile, spawnDetached, SISTER_REQUEST } from './boot.js';
 import { sisterNodes } from './nodes.js';
+import { jobTicketForAdmission } from './jobTicket.js';
+import { ticketLine } from '../../header/scriptHeader.js';
 import { fallbackLog, type HookContext } from './prologue.js';
 
 interface SisterRequest { jobId: string; user: string; group: string; queue: string; resources: string; nodeNum: number; workdir?: string }
@@ -88,11 +91,15 @@ export async function sisterBootMain(rest: string[], ctx: { configPath: string; 
   const log = hookLog(logTarget(cfg), 'sister-boot', jobId);
   try {
     const req = await readRequest(cfg, jobId);
-    const nodes = await sisterNodes(cfg.lrm.momPriv, jobId, req.nodeNum, Date.now() + cfg.lrm.prologueBudgetS * 1000);
+    const { nodes, jobFile } = await sisterNodes(cfg.lrm.momPriv, jobId, req.nodeNum, Date.now() + cfg.lrm.prologueBudgetS * 1000);
     const resources = parseResourceList(req.resources);
     const outcome = await admitJob(cfg, {
       lrm: 'torque', jobId, user: req.user, group: req.group, queue: req.queue,
-      script: async () => '',
+      // the header the job's script carries on the mother superior, from the job's variables (the core verifies it)
+      script: async () => {
+        const ticket = jobTicketForAdmission(jobFile);
+        return ticket === undefined ? '' : `${ticketLine(ticket)}\n`;
+      },
       workdir: req.workdir,
       holds: { cpus: nodes.slots[nodes.nodes.indexOf(nodes.self)], memoryMB: resources.memMB, nodes: nodes.nodes.length },
       sizeByHolds: true,
