@@ -303,14 +303,18 @@ t.test('a restored clone\'s QEMU runs as the job user: guest root cannot make ro
 
 t.test('template memory: clones share one sealed copy of the template\'s RAM; none can write it, none holds the saved file', async (t) => {
   const image = testVmImage(await buildTestImage({ kernel: 'mini' }));
-  const b = await buildTemplate({ dir: tpl, qemu: QEMU, spec: spec('tpl-mini', { image }), accel: 'tcg' });
-  t.ok(b.status === 'built' || b.status === 'exists', JSON.stringify(b));
-  const found = await lookupTemplate(tpl, b.key);
+  // a template of its own (an earlier test's would already have its holder): built here, in a fresh directory
+  const tplRam = join(root, 'templates-ram');
+  const b = await buildTemplate({ dir: tplRam, qemu: QEMU, spec: spec('tpl-mini', { image }), accel: 'tcg' });
+  t.equal(b.status, 'built', JSON.stringify(b));
+  const found = await lookupTemplate(tplRam, b.key);
   if (found.status !== 'ready') return t.fail(`template ${found.status}`);
+  const early = JSON.parse(await readFile(join(found.dir, 'holder.json'), 'utf8').catch(() => 'null')) as { pid: number; startTime: string } | null;
+  t.ok(early && await isAlive(early), 'the build started the holder of the sealed copy: no clone pays for it');
   const saved = await stat(join(found.dir, 'ram'));
   t.equal(saved.mode & 0o777, 0o600, 'the saved RAM is root-only');
   t.equal(found.meta.snapshotBytes < 4 * 1024 * 1024, true, `the migration stream holds device state only (${found.meta.snapshotBytes} bytes)`);
-  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tpl } });
+  const driver = new QemuDriver({ stateDir, accel: 'tcg', snapshots: { dir: tplRam } });
   const memfd = new RegExp(`^/memfd:wnod-tmpl-${b.key} \\(deleted\\)$`);
   /** The clone's fds: the one on the sealed copy, and whether any is the saved file. */
   const fdsOf = async (pid: number) => {
@@ -361,7 +365,8 @@ t.test('template memory: clones share one sealed copy of the template\'s RAM; no
   // the holder goes with its template
   const holder = JSON.parse(await readFile(join(found.dir, 'holder.json'), 'utf8')) as { pid: number; startTime: string };
   t.ok(await isAlive(holder), 'a holder keeps the copy between clones');
-  await rm(join(tpl, b.key), { recursive: true, force: true });
+  t.equal(holder.pid, early?.pid, 'the clones used the holder the build started');
+  await rm(join(tplRam, b.key), { recursive: true, force: true });
   let gone = false;
   for (let i = 0; i < 150 && !gone; i++) {
     gone = !(await isAlive(holder));

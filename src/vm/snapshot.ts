@@ -576,6 +576,9 @@ export async function buildTemplate(b: BuildInput): Promise<BuildResult> {
     await rm(join(b.dir, `${key}.failed.json`), { force: true });
     await rm(join(b.dir, `${key}.seen`), { force: true });
     await pruneStale(b.dir, meta);
+    // the clones' sealed copy of the RAM now, while no job waits for it (else the first clone pays copy and digest)
+    await sealedRam(templateDir(b.dir, key), key, ram, 60_000)
+      .catch((e: Error) => log(`snapshot template ${key}: its RAM holder did not start (${e.message}); the first clone starts one`));
     log(`snapshot template ${key} saved: ${(bytes / 1e6).toFixed(1)} MB in ${meta.buildS.toFixed(1)} s`);
     return { status: 'built', key, seconds: meta.buildS, bytes };
   } catch (err) {
