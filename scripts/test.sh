@@ -28,9 +28,11 @@ if grep -q '^ *not ok ' "$log"; then
     }
     pending != "" && /^ *fileName: / { f = $2 }
     pending != "" && /^ *lineNumber: / && where == "" { where = f ":" $2 }
-    pending != "" && /^ *[-+][^-+]/ && diffs < 4 { flush(); diffs++ }
-    diffs > 0 && diffs <= 4 && /^ *[-+][^-+]/ { print "      " substr($0, 1, 200); diffs++ }
-    /^ *(ok|1\.\.)/ { flush(); diffs = 0 }
+    /^ *diff: / { indiff = 1; next }
+    /^ *[a-zA-Z]+:( |$)/ { indiff = 0 }
+    indiff && pending != "" && /^ *[-+][^-+]/ && diffs < 4 { flush(); diffs++ }
+    indiff && diffs > 0 && diffs <= 4 && /^ *[-+][^-+]/ { print "      " substr($0, 1, 200); diffs++ }
+    /^ *(ok|1\.\.)/ { flush(); diffs = 0; indiff = 0 }
     END { flush() }
   ' "$log" | head -n 80
 fi
