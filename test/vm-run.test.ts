@@ -293,6 +293,7 @@ t.test('exec liveness: a long-ish command outlives several heartbeat bounds; a s
     const err = await settles(driver.exec(state, { argv: ['/bin/sh', '-c', 'echo started; exec sleep 600'], cwd: '/', env: {}, user: NOBODY, stdout: started, stderr: collect(), heartbeat }), 300_000)
       .then(() => undefined, (e: Error & { code?: string }) => e);
     t.equal(err?.code, 'vm-agent-unresponsive', `the wait ended: ${err?.message}`);
+    t.match(err?.message, /\(QEMU: unknown \([^)]*\); console: .+\)$/, 'the error carries what the host still saw: no QMP answer (QEMU is stopped), the console\'s last lines');
     t.ok(await isAlive(qemu), 'QEMU itself is still there, stopped: neither its pid nor its sockets tell');
   } finally {
     try { process.kill(state.pids.qemu!.pid, 'SIGCONT'); } catch { /* gone already */ }

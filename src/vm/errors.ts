@@ -39,8 +39,8 @@ const LOST_CODES: Record<AgentLostReason, AgentLostCode> = { 'vm-exited': 'vm-go
 
 /** The VM can no longer report the running command's exit: its result is unknown. `reason` says why. */
 export class AgentLostError extends AgentError {
-  constructor(readonly reason: AgentLostReason, message: string) {
-    super(message, LOST_CODES[reason]);
+  constructor(readonly reason: AgentLostReason, message: string, options?: { cause?: unknown }) {
+    super(message, LOST_CODES[reason], options);
   }
 }
 

@@ -11,7 +11,7 @@ import { run, CommandError } from '../util/run.js';
 import { withLock } from '../util/lock.js';
 import { createOverlay } from '../images/overlay.js';
 import type { ExecRequest, VmDriver, VmSpec, VmState, VmStatus } from './driver.js';
-import { VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
+import { AgentLostError, VmNotReadyError, VmSpecError, VmStartError, VmStateError } from './errors.js';
 import { checkVmId, handOverAgent, hypervisorAlive, readRecord, recordPath, removeRecord, runDirOf, stamp, vmSockets, writeRecord } from './state.js';
 import { procRef, isAlive, terminate, waitGone, type ProcRef } from './proc.js';
 import { contextCpio, jobNetContext, type GuestContext } from './context.js';
@@ -335,7 +335,12 @@ export class QemuDriver implements VmDriver {
   /** Run a command through the agent (one at a time per VM: the channel is one stream per port). */
   async exec(state: VmState, req: ExecRequest): Promise<number> {
     if (!(await isAlive(state.pids.qemu))) throw new VmStateError(`VM ${state.id} is not running`);
-    return execInVm(this.stateDir, state.id, { ...req, env: { ...state.spec.env, ...req.env } });
+    try {
+      return await execInVm(this.stateDir, state.id, { ...req, env: { ...state.spec.env, ...req.env } });
+    } catch (err) {
+      if (err instanceof AgentLostError && err.reason === 'unresponsive') throw await withEvidence(state, err);
+      throw err;
+    }
   }
 
   async stop(state: VmState, graceMs: number): Promise<void> {
@@ -385,6 +390,27 @@ async function boundConsole(qmp: QmpClient | undefined, id: string): Promise<voi
   } catch (err) {
     throw new VmStartError(`VM ${id}: cannot bound its console (QMP chardev-change): ${(err as Error).message}`);
   }
+}
+
+/** An unresponsive agent with what the host can still see of its VM (QEMU's run state, the console's last lines),
+ * so that a wedged guest can be told from a wedged agent afterwards. */
+async function withEvidence(state: VmState, err: AgentLostError): Promise<AgentLostError> {
+  let status = 'unknown';
+  const qmp = await QmpClient.connect(join(state.runDir, 'qmp.sock'), 5000).catch((e: Error) => { status = `unknown (QMP: ${e.message})`; return undefined; });
+  if (qmp) {
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const st = (await Promise.race([qmp.execute('query-status'),
+        new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('no answer')), 5000); })]).finally(() => clearTimeout(timer))) as { status?: string };
+      status = String(st.status ?? 'unknown');
+    } catch (e) {
+      status = `unknown (${(e as Error).message})`;
+    } finally {
+      qmp.close();
+    }
+  }
+  const con = (await tail(join(state.runDir, 'console.log'), 1500)).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '').trim().split('\n').slice(-6).join(' / ');
+  return new AgentLostError(err.reason, `${err.message} (QEMU: ${status}; console: ${con || 'empty'})`, { cause: err });
 }
 
 /** Run a command in VM `id` knowing only the state dir and the id — what the job starter (the job user, who
