@@ -126,7 +126,7 @@ t.test('two admissions of one job id at once: the second neither replaces nor ki
 });
 
 t.test('Torque\'s detached boot: a second prologue of the job id while its boot is under way starts no second boot', async (t) => {
-  const { detachedBoot, bootUnderWay } = await import('../src/lrm/torque/boot.js');
+  const { detachedBoot, bootUnderWay } = await import('../src/job/detachedBoot.js');
   const { procRef } = await import('../src/vm/proc.js');
   const { cfg } = await siteConfig('boot-claim');
   const script = `#!/bin/sh\n# wnod-ticket: ${ticket(cfg, 'wrsnobody')}\n`;
@@ -136,7 +136,7 @@ t.test('Torque\'s detached boot: a second prologue of the job id while its boot 
     async runJob() { return 0; }, async destroy() { return {}; }, async running() { return false; },
   };
   // no hook entry beside this path: a boot the engine tried to start would fail the admission ('retry')
-  const engine = detachedBoot(real, '/nonexistent/wnod.yaml', '/nonexistent/boot.mjs');
+  const engine = detachedBoot(real, '/nonexistent/wnod.yaml', 'torque', '/nonexistent/boot.mjs');
   const log = (n: string) => hookLog(logTarget(cfg), `prologue-${n}`, '730.wn1', quiet());
   const tdir = join(cfg.vm.stateDir, 'torque');
   // what the first prologue left: the job admitted, its boot requested and running (this process stands for it)
@@ -157,7 +157,7 @@ t.test('Torque\'s detached boot: a second prologue of the job id while its boot 
 });
 
 t.test('Torque\'s detached boot is on record before the prologue returns: a qdel right after it stops the boot', async (t) => {
-  const { spawnDetached, stopBoot, bootFile } = await import('../src/lrm/torque/boot.js');
+  const { spawnDetached, stopBoot, bootFile } = await import('../src/job/detachedBoot.js');
   const { isAlive } = await import('../src/vm/proc.js');
   const { execFileSync } = await import('node:child_process');
   await ensureBuilt();
@@ -166,7 +166,7 @@ t.test('Torque\'s detached boot is on record before the prologue returns: a qdel
   // a config nobody writes: the boot blocks opening it, before it could record anything of its own
   const fifo = join(t.testdir({}), 'wnod.yaml');
   execFileSync('mkfifo', [fifo]);
-  await spawnDetached(cfg, fifo, 'boot', '732.wn1', join(repo, 'dist', 'lrm', 'torque', 'boot.js'));
+  await spawnDetached(cfg, fifo, 'torque', 'boot', '732.wn1', join(repo, 'dist', 'job', 'detachedBoot.js'));
   const ref = JSON.parse(await readFile(bootFile(cfg, '732.wn1', '.boot.pid'), 'utf8')) as { pid: number; startTime: string };
   t.teardown(() => { try { process.kill(ref.pid, 'SIGKILL'); } catch { /* stopped */ } });
   t.match(await readFile(`/proc/${ref.pid}/cmdline`, 'utf8'), /boot\x00732\.wn1\x00$/, 'the record names the boot process');

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { mergePlugstack, mergeSlurmConf, renderSlurmShim, slurmLayout, SlurmInstallError, pluginBuildArgs } from '../src/lrm/slurm/install.js';
 import { parseSbatchParsable, parseSqueueStates, sbatchArgs, slurmTime, SlurmLrmError } from '../src/lrm/slurm/adapter.js';
 import { parseSlurmJobId, SlurmJobIdError } from '../src/lrm/slurm/jobId.js';
+import { parseSlurmEntryArgv } from '../src/lrm/slurm/entry-argv.js';
 
 const cfg = { lrm: { type: 'slurm', partition: 'wnod', hookDir: '/opt/wnod/slurm', momPriv: '', prologueBudgetS: 280, maxRequeues: 0 }, vm: { stateDir: '/var/lib/wnod' } } as const;
 const layout = slurmLayout(cfg as never, '/etc/slurm/slurm.conf');
@@ -166,4 +167,11 @@ t.test('marks and run reports (pure)', async (t) => {
   for (const bad of ['', '{}', '{"exit":256,"startedAt":1,"endedAt":2}', '{"exit":1,"startedAt":3,"endedAt":2}', '{"exit":1,"startedAt":1,"endedAt":2,"x":1}', '{"exit":"0","startedAt":1,"endedAt":2}']) {
     t.equal(parseReport(bad), undefined, bad);
   }
+});
+
+t.test('the Slurm hook entry: slurmd\'s hooks and the detached boot the Prolog starts', async (t) => {
+  t.same(parseSlurmEntryArgv(['--config', '/c', 'boot', '42']), { configPath: '/c', hook: 'boot', rest: ['42'] });
+  t.same(parseSlurmEntryArgv(['--config', '/c', 'runner', 'a']).hook, 'runner');
+  t.throws(() => parseSlurmEntryArgv(['--config', '/c', 'sister-boot', '42']), 'Torque\'s sister boot is not Slurm\'s');
+  t.throws(() => parseSlurmEntryArgv(['--config', 'rel.yaml', 'boot', '42']));
 });

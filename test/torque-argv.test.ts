@@ -7,7 +7,7 @@ import { classifyStarterCall, looksLikeBatch, StarterError } from '../src/lrm/to
 import { transientExitCode, PROLOGUE_EXIT } from '../src/lrm/torque/outcome.js';
 import { userLine } from '../src/job/outcome.js';
 import { parseEntryArgv } from '../src/lrm/torque/entry-argv.js';
-import { bootEntry } from '../src/lrm/torque/boot.js';
+import { bootEntry } from '../src/job/detachedBoot.js';
 import { renderShim, mergeMomConfig, shimPlan, qmgrLines, momConfigLines, InstallError } from '../src/lrm/torque/install.js';
 import { findTicketLine } from '../src/header/scriptHeader.js';
 import { mkdir, writeFile, symlink, chmod } from 'node:fs/promises';
@@ -155,9 +155,12 @@ t.test('hook entry argv', async (t) => {
 });
 
 t.test('the detached boot runs the hook entry it came from, and nothing else', async (t) => {
-  t.equal(bootEntry('/opt/wnod/dist/hot/hook.cjs'), '/opt/wnod/dist/hot/hook.cjs', 'the bundle');
-  t.equal(bootEntry('/opt/wnod/dist/lrm/torque/boot.js'), '/opt/wnod/dist/lrm/torque/entry.js', 'the unbundled build');
-  t.equal(bootEntry('/work/src/lrm/torque/boot.ts'), undefined, 'sources: no entry to run');
+  t.equal(bootEntry('/opt/wnod/dist/hot/hook.cjs', 'torque'), '/opt/wnod/dist/hot/hook.cjs', 'the bundle');
+  t.equal(bootEntry('/opt/wnod/dist/hot/slurm-hook.cjs', 'slurm'), '/opt/wnod/dist/hot/slurm-hook.cjs', 'Slurm\'s bundle');
+  t.equal(bootEntry('/opt/wnod/dist/hot/hook.cjs', 'slurm'), undefined, 'never the other LRM\'s bundle');
+  t.equal(bootEntry('/opt/wnod/dist/job/detachedBoot.js', 'torque'), '/opt/wnod/dist/lrm/torque/entry.js', 'the unbundled build');
+  t.equal(bootEntry('/opt/wnod/dist/job/detachedBoot.js', 'slurm'), '/opt/wnod/dist/lrm/slurm/entry.js', 'the unbundled build, Slurm');
+  t.equal(bootEntry('/work/src/job/detachedBoot.ts', 'torque'), undefined, 'sources: no entry to run');
   t.same(parseEntryArgv(['--config', '/c', 'boot', '7.h']), { configPath: '/c', hook: 'boot', rest: ['7.h'] });
   t.same(parseEntryArgv(['--config', '/c', 'sister', '7.h']).hook, 'sister', 'prologue.parallel');
   t.same(parseEntryArgv(['--config', '/c', 'sister-epilogue', '7.h']).hook, 'sister-epilogue', 'epilogue.parallel');

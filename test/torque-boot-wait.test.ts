@@ -1,11 +1,11 @@
-// The starter's wait for the detached boot's outcome (src/lrm/torque/boot.ts waitBoot): woken by the outcome's
+// The starter's wait for the detached boot's outcome (src/job/detachedBoot.ts waitBoot): woken by the outcome's
 // rename into place, not by its next look — here the looks are an hour apart, so only the wake can end the wait.
 import t from 'tap';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SiteConfig } from '../src/config/types.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
-import { waitBoot } from '../src/lrm/torque/boot.js';
+import { waitBoot } from '../src/job/detachedBoot.js';
 
 const HOUR = 3_600_000;
 const root = t.testdir({});

@@ -35,6 +35,7 @@ import { runningWorkdir, shareableWorkdir } from './workdir.js';
 import { NODE_FAULT_EXIT, Refusal, TransientFault, userLine } from './outcome.js';
 import { guestCwd, guestJobArgv, guestJobEnv, guestNoteFilter, GUEST_PATH } from './guestJob.js';
 import { takeBootSlot, BootSlotTimeout } from './bootSlots.js';
+import { HOOK_BUNDLES } from './detachedBoot.js';
 import { buildNow } from '../vm/snapshot.js';
 import { assertTrustedPath } from '../util/trustedPath.js';
 
@@ -303,14 +304,11 @@ function driverFor(cfg: SiteConfig, defaults: { cpus: number; memoryMB: number }
   } : {});
 }
 
-/** The root hook bundles (package.json `bundle`): Torque's and Slurm's. */
-const HOOK_BUNDLES = new Set(['hook.cjs', 'slurm-hook.cjs']);
-
 /** Where the build puts the `wnod` CLI relative to this module — dist/hot/hook.cjs, dist/hot/slurm-hook.cjs or
  * dist/job/vmEngine.js → dist/cli/main.js — and nowhere else (undefined for any other location). Pure. */
 export function pinnedCli(modulePath: string): string | undefined {
   const d = dirname(modulePath);
-  if (HOOK_BUNDLES.has(basename(modulePath)) && basename(d) === 'hot') return join(dirname(d), 'cli', 'main.js');
+  if (Object.hasOwn(HOOK_BUNDLES, basename(modulePath)) && basename(d) === 'hot') return join(dirname(d), 'cli', 'main.js');
   if (basename(modulePath) === 'vmEngine.js' && basename(d) === 'job' && basename(dirname(d)) === 'dist') return join(dirname(d), 'cli', 'main.js');
   return undefined;
 }

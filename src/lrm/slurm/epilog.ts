@@ -5,6 +5,7 @@
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { endJob, endJobWithoutConfig } from '../../job/finish.js';
+import { clearBoot, stopBoot } from '../../job/detachedBoot.js';
 import { hookLog, logTarget } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogEnv } from './env.js';
@@ -52,7 +53,10 @@ export async function main(env: NodeJS.ProcessEnv, ctx: SlurmHookContext): Promi
     holds: {},
     used: report ? { wallS: (report.endedAt - report.startedAt) / 1000 } : {},
   };
+  // a boot still running (scancel or a time limit during it) goes first: it would start a VM after the teardown
+  await stopBoot(cfg, job.jobId).catch((err: unknown) => log.detail('boot-stop-failed', { error: describe(err) }));
   const ok = await endJob(cfg, end, ctx, log);
+  await clearBoot(cfg, job.jobId);
   try {
     await clearJob(cfg.vm.stateDir, job.jobId);
   } catch (err) {

@@ -2,14 +2,16 @@
  * (WNOD_JOB_SCRIPT names the script in slurmd's spool, WNOD_SLURM_JOB_ID the job, both set by the plugin from
  * slurmstepd's own data). It runs the script inside the job's VM through the core (src/job/run.ts) — as the user,
  * in the working directory, stdout and stderr to the job's own files, CONT/TERM passed on — and exits with the
- * guest's status. A job the Prolog refused gets the reason on its stderr and REFUSED_EXIT. Either way the status
- * is reported to the Epilog (marks.ts). */
+ * guest's status. A job the Prolog refused gets the reason on its stderr and REFUSED_EXIT. A VM the Prolog started
+ * booting detached (src/job/detachedBoot.ts) is waited for, bounded: a refusal there is told as the Prolog's, a
+ * node fault gets its reason and NODE_FAULT_EXIT. Either way the status is reported to the Epilog (marks.ts). */
 import { readFile } from 'node:fs/promises';
 import type { SiteConfig } from '../../config/types.js';
 import { describe } from '../../util/errors.js';
 import { runJob } from '../../job/run.js';
 import { guestClusterEnv } from '../../cluster/jobCluster.js';
 import { userLine } from '../../job/outcome.js';
+import { awaitBootForRun, bootRequested } from '../../job/detachedBoot.js';
 import { parseSlurmJobId } from './jobId.js';
 import { readMark, REFUSED_EXIT, writeReport } from './marks.js';
 import type { SlurmHookContext } from './prolog.js';
@@ -57,6 +59,14 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, ctx: SlurmHoo
   if (mark?.kind === 'refuse') {
     say(mark.reason || 'this worker node refused the job');
     return report(REFUSED_EXIT);
+  }
+  // its VM may still be booting (the Prolog detached it): wait for the outcome, within the site's budget
+  if (mark?.kind === 'vm' && (await bootRequested(cfg, jobId))) {
+    const failed = await awaitBootForRun(cfg, jobId);
+    if (failed) {
+      say(failed.say);
+      return report(failed.exit);
+    }
   }
   const jobEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string' && !RUNNER_ONLY.has(e[0])));
   // a multi-node job: the script runs in the first VM (vm0) and sees the cluster of VMs, not the host nodes

@@ -1,6 +1,6 @@
 /** The hook entry's own argv (pure): `--config /ABS/FILE [--log /ABS/FILE] <hook> <pbs_mom argv…>`. `--log` is the
  * root-only log for what happens before the config could be read (baked into the root shims at install). */
-/** `boot` and `sister-boot` are not pbs_mom's: the prologue and prologue.parallel start them detached (boot.ts,
+/** `boot` and `sister-boot` are not pbs_mom's: the prologue and prologue.parallel start them detached (src/job/detachedBoot.ts,
  * sister.ts); `sister` and `sister-epilogue` are prologue.parallel and epilogue.parallel. */
 export const HOOKS = ['prologue', 'epilogue', 'starter', 'boot', 'sister', 'sister-boot', 'sister-epilogue'] as const;
 export type Hook = (typeof HOOKS)[number];

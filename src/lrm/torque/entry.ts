@@ -9,9 +9,9 @@ async function start(): Promise<number> {
   // the core's VM engine (src/vm + src/images behind the seam of src/job/contract.ts), loaded only once the argv is ours
   const ctx = { configPath, fallbackLog, vm: (await import('../../job/vmEngine.js')).jobVmEngine() };
   switch (hook) {
-    // the prologue admits and hands the boot to a detached process: pbs_server waits for it to return (boot.ts)
-    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, { ...ctx, vm: (await import('./boot.js')).detachedBoot(ctx.vm, configPath) });
-    case 'boot': return (await import('./boot.js')).bootMain(rest, ctx);
+    // the prologue admits and hands the boot to a detached process: pbs_server waits for it to return (detachedBoot.ts)
+    case 'prologue': return (await import('./prologue.js')).main(rest, process.env, { ...ctx, vm: (await import('../../job/detachedBoot.js')).detachedBoot(ctx.vm, configPath, 'torque') });
+    case 'boot': return (await import('../../job/detachedBoot.js')).bootMain(rest, ctx, (await import('./argv.js')).parseJobId);
     case 'sister': return (await import('./sister.js')).main(rest, process.env, ctx);
     case 'sister-boot': return (await import('./sister.js')).sisterBootMain(rest, ctx);
     case 'epilogue': return (await import('./epilogue.js')).main(rest, process.env, ctx);

@@ -8,8 +8,8 @@ import { hookLog, logTarget } from '../../job/log.js';
 import type { JobEnd } from '../../job/contract.js';
 import { parseEpilogueArgv, isRetryStatus, type EpilogueArgs } from './argv.js';
 import { fallbackLog, type HookContext } from './prologue.js';
-import { stopBoot, clearBoot } from './boot.js';
-import { isWnodJob } from './sister.js';
+import { stopBoot, clearBoot } from '../../job/detachedBoot.js';
+import { isWnodJob, SISTER_REQUEST } from './sister.js';
 
 /** The core's view of a job pbs_mom is done with (pure). */
 export function jobEnd(args: EpilogueArgs): JobEnd {
@@ -51,9 +51,9 @@ export async function main(argv: string[], _env: NodeJS.ProcessEnv, ctx: HookCon
   if (ctx.sister && !isWnodJob(cfg, args)) return 0;
   const log = hookLog(logTarget(cfg), ctx.sister ? 'epilogue.parallel' : 'epilogue', args.jobId, ctx.stdout);
   // a boot still running (qdel, walltime or a starter that gave up during it) goes first: it would start a VM
-  // after the teardown (boot.ts)
+  // after the teardown (detachedBoot.ts)
   await stopBoot(cfg, args.jobId).catch((err: unknown) => log.detail('boot-stop-failed', { error: describe(err) }));
   const ok = await endJob(cfg, jobEnd(args), ctx, log);
-  await clearBoot(cfg, args.jobId);
+  await clearBoot(cfg, args.jobId, [SISTER_REQUEST]);
   return ok ? 0 : 1;
 }

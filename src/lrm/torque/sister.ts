@@ -17,11 +17,14 @@ import { ensureJobStateDir } from '../../job/jobstate.js';
 import { hookLog, logTarget } from '../../job/log.js';
 import type { JobVmEngine } from '../../job/contract.js';
 import { parseJobId, parsePrologueArgv, parseResourceList, parseUnixName, type PrologueArgs } from './argv.js';
-import { bootFile, spawnDetached, SISTER_REQUEST } from './boot.js';
+import { bootFile, spawnDetached } from '../../job/detachedBoot.js';
 import { sisterNodes } from './nodes.js';
 import { jobTicketForAdmission } from './jobTicket.js';
 import { ticketLine } from '../../header/scriptHeader.js';
 import { fallbackLog, type HookContext } from './prologue.js';
+
+/** a sister's admission request in the job state dir (root 0600; the epilogue removes it with the boot's files) */
+export const SISTER_REQUEST = '.sister.json';
 
 interface SisterRequest { jobId: string; user: string; group: string; queue: string; resources: string; nodeNum: number; workdir?: string }
 
@@ -64,7 +67,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: HookCont
       ...(env.PBS_O_WORKDIR ? { workdir: env.PBS_O_WORKDIR } : {}),
     };
     await writeFileAtomic(bootFile(cfg, args.jobId, SISTER_REQUEST), JSON.stringify(req) + '\n', 0o600);
-    await spawnDetached(cfg, ctx.configPath, 'sister-boot', args.jobId);
+    await spawnDetached(cfg, ctx.configPath, 'torque', 'sister-boot', args.jobId);
     await log.detail('sister-boot-started', { nodeNum });
     return 0;
   } catch (err) {

@@ -6,9 +6,9 @@ import type { Readable } from 'node:stream';
 import type { SiteConfig } from '../../config/types.js';
 import { describe, WnodError } from '../../util/errors.js';
 import { runJob } from '../../job/run.js';
-import { NODE_FAULT_EXIT, REFUSED_EXIT, userLine } from '../../job/outcome.js';
+import { NODE_FAULT_EXIT, userLine } from '../../job/outcome.js';
 import { readJobMarker } from '../../job/jobstate.js';
-import { waitBoot } from './boot.js';
+import { awaitBootForRun } from '../../job/detachedBoot.js';
 import { parseJobId } from './argv.js';
 import { readJobScript } from './jobscript.js';
 import { motherSuperiorNodes } from './nodes.js';
@@ -104,19 +104,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, ctx: StarterC
     err(`the job could not be started: ${describe(e)}`);
     return NODE_FAULT_EXIT;
   }
-  // a VM job: its VM boots detached from the prologue (boot.ts); wait for it, bounded, and tell why it failed
+  // a VM job: its VM boots detached from the prologue (detachedBoot.ts); wait for it, bounded, and tell why it failed
   const marker = await readJobMarker(cfg.vm.stateDir, jobId).catch(() => undefined);
   if (marker?.mode === 'vm') {
-    let boot;
-    try {
-      boot = await waitBoot(cfg, jobId, Date.now() + (cfg.lrm.prologueBudgetS + 60) * 1000);
-    } catch {
-      err('the job could not be started: its virtual machine\'s state on this worker node is unreadable; resubmit the job');
-      return NODE_FAULT_EXIT;
-    }
-    if (boot.kind !== 'ready') {
-      err(boot.reason);
-      return boot.kind === 'refuse' ? REFUSED_EXIT : NODE_FAULT_EXIT;
+    const failed = await awaitBootForRun(cfg, jobId);
+    if (failed) {
+      err(failed.say);
+      return failed.exit;
     }
   }
   const cleanEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
