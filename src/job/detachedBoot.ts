@@ -241,10 +241,15 @@ export async function awaitBootForRun(cfg: SiteConfig, jobId: string): Promise<{
   return { say: boot.reason, exit: boot.kind === 'refuse' ? REFUSED_EXIT : NODE_FAULT_EXIT };
 }
 
+/** How long a killed boot may take to die: SIGKILL waits for an uninterruptible syscall to return (an fsync of its
+ * record on a busy disk), and a teardown that ran before it died would miss what it was still writing. */
+const BOOT_DEATH_MS = 30_000;
+
 /** The end hook (root): stop a boot still running (a cancel during the boot), before the VM is torn down. */
 export async function stopBoot(cfg: SiteConfig, jobId: string): Promise<void> {
   const ref = await readFile(path(cfg, jobId, '.boot.pid'), 'utf8').then((t) => JSON.parse(t) as ProcRef, () => undefined);
-  if (ref && Number.isInteger(ref.pid) && typeof ref.startTime === 'string' && (await signalIfSame(ref, 'SIGKILL'))) await waitGone(ref, 5000);
+  if (!ref || !Number.isInteger(ref.pid) || typeof ref.startTime !== 'string' || !(await signalIfSame(ref, 'SIGKILL'))) return;
+  if (!(await waitGone(ref, BOOT_DEATH_MS))) throw new WnodError('boot-not-stopped', `the boot process ${ref.pid} did not die within ${BOOT_DEATH_MS / 1000} s of SIGKILL`);
 }
 
 /** The end hook (root): remove the job's boot files (and the adapter's own `more`, by extension). */
