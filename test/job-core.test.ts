@@ -88,6 +88,37 @@ t.test('removing a record also removes what a writer killed mid-write left (the 
   t.same((await readdir(jobs)).filter((f) => f.includes('7.node')), [], 'a deleted job record leaves no temp file');
 });
 
+t.test('a process whose first thread has exited but another still runs is running: its writes may still land', async (t) => {
+  const { writeFile, readFile, readdir } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { spawn, execFileSync } = await import('node:child_process');
+  const { pidRunning } = await import('../src/util/pid.js');
+  const { removeFileAtomic } = await import('../src/util/atomic.js');
+  const { isAlive, procRef } = await import('../src/vm/proc.js');
+  // what a SIGKILLed node process looks like while a thread of its pool is still in an fsync: the first thread a
+  // zombie, one other thread alive (here: it returned from main with pthread_exit, the other sleeps)
+  const dir = t.testdir({ 'r.json': '{}', 'leader.c': '#include <pthread.h>\n#include <unistd.h>\nstatic void *w(void *a) { (void)a; sleep(30); return 0; }\nint main(void) { pthread_t t; pthread_create(&t, 0, w, 0); pthread_exit(0); }\n' });
+  execFileSync('cc', ['-pthread', '-o', join(dir, 'leader'), join(dir, 'leader.c')]);
+  const child = spawn(join(dir, 'leader'), [], { stdio: 'ignore' });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const pid = child.pid!;
+  const ref = await procRef(pid);
+  const deadline = Date.now() + 10_000;
+  const state = async () => /\) (\S)/.exec(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''))?.[1];
+  while ((await state()) !== 'Z' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.equal(await state(), 'Z', 'its first thread is a zombie');
+  t.equal((await readdir(`/proc/${pid}/task`)).length, 2, 'its other thread runs');
+  t.equal(await pidRunning(pid), true, 'the process counts as running');
+  t.equal(await isAlive(ref), true, 'and as alive');
+  await writeFile(join(dir, `.r.json.${pid}.0badc0de.tmp`), '{"under way');
+  await removeFileAtomic(join(dir, 'r.json'));
+  t.ok((await readdir(dir)).includes(`.r.json.${pid}.0badc0de.tmp`), 'its temp file stays: that write may still end');
+  child.kill('SIGKILL');
+  const gone = Date.now() + 10_000;
+  while ((await pidRunning(pid)) && Date.now() < gone) await new Promise((r) => setTimeout(r, 20));
+  t.equal(await pidRunning(pid), false, 'killed: gone');
+});
+
 t.test('a writer killed but not yet reaped (a zombie: init reaps orphans when it gets to them) is dead: its temp file goes', async (t) => {
   const { readdir, readFile, writeFile } = await import('node:fs/promises');
   const { join } = await import('node:path');

@@ -1,7 +1,7 @@
 /** Host process identity: a pid plus its start time (field 22 of /proc/<pid>/stat), so that a recorded pid that
  * the kernel reused for another process is never signalled. */
 import { readFile } from 'node:fs/promises';
-import { exitedState, statState } from '../util/pid.js';
+import { processEnded } from '../util/pid.js';
 
 export interface ProcRef {
   pid: number;
@@ -39,7 +39,7 @@ export async function isAlive(ref: ProcRef | undefined): Promise<boolean> {
   if (!ref) return false;
   try {
     const stat = await readFile(`/proc/${ref.pid}/stat`, 'utf8');
-    return !exitedState(statState(stat)) && parseStatStartTime(stat) === ref.startTime;
+    return parseStatStartTime(stat) === ref.startTime && !(await processEnded(ref.pid, stat));
   } catch {
     return false;
   }
