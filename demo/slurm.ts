@@ -83,7 +83,7 @@ export async function slurmDemo(o: DemoOptions): Promise<void> {
     const jobId = submitted(sub.stdout);
     check(sub.exitCode === 0 && jobId !== undefined, `the sbatch wrapper refused the ticketed job: ${sub.stderr}`);
 
-    step(`Worker node: Prolog (verifies the ticket, boots the VM) → runner (the job inside the VM) → Epilog (VM destroyed)`);
+    step(`Worker node: Prolog (verifies the ticket, starts the VM's boot, detached) → runner (waits for the VM, runs the job inside it) → Epilog (VM destroyed)`);
     const t0 = performance.now();
     const done = await fx.waitDone(jobId!);
     out(`    job ${jobId}: ${done.state}, ExitCode ${done.exitCode}, ${((performance.now() - t0) / 1000).toFixed(1)} s from sbatch to the end`);
