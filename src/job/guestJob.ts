@@ -52,7 +52,8 @@ export function guestJobArgv(script: string, args: readonly string[] = [], noteT
     'printf %s "$2" > "$d/job" && chmod 700 "$d/job" || exit 125',
     'tag=$1',
     'shift 2', // the rest are the script's own arguments (sbatch job.sh a b)
-    'first=$(head -n 1 "$d/job")',
+    // the shell's own read, not head: under TCG every program a job's wrapper runs costs milliseconds
+    'IFS= read -r first < "$d/job" || :',
     'case $first in',
     "  '#!'*) interp=${first#'#!'}; interp=${interp# }; interp=${interp%% *}",
     '         if [ ! -x "$interp" ]; then',
