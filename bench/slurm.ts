@@ -110,11 +110,14 @@ async function bootModes(): Promise<Map<string, string>> {
   return m;
 }
 
-/** When slurmctld allocated each job (epoch ms, from its log's `[YYYY-MM-DDTHH:MM:SS.mmm] sched: Allocate JobId=N`). */
+/** When slurmctld allocated each job (epoch ms, from its log's `[YYYY-MM-DDTHH:MM:SS.mmm] sched: Allocate JobId=N`
+ * or `sched/backfill: _start_job: Started JobId=N`). */
 async function allocations(): Promise<Map<string, number>> {
   const m = new Map<string, number>();
-  for (const line of (await readFile(join(fx.dir, 'log', 'slurmctld.log'), 'utf8')).split('\n')) {
-    const x = /^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})\] sched: Allocate JobId=(\d+) /.exec(line);
+  ctldLog = await readFile(join(fx.dir, 'log', 'slurmctld.log'), 'utf8');
+  for (const line of ctldLog.split('\n')) {
+    // the main scheduler's `sched: Allocate JobId=N`, or the backfill scheduler's `… Started JobId=N` when it did
+    const x = /^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})\] [^\]]*\b(?:Allocate|Started) JobId=(\d+) /.exec(line);
     if (x) m.set(x[2]!, new Date(x[1]!).getTime()); // slurmctld logs local time, as Date reads a string without zone
   }
   return m;
@@ -130,10 +133,13 @@ async function run(kind: Kind, at: number): Promise<Run> {
   return { wall: performance.now() - t0, per };
 }
 
+let ctldLog = '';
+const ctldSaid = (jobIds: string[]) => ctldLog.split('\n').filter((l) => jobIds.some((id) => l.includes(`JobId=${id} `))).slice(0, 12).join('\n');
+
 /** A run's wall time from slurmctld's first allocation of its jobs to the last job's end. */
 function fromAllocation(r: Run, alloc: Map<string, number>): number {
   const starts = r.per.map((p) => alloc.get(p.id));
-  if (starts.some((a) => a === undefined)) throw new Error(`no allocation logged for a job of ${r.per.map((p) => p.id).join(',')}`);
+  if (starts.some((a) => a === undefined)) throw new Error(`no allocation logged for a job of ${r.per.map((p) => p.id).join(',')}; slurmctld said:\n${ctldSaid(r.per.map((p) => p.id))}`);
   return Math.max(...r.per.map((p) => p.endedAt)) - Math.min(...(starts as number[]));
 }
 
